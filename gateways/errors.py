@@ -1,0 +1,49 @@
+"""Gateway errors, classified by what the caller should do about them.
+
+Each error keeps its evidence (HTTP status, a short body excerpt, the gateway's request id),
+like Stripe's ``StripeError``, and never holds credentials.
+"""
+
+from __future__ import annotations
+
+
+class GatewayError(Exception):
+    """Root of every error a gateway adapter raises."""
+
+    def __init__(self, message: str, *, status: int | None = None, body: str | None = None, request_id: str | None = None):
+        super().__init__(message)
+        self.status = status
+        self.body = (body or "")[:500]
+        self.request_id = request_id
+
+    def __str__(self) -> str:
+        prefix = f"HTTP {self.status}: " if self.status is not None else ""
+        return f"{prefix}{self.args[0]}"
+
+
+class GatewayTransient(GatewayError):
+    """5xx, timeouts and connection failures: safe to try again later."""
+
+
+class GatewayRateLimited(GatewayTransient):
+    """429: try again later, after ``retry_after`` seconds when the gateway said so."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs):
+        super().__init__(message, **kwargs)
+        self.retry_after = retry_after
+
+
+class GatewayNotFound(GatewayError):
+    """The gateway does not know the id (Razorpay says so with a 400)."""
+
+
+class GatewayPermanent(GatewayError):
+    """Any other 4xx: retrying the same request will not help."""
+
+
+class SignatureInvalid(GatewayError):
+    """A webhook or callback whose signature does not verify."""
+
+
+class MalformedEvent(GatewayError):
+    """A correctly signed body that we cannot parse or that lacks what we need."""

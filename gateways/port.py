@@ -1,0 +1,114 @@
+"""The gateway port: what every payment gateway adapter offers, in our own terms.
+
+Only the standard library is imported here, so importing the port is free. Adapters
+(``gateways.razorpay``, ``gateways.payglocal``) translate wire formats into these DTOs and
+raise :mod:`gateways.errors` exceptions; nothing here knows about our database.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Protocol, runtime_checkable
+
+
+class RemoteStatus(StrEnum):
+    """A payment attempt's status at the gateway, normalised across gateways."""
+
+    CREATED = "created"  #: submitted, no result from the bank yet
+    AUTHORIZED = "authorized"  #: approved, money blocked, not captured: not paid
+    CAPTURED = "captured"  #: money taken: the only status that means paid
+    FAILED = "failed"  #: attempt failed; may still be authorised late
+    REFUNDED = "refunded"  #: captured, then (partly or fully) refunded
+    UNKNOWN = "unknown"  #: a wire status we do not know: never treated as failed
+
+
+class FailureKind(StrEnum):
+    """Why a failed attempt failed, as far as the gateway tells us."""
+
+    DECLINED = "declined"  #: bank or customer side: card declined, insufficient funds, wrong OTP
+    WINDOW_CLOSED = "window_closed"  #: the customer cancelled or closed the checkout
+    GATEWAY_ERROR = "gateway_error"  #: gateway or bank technical error mid-flow
+    TIMED_OUT = "timed_out"  #: no answer from the bank in time (late authorisation possible)
+    OTHER = "other"
+
+
+@dataclass(frozen=True, slots=True)
+class RemotePayment:
+    """One payment attempt as the gateway reports it."""
+
+    gateway_payment_id: str
+    gateway_order_id: str | None
+    status: RemoteStatus
+    amount_minor: int
+    currency: str
+    amount_refunded_minor: int = 0
+    failure_kind: FailureKind | None = None
+    failure_reason: str | None = None
+    wire_status: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteOrder:
+    """An order at the gateway with every payment attempt made on it."""
+
+    gateway_order_id: str
+    amount_minor: int
+    currency: str
+    receipt: str | None
+    wire_status: str
+    payments: tuple[RemotePayment, ...] = ()
+    checkout: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookEvent:
+    """A verified webhook: its dedupe id, type and the payment it describes (if any)."""
+
+    event_id: str
+    event_type: str
+    gateway_order_id: str | None
+    payment: RemotePayment | None
+    created_at: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CallbackResult:
+    """A verified checkout callback: which payment on which order it points at."""
+
+    gateway_order_id: str
+    gateway_payment_id: str
+
+
+@runtime_checkable
+class PaymentGateway(Protocol):
+    """What the state machine's inputs need from a gateway."""
+
+    name: str
+
+    def create_order(
+        self, *, receipt: str, amount_minor: int, currency: str, notes: Mapping[str, str], manual_capture: bool
+    ) -> RemoteOrder:
+        """Create (or find again, by receipt) the gateway order for one of our orders."""
+        ...
+
+    def fetch_order(self, gateway_order_id: str) -> RemoteOrder:
+        """The order and all its payment attempts. Raises GatewayNotFound when unknown."""
+        ...
+
+    def fetch_payment(self, gateway_payment_id: str) -> RemotePayment:
+        """One payment attempt. Raises GatewayNotFound when unknown."""
+        ...
+
+    def capture(self, gateway_payment_id: str, *, amount_minor: int, currency: str) -> RemotePayment:
+        """Capture an authorised payment; capturing an already captured one returns it."""
+        ...
+
+    def verify_webhook(self, raw_body: bytes, headers: Mapping[str, str]) -> WebhookEvent:
+        """Check the signature over the raw bytes, then parse. Raises SignatureInvalid or MalformedEvent."""
+        ...
+
+    def verify_callback(self, gateway_order_id: str, params: Mapping[str, str]) -> CallbackResult:
+        """Check a checkout callback against the order id *we* stored. Raises SignatureInvalid."""
+        ...

@@ -1,0 +1,264 @@
+"""The Razorpay adapter: :class:`RazorpayGateway` implements :class:`gateways.port.PaymentGateway`.
+
+It combines three modules: :mod:`.client` (HTTP and error mapping), :mod:`.mapping` (JSON -> DTOs)
+and :mod:`.signature` (HMAC checks). Facts come from docs/gateways/razorpay.md.
+
+Idempotency of writes:
+
+- ``create_order`` is not retried in-call. If it fails with ``GatewayTransient`` (timeout, 5xx, lost
+  response) the order may or may not exist, so the adapter looks it up by ``receipt``
+  (``GET /v1/orders?receipt=``) and returns it when found; otherwise the original error is raised
+  and the caller retries later *with the same receipt*, which finds the order next time.
+- ``capture`` of an already captured payment (Razorpay answers 400 "already been captured")
+  re-fetches the payment and returns it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
+
+from gateways.errors import GatewayError, GatewayPermanent, GatewayTransient, MalformedEvent, SignatureInvalid
+from gateways.http import DEFAULT_ATTEMPTS, DEFAULT_TIMEOUT, EventHooks
+from gateways.port import CallbackResult, RemoteOrder, RemotePayment, WebhookEvent
+from gateways.razorpay import mapping, signature
+from gateways.razorpay.client import DEFAULT_BASE_URL, RazorpayClient, is_already_captured
+
+__all__ = ["RazorpayGateway"]
+
+#: Razorpay's limit on ``receipt`` (docs §2).
+MAX_RECEIPT_LENGTH = 40
+
+#: Per-order capture settings (docs §3.4): minutes before an auto-capture window closes (minimum 12),
+#: and before an uncaptured authorisation is auto-refunded (maximum 7200 = 5 days).
+DEFAULT_AUTOMATIC_EXPIRY_MINUTES = 12
+DEFAULT_MANUAL_EXPIRY_MINUTES = 7200
+
+SIGNATURE_HEADER = "x-razorpay-signature"
+EVENT_ID_HEADER = "x-razorpay-event-id"
+
+
+class RazorpayGateway:
+    """Razorpay orders, payments, captures, webhooks and checkout callbacks, in the port's terms."""
+
+    name = "razorpay"
+
+    def __init__(
+        self,
+        *,
+        key_id: str,
+        key_secret: str,
+        webhook_secrets: Sequence[str],
+        base_url: str = DEFAULT_BASE_URL,
+        transport: httpx.BaseTransport | None = None,
+        manual_capture_default: bool = False,
+        key_secrets: Sequence[str] | None = None,
+        timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
+        event_hooks: EventHooks | None = None,
+        retry_attempts: int = DEFAULT_ATTEMPTS,
+        sleep: Callable[[float], None] = time.sleep,
+        automatic_expiry_minutes: int = DEFAULT_AUTOMATIC_EXPIRY_MINUTES,
+        manual_expiry_minutes: int = DEFAULT_MANUAL_EXPIRY_MINUTES,
+    ):
+        """Configure the adapter; nothing is sent until a method is called.
+
+        Args:
+            key_id, key_secret: the API key pair (HTTP Basic auth; the secret also signs callbacks).
+            webhook_secrets: the Dashboard webhook secret(s), several during a rotation; at least one.
+            manual_capture_default: used when ``create_order`` gets ``manual_capture=None``.
+            key_secrets: secrets accepted for callback signatures (rotation); defaults to ``[key_secret]``.
+            transport: ``None`` in production, ``httpx.MockTransport`` in tests.
+            timeout, event_hooks: passed to httpx (see :func:`gateways.http.build_client`).
+            retry_attempts, sleep: the bounded in-call retry of GETs; ``sleep`` is injected in tests.
+            automatic_expiry_minutes, manual_expiry_minutes: the per-order ``capture_options``.
+
+        Raises:
+            ValueError: no webhook secret or no key secret was given.
+        """
+        self._webhook_secrets = tuple(secret for secret in webhook_secrets if secret)
+        if not self._webhook_secrets:
+            raise ValueError("at least one Razorpay webhook secret is required; unsigned webhooks are refused")
+        self._key_secrets = tuple(secret for secret in (key_secrets or [key_secret]) if secret)
+        if not self._key_secrets:
+            raise ValueError("at least one Razorpay key secret is required to verify callbacks")
+        self._key_id = key_id
+        self._manual_capture_default = manual_capture_default
+        self._automatic_expiry_minutes = automatic_expiry_minutes
+        self._manual_expiry_minutes = manual_expiry_minutes
+        self._client = RazorpayClient(
+            key_id=key_id,
+            key_secret=key_secret,
+            base_url=base_url,
+            transport=transport,
+            timeout=timeout,
+            event_hooks=event_hooks,
+            retry_attempts=retry_attempts,
+            sleep=sleep,
+        )
+
+    def __repr__(self) -> str:
+        return f"RazorpayGateway(key_id={self._key_id!r})"
+
+    def close(self) -> None:
+        """Close the HTTP connection pool."""
+        self._client.close()
+
+    # Orders and payments ---------------------------------------------------------------
+
+    def create_order(
+        self,
+        *,
+        receipt: str,
+        amount_minor: int,
+        currency: str,
+        notes: Mapping[str, str],
+        manual_capture: bool | None = None,
+    ) -> RemoteOrder:
+        """Create the Razorpay order for one of ours, or find it again by ``receipt`` after a lost response.
+
+        Raises:
+            GatewayTransient: the create failed and no order with this receipt exists (yet).
+            GatewayPermanent: Razorpay refused the order, or the receipt belongs to a different amount.
+        """
+        if not isinstance(amount_minor, int) or isinstance(amount_minor, bool):
+            raise TypeError(f"amount_minor must be an int in minor units, got {type(amount_minor).__name__}")
+        if not receipt or len(receipt) > MAX_RECEIPT_LENGTH:
+            raise ValueError(f"receipt must be 1 to {MAX_RECEIPT_LENGTH} characters, got {len(receipt or '')}")
+        manual = self._manual_capture_default if manual_capture is None else manual_capture
+        body = {
+            "amount": amount_minor,
+            "currency": currency.upper(),
+            "receipt": receipt,
+            "notes": dict(notes),
+            "payment": self._capture_settings(manual),
+        }
+        try:
+            entity = self._client.create_order(body)
+        except GatewayTransient as create_error:
+            entity = self._find_lost_order(receipt, create_error)
+        with _api_shape("create_order"):
+            order = mapping.order_from_json(entity)
+        if order.amount_minor != amount_minor or order.currency != currency.upper():
+            raise GatewayPermanent(
+                f"razorpay order {order.gateway_order_id} for receipt {receipt!r} is for "
+                f"{order.amount_minor} {order.currency}, not {amount_minor} {currency}"
+            )
+        return dataclasses.replace(order, checkout=self._checkout(order))
+
+    def fetch_order(self, gateway_order_id: str) -> RemoteOrder:
+        """The order and every payment attempt on it (``GET /v1/orders/{id}`` + ``/payments``).
+
+        Raises:
+            GatewayNotFound: Razorpay does not know the id.
+            GatewayPermanent: e.g. the order is older than 180 days ("please use reports").
+        """
+        entity = self._client.fetch_order(gateway_order_id)
+        collection = self._client.fetch_order_payments(gateway_order_id)
+        with _api_shape("fetch_order"):
+            order = mapping.order_from_json(entity, mapping.payments_from_collection(collection))
+        return dataclasses.replace(order, checkout=self._checkout(order))
+
+    def fetch_payment(self, gateway_payment_id: str) -> RemotePayment:
+        """One payment attempt (``GET /v1/payments/{id}``). Raises GatewayNotFound when unknown."""
+        entity = self._client.fetch_payment(gateway_payment_id)
+        with _api_shape("fetch_payment"):
+            return mapping.payment_from_json(entity)
+
+    def capture(self, gateway_payment_id: str, *, amount_minor: int, currency: str) -> RemotePayment:
+        """Capture an authorised payment; an already captured one is re-fetched and returned."""
+        try:
+            entity = self._client.capture(gateway_payment_id, amount_minor, currency)
+        except GatewayPermanent as exc:
+            if is_already_captured(exc):
+                return self.fetch_payment(gateway_payment_id)
+            raise
+        with _api_shape("capture"):
+            return mapping.payment_from_json(entity)
+
+    # Signed inputs ---------------------------------------------------------------------
+
+    def verify_webhook(self, raw_body: bytes, headers: Mapping[str, str]) -> WebhookEvent:
+        """Check ``X-Razorpay-Signature`` over the raw body bytes, then parse the event.
+
+        Raises:
+            SignatureInvalid: the signature header is missing or matches no webhook secret.
+            MalformedEvent: ``X-Razorpay-Event-Id`` is missing, or the body cannot be parsed.
+        """
+        if not isinstance(raw_body, (bytes, bytearray, memoryview)):
+            raise TypeError("verify_webhook needs the raw body bytes, not a decoded or parsed body")
+        body = bytes(raw_body)
+        lowered = {str(key).lower(): value for key, value in headers.items()}
+        sent = lowered.get(SIGNATURE_HEADER)
+        if not sent or not sent.strip():
+            raise SignatureInvalid("webhook has no X-Razorpay-Signature header")
+        if not signature.matches_any(self._webhook_secrets, body, sent):
+            raise SignatureInvalid("X-Razorpay-Signature does not match the body under any configured webhook secret")
+        event_id = lowered.get(EVENT_ID_HEADER)
+        if not event_id or not event_id.strip():
+            raise MalformedEvent("webhook has no X-Razorpay-Event-Id header")
+        return mapping.parse_webhook(body, event_id)
+
+    def verify_callback(self, gateway_order_id: str, params: Mapping[str, str]) -> CallbackResult:
+        """Check a checkout callback's ``razorpay_signature`` against the order id *we* stored.
+
+        Raises:
+            SignatureInvalid: a field is missing, the echoed order id is not ours, or the
+                signature matches no key secret.
+        """
+        if not gateway_order_id:
+            raise SignatureInvalid("no stored Razorpay order id to verify the callback against")
+        payment_id = params.get("razorpay_payment_id")
+        sent = params.get("razorpay_signature")
+        if not payment_id:
+            raise SignatureInvalid("callback lacks razorpay_payment_id (a failed checkout sends error[...] instead)")
+        if not sent:
+            raise SignatureInvalid("callback lacks razorpay_signature")
+        echoed_order_id = params.get("razorpay_order_id")
+        if echoed_order_id and echoed_order_id != gateway_order_id:
+            raise SignatureInvalid("callback razorpay_order_id differs from the order id we stored")
+        message = signature.checkout_message(gateway_order_id, payment_id)
+        if not signature.matches_any(self._key_secrets, message, sent):
+            raise SignatureInvalid("razorpay_signature does not match the stored order id and payment id")
+        return CallbackResult(gateway_order_id=gateway_order_id, gateway_payment_id=payment_id)
+
+    # Helpers ---------------------------------------------------------------------------
+
+    def _capture_settings(self, manual: bool) -> dict[str, Any]:
+        """The per-order ``payment`` object (docs §3.4); it overrides the Dashboard setting."""
+        options: dict[str, Any] = {"manual_expiry_period": self._manual_expiry_minutes, "refund_speed": "optimum"}
+        if not manual:
+            options["automatic_expiry_period"] = self._automatic_expiry_minutes
+        return {"capture": "manual" if manual else "automatic", "capture_options": options}
+
+    def _find_lost_order(self, receipt: str, create_error: GatewayTransient) -> dict[str, Any]:
+        """The order a failed create may have made, found by receipt; else ``create_error`` is raised."""
+        try:
+            found = self._client.find_order_by_receipt(receipt)
+        except GatewayError:
+            raise create_error  # the lookup error stays attached as __context__
+        if found is None:
+            raise create_error
+        return found
+
+    def _checkout(self, order: RemoteOrder) -> dict[str, str]:
+        """What Razorpay's checkout.js needs to open this order. Never includes a secret."""
+        return {
+            "key_id": self._key_id,
+            "order_id": order.gateway_order_id,
+            "amount": str(order.amount_minor),
+            "currency": order.currency,
+        }
+
+
+@contextmanager
+def _api_shape(operation: str) -> Iterator[None]:
+    """An API response we cannot map is a contract problem, not a bad webhook: GatewayPermanent."""
+    try:
+        yield
+    except MalformedEvent as exc:
+        raise GatewayPermanent(f"razorpay {operation}: unexpected response shape: {exc.args[0]}") from exc

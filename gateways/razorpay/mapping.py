@@ -1,0 +1,267 @@
+"""Pure functions from Razorpay JSON to the port's DTOs. No I/O, no clock.
+
+Rules taken from docs/gateways/razorpay.md:
+
+- ``status`` is authoritative; the ``captured`` flag contradicts it in some official samples and is ignored.
+- A wire status we do not know maps to ``RemoteStatus.UNKNOWN``, never to failed.
+- A ``captured`` payment with ``amount_refunded > 0`` (a partial refund keeps ``captured``) maps to REFUNDED.
+- ``notes`` may be ``{}`` or ``[]``; empty error fields may be ``""`` rather than ``null``.
+- Amounts are integers in minor units; anything else (float, string, bool) is rejected.
+
+Shape errors raise :class:`gateways.errors.MalformedEvent` with a message naming the field.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from gateways.errors import MalformedEvent
+from gateways.port import FailureKind, RemoteOrder, RemotePayment, RemoteStatus, WebhookEvent
+
+#: Razorpay payment statuses (docs §3.3) -> our normalised status. Anything else is UNKNOWN.
+STATUS_MAP: Mapping[str, RemoteStatus] = {
+    "created": RemoteStatus.CREATED,
+    "authorized": RemoteStatus.AUTHORIZED,
+    "captured": RemoteStatus.CAPTURED,
+    "failed": RemoteStatus.FAILED,
+    "refunded": RemoteStatus.REFUNDED,
+}
+
+#: Webhook events whose payload must carry a payment entity (``refund.*`` too, see §5.1).
+PAYMENT_EVENTS = frozenset({"payment.authorized", "payment.captured", "payment.failed", "order.paid"})
+
+#: error_reason values meaning the customer closed or cancelled the checkout.
+WINDOW_CLOSED_REASONS = frozenset({"payment_cancelled", "payment_cancelled_by_user", "user_cancelled"})
+
+#: error_reason values meaning the bank did not answer in time; a late authorisation may follow.
+TIMED_OUT_REASONS = frozenset({"payment_timed_out", "payment_pending", "deemed_transaction", "bank_timeout"})
+
+#: error_code / error_source values meaning a technical error at Razorpay, the gateway or the bank's switch.
+GATEWAY_ERROR_CODES = frozenset({"GATEWAY_ERROR", "SERVER_ERROR"})
+GATEWAY_ERROR_SOURCES = frozenset({"gateway", "internal"})
+GATEWAY_ERROR_REASONS = frozenset({"server_error", "gateway_technical_error", "bank_technical_error"})
+
+#: Who declines: the bank, the issuer, or the customer (wrong OTP, no funds).
+DECLINED_SOURCES = frozenset({"bank", "issuer_bank", "customer"})
+DECLINED_REASONS = frozenset(
+    {
+        "payment_failed",
+        "payment_declined",
+        "card_declined",
+        "transaction_declined",
+        "insufficient_funds",
+        "incorrect_otp",
+        "invalid_otp",
+        "incorrect_pin",
+        "invalid_pin",
+        "authentication_failed",
+        "card_expired",
+        "payment_risk_check_failed",
+    }
+)
+
+
+def classify_failure(*, error_source: str | None, error_reason: str | None, error_code: str | None) -> FailureKind:
+    """Why a failed payment failed, from Razorpay's ``error_source``, ``error_reason`` and ``error_code``.
+
+    Checked in this order: window closed, timed out, gateway error, declined, other.
+    """
+    source = (error_source or "").strip().lower()
+    reason = (error_reason or "").strip().lower()
+    code = (error_code or "").strip().upper()
+    if reason in WINDOW_CLOSED_REASONS or (source == "customer" and "cancel" in reason):
+        return FailureKind.WINDOW_CLOSED
+    if reason in TIMED_OUT_REASONS or "timed_out" in reason:
+        return FailureKind.TIMED_OUT
+    if code in GATEWAY_ERROR_CODES or source in GATEWAY_ERROR_SOURCES or reason in GATEWAY_ERROR_REASONS:
+        return FailureKind.GATEWAY_ERROR
+    if reason in DECLINED_REASONS or source in DECLINED_SOURCES:
+        return FailureKind.DECLINED
+    return FailureKind.OTHER
+
+
+def parse_notes(value: object) -> dict[str, str]:
+    """``notes`` as a dict: Razorpay serialises empty notes as ``[]`` (and sometimes ``null``)."""
+    if value is None or value == []:
+        return {}
+    if isinstance(value, Mapping):
+        return {str(key): "" if item is None else str(item) for key, item in value.items()}
+    raise MalformedEvent(f"notes must be an object or an empty list, got {type(value).__name__}")
+
+
+def payment_from_json(entity: Mapping[str, Any]) -> RemotePayment:
+    """A Razorpay payment entity as a :class:`RemotePayment`.
+
+    Raises:
+        MalformedEvent: when ``id``, ``amount`` or ``currency`` is missing or mistyped.
+    """
+    if not isinstance(entity, Mapping):
+        raise MalformedEvent(f"payment entity must be an object, got {type(entity).__name__}")
+    wire_status = _optional_str(entity, "status", "payment") or ""
+    amount_refunded = _optional_int(entity, "amount_refunded", "payment") or 0
+    status = STATUS_MAP.get(wire_status, RemoteStatus.UNKNOWN)
+    if status is RemoteStatus.CAPTURED and amount_refunded > 0:
+        status = RemoteStatus.REFUNDED
+    failure_kind = failure_reason = None
+    if status is RemoteStatus.FAILED:
+        failure_kind = classify_failure(
+            error_source=_optional_str(entity, "error_source", "payment"),
+            error_reason=_optional_str(entity, "error_reason", "payment"),
+            error_code=_optional_str(entity, "error_code", "payment"),
+        )
+        failure_reason = _failure_reason(entity)
+    return RemotePayment(
+        gateway_payment_id=_required_str(entity, "id", "payment"),
+        gateway_order_id=_optional_str(entity, "order_id", "payment"),
+        status=status,
+        amount_minor=_required_int(entity, "amount", "payment"),
+        currency=_required_str(entity, "currency", "payment").upper(),
+        amount_refunded_minor=amount_refunded,
+        failure_kind=failure_kind,
+        failure_reason=failure_reason,
+        wire_status=wire_status,
+    )
+
+
+def payments_from_collection(collection: Mapping[str, Any]) -> tuple[RemotePayment, ...]:
+    """The payments of a ``{"entity": "collection", "items": [...]}`` response."""
+    items = collection.get("items") if isinstance(collection, Mapping) else None
+    if not isinstance(items, list):
+        raise MalformedEvent("payments collection lacks an 'items' list")
+    return tuple(payment_from_json(item) for item in items)
+
+
+def order_from_json(
+    entity: Mapping[str, Any], payments: Sequence[RemotePayment] = (), *, checkout: Mapping[str, str] | None = None
+) -> RemoteOrder:
+    """A Razorpay order entity (plus its payments) as a :class:`RemoteOrder`."""
+    if not isinstance(entity, Mapping):
+        raise MalformedEvent(f"order entity must be an object, got {type(entity).__name__}")
+    return RemoteOrder(
+        gateway_order_id=_required_str(entity, "id", "order"),
+        amount_minor=_required_int(entity, "amount", "order"),
+        currency=_required_str(entity, "currency", "order").upper(),
+        receipt=_optional_str(entity, "receipt", "order"),
+        wire_status=_optional_str(entity, "status", "order") or "",
+        payments=tuple(payments),
+        checkout=dict(checkout or {}),
+    )
+
+
+def parse_webhook(raw_body: bytes, event_id: str) -> WebhookEvent:
+    """Parse a (signature-checked) webhook body into a :class:`WebhookEvent`.
+
+    ``payment.*``, ``order.paid`` and ``refund.*`` events must carry ``payload.payment.entity``.
+    Other event types (disputes, downtime...) get ``payment=None`` when their payment entity is
+    absent or does not parse, so an event we do not act on never blocks the webhook.
+
+    Raises:
+        MalformedEvent: the body is not a UTF-8 JSON object, lacks ``event``, or a required
+            payment entity is missing or malformed; or ``event_id`` is empty.
+    """
+    if not event_id or not event_id.strip():
+        raise MalformedEvent("webhook has no event id (X-Razorpay-Event-Id)")
+    envelope = _json_object(raw_body)
+    event_type = envelope.get("event")
+    if not isinstance(event_type, str) or not event_type:
+        raise MalformedEvent("webhook body lacks a string 'event' field")
+    payload = envelope.get("payload") or {}
+    if not isinstance(payload, Mapping):
+        raise MalformedEvent("webhook 'payload' must be an object")
+
+    payment_entity = _entity(payload, "payment")
+    order_entity = _entity(payload, "order")
+    needs_payment = event_type in PAYMENT_EVENTS or event_type.startswith("refund.")
+    payment: RemotePayment | None = None
+    if needs_payment:
+        if payment_entity is None:
+            raise MalformedEvent(f"{event_type} webhook lacks a payload.payment.entity object")
+        payment = payment_from_json(payment_entity)
+    elif payment_entity is not None:
+        try:
+            payment = payment_from_json(payment_entity)
+        except MalformedEvent:
+            payment = None
+
+    gateway_order_id = payment.gateway_order_id if payment else None
+    if gateway_order_id is None and order_entity is not None:
+        order_id = order_entity.get("id")
+        gateway_order_id = order_id if isinstance(order_id, str) and order_id else None
+    created_at = envelope.get("created_at")
+    return WebhookEvent(
+        event_id=event_id.strip(),
+        event_type=event_type,
+        gateway_order_id=gateway_order_id,
+        payment=payment,
+        created_at=created_at if _is_int(created_at) else None,
+    )
+
+
+# Helpers -------------------------------------------------------------------------------
+
+
+def _json_object(raw_body: bytes) -> Mapping[str, Any]:
+    try:
+        text = bytes(raw_body).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise MalformedEvent(f"webhook body is not UTF-8: {exc.reason} at byte {exc.start}") from exc
+    try:
+        envelope = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise MalformedEvent(f"webhook body is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from exc
+    if not isinstance(envelope, dict):
+        raise MalformedEvent(f"webhook body must be a JSON object, got {type(envelope).__name__}")
+    return envelope
+
+
+def _entity(payload: Mapping[str, Any], name: str) -> Mapping[str, Any] | None:
+    """``payload[name]["entity"]`` when it is an object, else ``None``."""
+    wrapper = payload.get(name)
+    entity = wrapper.get("entity") if isinstance(wrapper, Mapping) else None
+    return entity if isinstance(entity, Mapping) else None
+
+
+def _failure_reason(entity: Mapping[str, Any]) -> str | None:
+    parts = [
+        _optional_str(entity, "error_reason", "payment"),
+        _optional_str(entity, "error_description", "payment"),
+    ]
+    text = ": ".join(part for part in parts if part)
+    return text or _optional_str(entity, "error_code", "payment")
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _required_int(entity: Mapping[str, Any], key: str, kind: str) -> int:
+    value = entity.get(key)
+    if not _is_int(value):
+        raise MalformedEvent(f"{kind} '{key}' must be an integer amount in minor units, got {value!r}")
+    return value
+
+
+def _optional_int(entity: Mapping[str, Any], key: str, kind: str) -> int | None:
+    value = entity.get(key)
+    if value is None:
+        return None
+    return _required_int(entity, key, kind)
+
+
+def _required_str(entity: Mapping[str, Any], key: str, kind: str) -> str:
+    value = _optional_str(entity, key, kind)
+    if value is None:
+        raise MalformedEvent(f"{kind} lacks '{key}'")
+    return value
+
+
+def _optional_str(entity: Mapping[str, Any], key: str, kind: str) -> str | None:
+    """A string field; ``null`` and ``""`` (Razorpay uses both for "none") give ``None``."""
+    value = entity.get(key)
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise MalformedEvent(f"{kind} '{key}' must be a string, got {type(value).__name__}")
+    return value
