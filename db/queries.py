@@ -1,0 +1,95 @@
+"""Plain query functions. No repository classes, no HTTP."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Select, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from db.models import GatewayPayment, InboxEvent, LedgerEntry, Order, Organisation, OrderTransition
+
+#: Forward-only ranking of payment statuses: a stale snapshot never overwrites a newer one.
+PAYMENT_STATUS_RANK = {"unknown": 0, "created": 0, "failed": 1, "authorized": 2, "captured": 3, "refunded": 4}
+
+
+def insert_ignore(session: Session, model: type, values: dict[str, Any], conflict: Sequence[str]) -> Any | None:
+    """INSERT … ON CONFLICT DO NOTHING; returns the new primary key, or None when the row existed."""
+    dialect = session.get_bind().dialect.name
+    insert = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}[dialect]
+    pk = model.__mapper__.primary_key[0]
+    stmt = insert(model).values(**values).on_conflict_do_nothing(index_elements=list(conflict)).returning(pk)
+    return session.execute(stmt).scalar_one_or_none()
+
+
+def _locked(stmt: Select, lock: bool) -> Select:
+    return stmt.with_for_update() if lock else stmt
+
+
+def get_order(session: Session, order_id: str, *, lock: bool = False) -> Order | None:
+    return session.execute(_locked(select(Order).where(Order.id == order_id), lock)).scalar_one_or_none()
+
+
+def find_order_by_gateway_id(session: Session, gateway: str, gateway_order_id: str, *, lock: bool = False) -> Order | None:
+    stmt = select(Order).where(Order.gateway == gateway, Order.gateway_order_id == gateway_order_id)
+    return session.execute(_locked(stmt, lock)).scalar_one_or_none()
+
+
+def get_inbox_event(session: Session, inbox_id: int, *, lock: bool = False) -> InboxEvent | None:
+    return session.execute(_locked(select(InboxEvent).where(InboxEvent.id == inbox_id), lock)).scalar_one_or_none()
+
+
+def find_inbox_event(session: Session, gateway: str, event_id: str) -> InboxEvent | None:
+    stmt = select(InboxEvent).where(InboxEvent.gateway == gateway, InboxEvent.event_id == event_id)
+    return session.execute(stmt).scalar_one_or_none()
+
+
+def payments_of(session: Session, order_id: str) -> list[GatewayPayment]:
+    stmt = select(GatewayPayment).where(GatewayPayment.order_id == order_id).order_by(GatewayPayment.id)
+    return list(session.execute(stmt).scalars())
+
+
+def record_payment(session: Session, *, order_id: str, gateway: str, values: dict[str, Any], now: datetime) -> None:
+    """Insert or move forward the stored status of one payment attempt."""
+    key = {"gateway": gateway, "gateway_payment_id": values["gateway_payment_id"]}
+    new_id = insert_ignore(session, GatewayPayment, {**key, **values, "order_id": order_id, "first_seen_at": now,
+                                                     "updated_at": now}, conflict=list(key))
+    if new_id is not None:
+        return
+    row = session.execute(select(GatewayPayment).filter_by(**key)).scalar_one()
+    if PAYMENT_STATUS_RANK.get(values["status"], 0) >= PAYMENT_STATUS_RANK.get(row.status, 0):
+        for name, value in values.items():
+            setattr(row, name, value)
+        row.updated_at = now
+
+
+def flag_payment(session: Session, *, gateway: str, gateway_payment_id: str, reason: str) -> None:
+    session.execute(update(GatewayPayment).where(GatewayPayment.gateway == gateway,
+                                                 GatewayPayment.gateway_payment_id == gateway_payment_id)
+                    .values(flag_reason=reason))
+
+
+def add_credits(session: Session, organisation_id: str, credits: int) -> None:
+    session.execute(update(Organisation).where(Organisation.id == organisation_id)
+                    .values(credit_balance=Organisation.credit_balance + credits))
+
+
+def ledger_sum(session: Session, organisation_id: str) -> int:
+    stmt = select(func.coalesce(func.sum(LedgerEntry.credits), 0)).where(LedgerEntry.organisation_id == organisation_id)
+    return int(session.execute(stmt).scalar_one())
+
+
+def timeline(session: Session, order_id: str) -> dict[str, list[Any]]:
+    """Everything we hold about one order, oldest first."""
+    def rows(model, *order_by):
+        return list(session.execute(select(model).where(model.order_id == order_id).order_by(*order_by)).scalars())
+
+    return {
+        "payments": rows(GatewayPayment, GatewayPayment.id),
+        "transitions": rows(OrderTransition, OrderTransition.id),
+        "events": rows(InboxEvent, InboxEvent.id),
+        "ledger": rows(LedgerEntry, LedgerEntry.id),
+    }

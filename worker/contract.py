@@ -1,0 +1,45 @@
+"""The message contract for the billing backend and support tools: one model per actor.
+
+A message that breaks the contract raises :class:`BadMessage`, which the actors list in
+``throws=``: it goes straight to the dead-letter queue with the reason, and never crashes a worker.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+
+class BadMessage(Exception):
+    """A queue message whose arguments break the documented contract."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class VerifyPaymentArgs(_Strict):
+    order_id: str = Field(min_length=1, max_length=40)
+    payment_id: str = Field(min_length=1, max_length=64)
+    signature: str = Field(min_length=1, max_length=512)
+
+
+class RecheckOrderArgs(_Strict):
+    order_id: str = Field(min_length=1, max_length=40)
+    requested_by: str = Field(min_length=1, max_length=120)
+    reason: str | None = Field(default=None, max_length=2_000)
+
+
+class InboxEventArgs(_Strict):
+    inbox_id: int = Field(ge=1)
+
+
+class OrderArgs(_Strict):
+    order_id: str = Field(min_length=1, max_length=40)
+
+
+def parse(model: type[_Strict], **kwargs) -> _Strict:
+    try:
+        return model(**kwargs)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'message'}: {e['msg']}" for e in exc.errors())
+        raise BadMessage(f"{model.__name__}: {problems}") from None

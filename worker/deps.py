@@ -1,0 +1,80 @@
+"""What services need, built once per process from Settings and passed in as ``deps``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from db.session import make_engine, make_session_factory
+from gateways.port import PaymentGateway
+from worker.clock import Clock, SystemClock
+from worker.domain.order_state import Policy
+from worker.domain.pricing import PriceList
+from worker.settings import Settings
+
+
+@dataclass
+class Deps:
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    gateways: dict[str, PaymentGateway]
+    clock: Clock
+    policy: Policy
+    prices: PriceList
+
+    def gateway(self, name: str) -> PaymentGateway:
+        try:
+            return self.gateways[name]
+        except KeyError:
+            raise LookupError(f"no gateway named {name!r} is configured") from None
+
+
+def build_gateways(settings: Settings, *, transport=None) -> dict[str, PaymentGateway]:
+    from gateways.razorpay import RazorpayGateway
+
+    razorpay = RazorpayGateway(
+        key_id=settings.razorpay_key_id,
+        key_secret=settings.razorpay_key_secret.get_secret_value(),
+        webhook_secrets=settings.webhook_secrets(),
+        base_url=settings.razorpay_base_url,
+        transport=transport,
+    )
+    return {razorpay.name: razorpay}
+
+
+def build_deps(settings: Settings, *, clock: Clock | None = None, gateways: dict[str, PaymentGateway] | None = None) -> Deps:
+    engine = make_engine(settings.database_url)
+    return Deps(
+        settings=settings,
+        engine=engine,
+        sessions=make_session_factory(engine),
+        gateways=gateways if gateways is not None else build_gateways(settings),
+        clock=clock or SystemClock(),
+        policy=Policy(abandon_after=timedelta(seconds=settings.abandon_after_s),
+                      late_payment_horizon=timedelta(seconds=settings.late_payment_horizon_s)),
+        prices=PriceList(settings.credit_price_minor, settings.pro_price_minor, settings.min_credits,
+                         settings.max_credits, settings.max_custom_amount_minor),
+    )
+
+
+_current: Deps | None = None
+
+
+def get_deps() -> Deps:
+    """The process's Deps, built from the environment on first use."""
+    global _current
+    if _current is None:
+        from worker.settings import get_settings
+
+        _current = build_deps(get_settings())
+    return _current
+
+
+def set_deps(deps: Deps | None) -> None:
+    """Install the Deps that actors and endpoints use (tests, the demo)."""
+    global _current
+    _current = deps

@@ -1,0 +1,66 @@
+"""Money as integer minor units plus an ISO 4217 currency code. No floats anywhere."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+
+#: Currencies whose minor unit is not 1/100 (Razorpay's exponent table).
+EXPONENTS: dict[str, int] = {
+    **{c: 0 for c in "BIF CLP DJF GNF ISK JPY KMF KRW PYG RWF UGX VND VUV XAF XOF XPF".split()},
+    **{c: 3 for c in "BHD IQD JOD KWD OMR TND".split()},
+}
+
+
+def exponent(currency: str) -> int:
+    """How many decimal places the currency's minor unit has (2 unless listed)."""
+    return EXPONENTS.get(currency.upper(), 2)
+
+
+@dataclass(frozen=True, slots=True)
+class Money:
+    """An amount in minor units (paise, cents) of one currency."""
+
+    minor: int
+    currency: str
+
+    def __post_init__(self) -> None:
+        if isinstance(self.minor, bool) or not isinstance(self.minor, int):
+            raise TypeError(f"amount must be an integer number of minor units, got {self.minor!r}")
+        if len(self.currency) != 3 or not self.currency.isalpha() or not self.currency.isupper():
+            raise ValueError(f"currency must be an upper-case ISO 4217 code, got {self.currency!r}")
+
+    def __add__(self, other: Money) -> Money:
+        if other.currency != self.currency:
+            raise ValueError(f"cannot add {other.currency} to {self.currency}")
+        return Money(self.minor + other.minor, self.currency)
+
+    def __str__(self) -> str:
+        return f"{format_major(self.minor, self.currency)} {self.currency}"
+
+
+def format_major(minor: int, currency: str) -> str:
+    """Minor units as a decimal string in major units: 29500 INR -> '295.00'."""
+    exp = exponent(currency)
+    if exp == 0:
+        return str(minor)
+    sign = "-" if minor < 0 else ""
+    whole, frac = divmod(abs(minor), 10**exp)
+    return f"{sign}{whole}.{frac:0{exp}d}"
+
+
+def parse_major(text: str, currency: str) -> Money:
+    """A decimal string in major units ('295.00') as exact minor units. Raises ValueError."""
+    try:
+        value = Decimal(text.strip())
+    except (InvalidOperation, AttributeError) as exc:
+        raise ValueError(f"not a decimal amount: {text!r}") from exc
+    scaled = value.scaleb(exponent(currency))
+    if scaled != scaled.to_integral_value() or not value.is_finite():
+        raise ValueError(f"{text!r} has more decimals than {currency} allows")
+    return Money(int(scaled), currency.upper())
+
+
+def apply_rate_bp(minor: int, rate_bp: int) -> int:
+    """``minor`` times a rate in basis points, rounded half up, in integers."""
+    return (minor * rate_bp + 5_000) // 10_000

@@ -1,0 +1,60 @@
+"""Feed evidence into the state machine and persist its decision, inside the caller's transaction."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy.orm import Session
+
+from db import queries
+from db.models import Order, OrderTransition
+from gateways.port import RemotePayment
+from worker.domain.order_state import Decision, Evidence, OrderSnapshot, OrderState, Plan, Policy, decide, evolve
+from worker.logging import get_logger
+from worker.services.credit import grant_once
+
+
+def snapshot(session: Session, order: Order) -> OrderSnapshot:
+    flagged = frozenset(p.gateway_payment_id for p in queries.payments_of(session, order.id) if p.flag_reason)
+    return OrderSnapshot(
+        order_id=order.id, state=OrderState(order.state), plan=Plan(order.plan), amount_minor=order.amount_minor,
+        currency=order.currency, gateway_order_id=order.gateway_order_id or "", created_at=order.created_at,
+        manual_capture=order.manual_capture, granted_payment_id=order.granted_payment_id, flagged_payment_ids=flagged,
+    )
+
+
+def payment_values(payment: RemotePayment) -> dict:
+    return {
+        "gateway_payment_id": payment.gateway_payment_id, "status": payment.status.value,
+        "amount_minor": payment.amount_minor, "currency": payment.currency,
+        "amount_refunded_minor": payment.amount_refunded_minor,
+        "failure_kind": payment.failure_kind.value if payment.failure_kind else None,
+        "failure_reason": (payment.failure_reason or None) and payment.failure_reason[:200],
+    }
+
+
+def apply_evidence(session: Session, order: Order, evidence: Evidence, *, now: datetime, policy: Policy) -> Decision:
+    """Decide on a row locked by the caller, then record payments, the grant and the transition."""
+    before = snapshot(session, order)
+    decision = decide(before, evidence, now=now, policy=policy)
+    evolve(before, decision)  # raises IllegalTransition before anything is written
+    for payment in evidence.payments:
+        if payment.gateway_order_id in (None, order.gateway_order_id):
+            queries.record_payment(session, order_id=order.id, gateway=order.gateway, values=payment_values(payment), now=now)
+    for payment in decision.flagged:
+        queries.flag_payment(session, gateway=order.gateway, gateway_payment_id=payment.gateway_payment_id,
+                             reason=decision.reason)
+    log = get_logger(order_id=order.id, gateway=order.gateway)
+    if decision.grant is not None and grant_once(session, order, decision.grant, now=now):
+        order.granted_payment_id = decision.grant.gateway_payment_id
+        order.paid_at = now
+        log.info("order_granted", payment_id=decision.grant.gateway_payment_id, plan=order.plan, credits=order.credits)
+    if decision.changed:
+        session.add(OrderTransition(order_id=order.id, from_state=order.state, to_state=decision.to_state.value,
+                                    reason=decision.reason, source=evidence.source.value, created_at=now,
+                                    gateway_payment_id=decision.grant.gateway_payment_id if decision.grant else None))
+        log.info("order_state_changed", from_state=order.state, to_state=decision.to_state.value,
+                 reason=decision.reason, source=evidence.source.value)
+        order.state, order.state_reason = decision.to_state.value, decision.reason
+    order.updated_at = now
+    return decision

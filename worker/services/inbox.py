@@ -1,0 +1,98 @@
+"""The inbox: every webhook and callback is stored before it is acknowledged, then applied once.
+
+``store_webhook`` runs in the web process: verify the signature over the raw bytes, store the
+raw body and headers (rejected ones too, with the reason), dedupe on the gateway's event id.
+``process_inbox_event`` runs in a worker: apply the event to its order in the same transaction
+that marks it processed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from db import queries
+from db.models import InboxEvent
+from gateways.errors import MalformedEvent, SignatureInvalid
+from worker.deps import Deps
+from worker.domain.order_state import Decision, Evidence, Source
+from worker.logging import get_logger
+from worker.services.apply import apply_evidence
+from worker.services.reconcile import capture_authorized
+
+#: Headers never stored: they may carry credentials of a proxy in front of us.
+DROPPED_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization"})
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """What became of an incoming webhook. ``enqueue`` is set when a worker must process it."""
+
+    inbox_id: int
+    status: str  # accepted | duplicate | rejected
+    reason: str | None = None
+    enqueue: bool = False
+
+
+def storable_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    return {k.lower(): v for k, v in headers.items() if k.lower() not in DROPPED_HEADERS}
+
+
+def store_webhook(gateway_name: str, raw_body: bytes, headers: Mapping[str, str], *, deps: Deps) -> Stored:
+    """Verify and store one webhook delivery. Never loses the body, whatever it is."""
+    now = deps.clock.now()
+    base = {"gateway": gateway_name, "kind": "webhook", "headers": storable_headers(headers), "body": raw_body,
+            "received_at": now, "attempts": 0}
+    try:
+        event = deps.gateway(gateway_name).verify_webhook(raw_body, headers)
+    except (SignatureInvalid, MalformedEvent) as exc:
+        reason = f"{'bad_signature' if isinstance(exc, SignatureInvalid) else 'malformed'}: {exc}"
+        with deps.sessions.begin() as session:
+            row = InboxEvent(**base, status="rejected", reason=reason, processed_at=now)
+            session.add(row)
+            session.flush()
+        get_logger(gateway=gateway_name).warning("webhook_rejected", inbox_id=row.id, reason=reason)
+        return Stored(row.id, "rejected", reason)
+    with deps.sessions.begin() as session:
+        inbox_id = queries.insert_ignore(session, InboxEvent, {
+            **base, "event_id": event.event_id, "event_type": event.event_type, "status": "pending",
+            "gateway_payment_id": event.payment.gateway_payment_id if event.payment else None,
+        }, conflict=["gateway", "event_id"])
+        if inbox_id is not None:
+            return Stored(inbox_id, "accepted", enqueue=True)
+        existing = queries.find_inbox_event(session, gateway_name, event.event_id)
+        return Stored(existing.id, "duplicate", enqueue=existing.status == "pending")
+
+
+def process_inbox_event(inbox_id: int, *, deps: Deps) -> Decision | None:
+    """Apply one stored webhook to its order, once. Returns the decision, or None if nothing applied."""
+    now = deps.clock.now()
+    with deps.sessions.begin() as session:
+        row = queries.get_inbox_event(session, inbox_id, lock=True)
+        if row is None or row.status != "pending":
+            return None
+        row.attempts += 1
+        log = get_logger(gateway=row.gateway, inbox_id=row.id, event_type=row.event_type)
+        try:
+            event = deps.gateway(row.gateway).verify_webhook(row.body, row.headers)
+        except (SignatureInvalid, MalformedEvent) as exc:
+            return _finish(row, "rejected", f"no longer verifies: {exc}", now, log)
+        payment = event.payment
+        if payment is None or not event.gateway_order_id:
+            return _finish(row, "ignored", f"event {event.event_type} carries no payment we act on", now, log)
+        order = queries.find_order_by_gateway_id(session, row.gateway, event.gateway_order_id, lock=True)
+        if order is None:
+            return _finish(row, "rejected", f"unknown order {event.gateway_order_id}", now, log)
+        row.order_id = order.id
+        decision = apply_evidence(session, order, Evidence(Source.WEBHOOK, (payment,)), now=now, policy=deps.policy)
+        _finish(row, "processed", decision.reason, now, log.bind(order_id=order.id, payment_id=payment.gateway_payment_id))
+        order_id, gateway_name = order.id, order.gateway
+    if decision.capture:
+        return capture_authorized(order_id, gateway_name, decision, Source.WEBHOOK, deps=deps)
+    return decision
+
+
+def _finish(row: InboxEvent, status: str, reason: str, now, log) -> None:
+    row.status, row.reason, row.processed_at = status, reason, now
+    (log.info if status == "processed" else log.warning)("inbox_event_" + status, reason=reason)
+    return None

@@ -1,0 +1,100 @@
+"""``create_order``: the Plan → Credits → Review steps, then the order at the gateway."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import datetime
+
+from db.models import Member, Order, Organisation, OrderTransition
+from gateways.errors import GatewayError
+from worker.deps import Deps
+from worker.domain.errors import GatewayUnavailable, OrderRejected
+from worker.domain.order_state import OrderState, Plan
+from worker.domain.pricing import parse_plan, quote
+from worker.logging import get_logger
+
+
+@dataclass(frozen=True, slots=True)
+class PurchaseRequest:
+    organisation_id: str
+    requested_by: str  #: the member id of the person paying
+    plan: str
+    refund_policy_accepted: bool
+    credits: int | None = None
+    custom_amount_minor: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CreatedOrder:
+    order: Order
+    checkout: dict[str, str]
+
+
+def new_order_id() -> str:
+    """``ord_`` and 20 random hex characters; also our receipt at the gateway (≤ 40 chars)."""
+    return "ord_" + secrets.token_hex(10)
+
+
+def create_order(request: PurchaseRequest, *, deps: Deps) -> CreatedOrder:
+    """Validate, price and store the order, then create it at the region's gateway.
+
+    Raises:
+        OrderRejected: the purchase is not allowed (nothing is stored).
+        GatewayUnavailable: the gateway failed; the order is kept, marked abandoned.
+    """
+    now = deps.clock.now()
+    with deps.sessions.begin() as session:
+        order = _new_order(session, request, deps=deps, now=now)
+        session.add(order)
+    gateway = deps.gateway(order.gateway)
+    log = get_logger(order_id=order.id, gateway=order.gateway)
+    try:
+        remote = gateway.create_order(receipt=order.id, amount_minor=order.amount_minor, currency=order.currency,
+                                      notes={"order_id": order.id, "organisation_id": order.organisation_id},
+                                      manual_capture=order.manual_capture)
+    except GatewayError as exc:
+        _close_after_gateway_error(order.id, deps=deps, now=now)
+        log.warning("gateway_order_create_failed", error=str(exc), error_type=type(exc).__name__)
+        raise GatewayUnavailable(order.id, f"{order.gateway} could not create the order: {exc}") from exc
+    with deps.sessions.begin() as session:
+        stored = session.get(Order, order.id, with_for_update=True)
+        stored.gateway_order_id = remote.gateway_order_id
+        stored.updated_at = deps.clock.now()
+    log.info("order_created", gateway_order_id=remote.gateway_order_id, amount_minor=order.amount_minor,
+             currency=order.currency, plan=order.plan)
+    return CreatedOrder(stored, dict(remote.checkout))
+
+
+def _new_order(session, request: PurchaseRequest, *, deps: Deps, now: datetime) -> Order:
+    organisation = session.get(Organisation, request.organisation_id)
+    if organisation is None:
+        raise OrderRejected("unknown_organisation", f"no organisation {request.organisation_id!r}")
+    member = session.get(Member, request.requested_by)
+    if member is None or member.organisation_id != organisation.id:
+        raise OrderRejected("unknown_member", "the person paying is not a member of this organisation")
+    if member.role != "admin":
+        raise OrderRejected("not_admin", "only an organisation's admins can make payments; operators cannot")
+    if request.refund_policy_accepted is not True:
+        raise OrderRejected("refund_policy_not_accepted", "the refund policy must be accepted for every purchase")
+    plan = parse_plan(request.plan)
+    region = deps.settings.regions.get(organisation.region)
+    if region is None:
+        raise OrderRejected("region_not_supported", f"online payment is not available in region {organisation.region!r}")
+    priced = quote(plan=plan, credits=request.credits, custom_amount_minor=request.custom_amount_minor,
+                   currency=region.currency, tax_rate_bp=region.tax_rate_bp, prices=deps.prices)
+    return Order(
+        id=new_order_id(), organisation_id=organisation.id, requested_by=member.id, plan=plan.value,
+        credits=priced.credits if plan == Plan.PAYG else 0, currency=priced.currency,
+        subtotal_minor=priced.subtotal_minor, tax_rate_bp=priced.tax_rate_bp, tax_minor=priced.tax_minor,
+        amount_minor=priced.total_minor, gateway=region.gateway, manual_capture=deps.settings.razorpay_manual_capture,
+        state=OrderState.CREATED.value, refund_policy_accepted_at=now, created_at=now, updated_at=now, check_count=0,
+    )
+
+
+def _close_after_gateway_error(order_id: str, *, deps: Deps, now: datetime) -> None:
+    with deps.sessions.begin() as session:
+        order = session.get(Order, order_id, with_for_update=True)
+        session.add(OrderTransition(order_id=order_id, from_state=order.state, to_state=OrderState.ABANDONED.value,
+                                    reason="gateway_error", source="create", created_at=now))
+        order.state, order.state_reason, order.updated_at = OrderState.ABANDONED.value, "gateway_error", now

@@ -1,0 +1,135 @@
+"""Ask the gateway what happened and feed the answer to the state machine.
+
+Used by the sweep (poll), by support (recheck) and by the checkout callback (verify_payment).
+Network I/O happens outside any row lock: read, call the gateway, then lock and decide on the
+row as it is *now*, so a webhook that committed meanwhile is seen, not overwritten.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from db import queries
+from db.models import InboxEvent, Order, SupportAction
+from gateways.errors import GatewayNotFound, SignatureInvalid
+from worker.deps import Deps
+from worker.domain.errors import UnknownOrder
+from worker.domain.order_state import Decision, Evidence, Source
+from worker.logging import get_logger
+from worker.services.apply import apply_evidence
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What a check found and did, for callers that wait (support, billing)."""
+
+    order_id: str
+    from_state: str
+    state: str
+    reason: str
+    gateway_payments: list[dict]
+
+
+def _load(order_id: str, *, deps: Deps) -> Order:
+    with deps.sessions() as session:
+        order = queries.get_order(session, order_id)
+    if order is None:
+        raise UnknownOrder(f"no order {order_id!r}")
+    return order
+
+
+def _decide(order_id: str, evidence: Evidence, *, deps: Deps) -> Decision:
+    with deps.sessions.begin() as session:
+        order = queries.get_order(session, order_id, lock=True)
+        return apply_evidence(session, order, evidence, now=deps.clock.now(), policy=deps.policy)
+
+
+def capture_authorized(order_id: str, gateway_name: str, decision: Decision, source: Source, *, deps: Deps) -> Decision:
+    """Capture what the state machine asked to capture (outside any lock), then feed the result back."""
+    gateway = deps.gateway(gateway_name)
+    for payment in decision.capture:
+        captured = gateway.capture(payment.gateway_payment_id, amount_minor=payment.amount_minor, currency=payment.currency)
+        decision = _decide(order_id, Evidence(source, (captured,)), deps=deps)
+    return decision
+
+
+def reconcile_order(order_id: str, *, deps: Deps, source: Source = Source.POLL) -> Decision | None:
+    """Fetch every attempt on the order from the gateway and decide. Gateway errors propagate."""
+    order = _load(order_id, deps=deps)
+    if not order.gateway_order_id:
+        return None
+    gateway = deps.gateway(order.gateway)
+    try:
+        remote = gateway.fetch_order(order.gateway_order_id)
+        evidence = Evidence(source, remote.payments, complete=True)
+    except GatewayNotFound:
+        evidence = Evidence(source, order_missing=True, complete=True)
+    decision = _decide(order_id, evidence, deps=deps)
+    return capture_authorized(order_id, order.gateway, decision, source, deps=deps) if decision.capture else decision
+
+
+def recheck_order(order_id: str, requested_by: str, *, deps: Deps, reason: str | None = None) -> Outcome:
+    """Support's Recheck: re-query the gateway now, finalise or mark failed, and audit who asked."""
+    before = _load(order_id, deps=deps)
+    decision = reconcile_order(order_id, deps=deps, source=Source.RECHECK)
+    with deps.sessions.begin() as session:
+        payments = [{"id": p.gateway_payment_id, "status": p.status, "amount_minor": p.amount_minor,
+                     "currency": p.currency} for p in queries.payments_of(session, order_id)]
+        after = queries.get_order(session, order_id)
+        outcome = Outcome(order_id, before.state, after.state, decision.reason if decision else "no_gateway_order",
+                          payments)
+        session.add(SupportAction(order_id=order_id, action="recheck", requested_by=requested_by, reason=reason,
+                                  outcome={"from_state": outcome.from_state, "state": outcome.state,
+                                           "reason": outcome.reason, "gateway_payments": payments},
+                                  created_at=deps.clock.now()))
+    get_logger(order_id=order_id, gateway=before.gateway).info("order_rechecked", requested_by=requested_by,
+                                                                 from_state=outcome.from_state, state=outcome.state)
+    return outcome
+
+
+def verify_payment(order_id: str, gateway_payment_id: str, signature: str, *, deps: Deps) -> Decision | None:
+    """The checkout handler's callback: store it, check its signature, then fetch the payment and decide.
+
+    A valid signature proves the callback came from the gateway, not that money was captured:
+    the payment is always fetched before anything is granted.
+    """
+    order = _load(order_id, deps=deps)
+    gateway = deps.gateway(order.gateway)
+    params = {"razorpay_order_id": order.gateway_order_id or "", "razorpay_payment_id": gateway_payment_id,
+              "razorpay_signature": signature}
+    log = get_logger(order_id=order_id, payment_id=gateway_payment_id, gateway=order.gateway)
+    try:
+        gateway.verify_callback(order.gateway_order_id or "", params)
+    except SignatureInvalid as exc:
+        _store_callback(order, gateway_payment_id, params, status="rejected", reason=f"bad_signature: {exc}", deps=deps)
+        log.warning("callback_rejected", reason=str(exc))
+        return None
+    inbox_id = _store_callback(order, gateway_payment_id, params, status="pending", reason=None, deps=deps)
+    payment = gateway.fetch_payment(gateway_payment_id)
+    with deps.sessions.begin() as session:
+        locked = queries.get_order(session, order_id, lock=True)
+        decision = apply_evidence(session, locked, Evidence(Source.CALLBACK, (payment,)), now=deps.clock.now(),
+                                  policy=deps.policy)
+        row = queries.get_inbox_event(session, inbox_id, lock=True)
+        row.status, row.reason, row.processed_at = "processed", decision.reason, deps.clock.now()
+    return capture_authorized(order_id, order.gateway, decision, Source.CALLBACK, deps=deps) if decision.capture else decision
+
+
+def _store_callback(order: Order, gateway_payment_id: str, params: dict, *, status: str, reason: str | None,
+                    deps: Deps) -> int:
+    """Keep the callback (dedupe valid ones on the payment id); returns the inbox row id."""
+    now = deps.clock.now()
+    values = {"gateway": order.gateway, "kind": "callback", "event_type": "checkout.callback", "order_id": order.id,
+              "gateway_payment_id": gateway_payment_id[:64], "headers": {}, "body": json.dumps(params).encode(),
+              "status": status, "reason": reason, "received_at": now, "attempts": 1,
+              "processed_at": now if status == "rejected" else None}
+    with deps.sessions.begin() as session:
+        if status == "rejected":
+            row = InboxEvent(**values)
+            session.add(row)
+            session.flush()
+            return row.id
+        event_id = f"callback:{gateway_payment_id}"
+        inserted = queries.insert_ignore(session, InboxEvent, {**values, "event_id": event_id}, conflict=["gateway", "event_id"])
+        return inserted if inserted is not None else queries.find_inbox_event(session, order.gateway, event_id).id

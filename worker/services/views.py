@@ -1,0 +1,54 @@
+"""Read models for the API and the CLI: an order with its payments, events, transitions and ledger."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from db import queries
+from db.models import Order
+from worker.deps import Deps
+from worker.domain.errors import UnknownOrder
+
+
+def order_summary(order: Order) -> dict[str, Any]:
+    return {
+        "order_id": order.id, "organisation_id": order.organisation_id, "plan": order.plan, "credits": order.credits,
+        "currency": order.currency, "subtotal_minor": order.subtotal_minor, "tax_rate_bp": order.tax_rate_bp,
+        "tax_minor": order.tax_minor, "amount_minor": order.amount_minor, "gateway": order.gateway,
+        "gateway_order_id": order.gateway_order_id, "state": order.state, "state_reason": order.state_reason,
+        "created_at": order.created_at.isoformat(), "paid_at": order.paid_at.isoformat() if order.paid_at else None,
+    }
+
+
+def order_detail(order_id: str, *, deps: Deps) -> dict[str, Any]:
+    with deps.sessions() as session:
+        order = queries.get_order(session, order_id)
+        if order is None:
+            raise UnknownOrder(f"no order {order_id!r}")
+        rows = queries.timeline(session, order_id)
+        return {
+            **order_summary(order),
+            "payments": [{"payment_id": p.gateway_payment_id, "status": p.status, "amount_minor": p.amount_minor,
+                          "currency": p.currency, "failure_kind": p.failure_kind, "flag_reason": p.flag_reason}
+                         for p in rows["payments"]],
+            "events": [{"inbox_id": e.id, "kind": e.kind, "event_type": e.event_type, "status": e.status,
+                        "reason": e.reason, "received_at": e.received_at.isoformat()} for e in rows["events"]],
+            "transitions": [{"from": t.from_state, "to": t.to_state, "reason": t.reason, "source": t.source,
+                             "at": t.created_at.isoformat()} for t in rows["transitions"]],
+            "ledger": [{"kind": entry.kind, "credits": entry.credits, "payment_id": entry.gateway_payment_id,
+                        "amount_minor": entry.amount_minor, "currency": entry.currency} for entry in rows["ledger"]],
+        }
+
+
+def open_order_ids(*, deps: Deps) -> list[str]:
+    """Orders still waiting for money (created or pending) that have a gateway order."""
+    from sqlalchemy import select
+
+    with deps.sessions() as session:
+        stmt = select(Order.id).where(Order.state.in_(("created", "pending")), Order.gateway_order_id.is_not(None))
+        return list(session.execute(stmt).scalars())
+
+
+def ledger_total(organisation_id: str, *, deps: Deps) -> int:
+    with deps.sessions() as session:
+        return queries.ledger_sum(session, organisation_id)

@@ -1,0 +1,76 @@
+"""Configuration, read from the environment once (prefix ``RECON_``) and passed down.
+
+The defaults are the embedded demo set-up: a SQLite file, an in-process broker and the
+gateway simulator's test keys. Production sets ``RECON_DATABASE_URL`` (Postgres),
+``RECON_BROKER_URL`` (Redis or RabbitMQ) and the real gateway keys.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import BaseModel, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Region(BaseModel):
+    """What a billing region decides: the currency, the tax rate and the gateway."""
+
+    currency: str
+    tax_rate_bp: int  #: tax in basis points: 1800 = 18 %
+    gateway: str
+
+
+DEFAULT_REGIONS = {
+    "IN": Region(currency="INR", tax_rate_bp=1800, gateway="razorpay"),
+    "US": Region(currency="USD", tax_rate_bp=0, gateway="razorpay"),
+    "GB": Region(currency="GBP", tax_rate_bp=2000, gateway="razorpay"),
+}
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="RECON_", frozen=True, extra="ignore")
+
+    database_url: str = "sqlite:///recon-demo.db"
+    broker_url: str = "stub://"
+    broker_namespace: str = "recon"
+    #: A worker whose process makes no Redis call for this long is presumed dead (ms).
+    broker_heartbeat_timeout_ms: int = 15_000
+    #: Out of 1,000,000 broker calls, how many also requeue messages of dead workers.
+    broker_maintenance_chance: int = 50_000
+
+    log_level: str = "INFO"
+    log_json: bool = True
+
+    razorpay_base_url: str = "https://api.razorpay.com"
+    razorpay_key_id: str = "rzp_test_sim00000000001"
+    razorpay_key_secret: SecretStr = SecretStr("sim_key_secret_0000000001")
+    razorpay_webhook_secret: SecretStr = SecretStr("sim_webhook_secret_000001")
+    #: The previous webhook secret, accepted too while a rotation is under way.
+    razorpay_webhook_secret_previous: SecretStr | None = None
+    razorpay_manual_capture: bool = False
+
+    regions: dict[str, Region] = DEFAULT_REGIONS
+    #: Price of one credit, per currency, in minor units.
+    credit_price_minor: dict[str, int] = {"INR": 200, "USD": 3, "GBP": 2}
+    #: Price of a year of Pro, per currency, in minor units.
+    pro_price_minor: dict[str, int] = {"INR": 4_999_900, "USD": 59_900, "GBP": 49_900}
+    min_credits: int = 1_000
+    max_credits: int = 10_000_000
+    max_custom_amount_minor: int = 100_000_000
+
+    #: Orders with nothing captured this long after creation are closed (seconds).
+    abandon_after_s: int = 1_800
+    #: How long after creation a late authorisation can still arrive (seconds).
+    late_payment_horizon_s: int = 5 * 24 * 3_600
+    #: Largest webhook or API body accepted (bytes).
+    max_body_bytes: int = 256 * 1024
+
+    def webhook_secrets(self) -> list[str]:
+        secrets = [self.razorpay_webhook_secret, self.razorpay_webhook_secret_previous]
+        return [s.get_secret_value() for s in secrets if s is not None]
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
