@@ -1,0 +1,107 @@
+"""The :class:`Simulator`: one in-memory gateway world shared by the HTTP app and the tests.
+
+It owns the config (knobs), the webhook sender and the per-gateway state (``.razorpay`` today;
+a PayGlocal part can be added beside it), and draws the API fault injections.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from gateways.simulator.config import SimulatorConfig, derived_rng
+from gateways.simulator.razorpay import RazorpaySim
+from gateways.simulator.webhooks import WebhookEvent, WebhookSender
+
+_SERVER_ERRORS = (500, 502, 503, 504)
+
+
+class Simulator:
+    """The simulated gateways, their customers' behaviour and the run-time knobs."""
+
+    def __init__(self, config: SimulatorConfig | None = None):
+        self.config = config if config is not None else SimulatorConfig()
+        self.webhooks = WebhookSender(self.config)
+        self.razorpay = RazorpaySim(self.config, self.webhooks)
+        self._faults_lock = threading.Lock()
+        self._faults = derived_rng(self.config.seed, "faults")
+
+    # -- Razorpay customer behaviour -------------------------------------------------------
+    def pay(
+        self,
+        gateway_order_id: str,
+        outcome: str,
+        *,
+        deliver_webhooks: bool = True,
+        amount_minor: int | None = None,
+        currency: str | None = None,
+    ) -> dict[str, Any]:
+        """A checkout attempt on a Razorpay order; see :meth:`RazorpaySim.pay`."""
+        return self.razorpay.pay(
+            gateway_order_id, outcome, deliver_webhooks=deliver_webhooks, amount_minor=amount_minor, currency=currency
+        )
+
+    def late_authorize(self, gateway_payment_id: str, *, deliver_webhooks: bool = True) -> dict[str, Any]:
+        """A failed Razorpay payment is authorised late; see :meth:`RazorpaySim.late_authorize`."""
+        return self.razorpay.late_authorize(gateway_payment_id, deliver_webhooks=deliver_webhooks)
+
+    def refund(
+        self, gateway_payment_id: str, amount_minor: int | None = None, *, deliver_webhooks: bool = True
+    ) -> dict[str, Any]:
+        """Refund a captured Razorpay payment (fully by default); returns the refund entity."""
+        return self.razorpay.refund(gateway_payment_id, amount_minor, deliver_webhooks=deliver_webhooks)
+
+    # -- knobs, state, webhooks ------------------------------------------------------------
+    def set_knobs(self, **knobs: Any) -> dict[str, Any]:
+        """Change run-time knobs (see ``config.KNOBS``); a new ``seed`` restarts the random streams."""
+        self.config.update(**knobs)
+        if "seed" in knobs:
+            with self._faults_lock:
+                self._faults = derived_rng(self.config.seed, "faults")
+            self.webhooks.reseed(self.config.seed)
+        return self.config.knobs()
+
+    def state(self) -> dict[str, Any]:
+        """Knobs, every entity and the webhook delivery counts (what ``GET /_sim/state`` shows)."""
+        return {
+            "knobs": self.config.knobs(),
+            "razorpay": self.razorpay.snapshot(),
+            "webhooks": self.webhooks.stats(),
+        }
+
+    def reset(self) -> None:
+        """Forget all entities, webhook events and queued deliveries; knobs are kept."""
+        self.razorpay.reset()
+        self.webhooks.reset()
+        self.webhooks.reseed(self.config.seed)
+        with self._faults_lock:
+            self._faults = derived_rng(self.config.seed, "faults")
+
+    def wait_for_webhooks(self, timeout: float = 10.0) -> bool:
+        """Block until no webhook delivery is queued or in flight; False on timeout."""
+        return self.webhooks.wait_idle(timeout)
+
+    def delivery_log(self) -> list[dict[str, Any]]:
+        """One entry per delivery copy: event_id, event, copy, attempts, status_code, outcome."""
+        return self.webhooks.log()
+
+    def webhook_events(self) -> list[WebhookEvent]:
+        """Every webhook event generated (with its exact body bytes and headers)."""
+        return self.webhooks.events()
+
+    def close(self) -> None:
+        """Stop the webhook sender thread (it restarts by itself if more events come)."""
+        self.webhooks.close()
+
+    # -- fault injection (used by the app for /v1 calls) -----------------------------------
+    def draw_fault(self) -> str | int | None:
+        """For one API call: ``429``, a 5xx status, ``"timeout"`` or None (answer normally)."""
+        cfg = self.config
+        with self._faults_lock:
+            if cfg.rate_limit_rate and self._faults.random() < cfg.rate_limit_rate:
+                return 429
+            if cfg.error_rate and self._faults.random() < cfg.error_rate:
+                return self._faults.choice(_SERVER_ERRORS)
+            if cfg.timeout_rate and self._faults.random() < cfg.timeout_rate:
+                return "timeout"
+        return None
