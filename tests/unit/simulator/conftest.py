@@ -28,6 +28,7 @@ def server(receiver: Receiver) -> Iterator[SimulatorServer]:
 @pytest.fixture(autouse=True)
 def no_leftover_threads() -> Iterator[None]:
     """Every simulator thread a test started is gone when it ends (clean shutdown)."""
+    before = set(threading.enumerate())
     yield
-    leftovers = [t.name for t in threading.enumerate() if t.name.startswith("sim-") and t.is_alive()]
+    leftovers = [t.name for t in threading.enumerate() if t.name.startswith("sim-") and t.is_alive() and t not in before]
     assert leftovers == []

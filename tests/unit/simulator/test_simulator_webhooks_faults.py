@@ -206,6 +206,7 @@ def test_control_api(server: SimulatorServer, receiver: Receiver) -> None:
 def test_server_lifecycle() -> None:
     with pytest.raises(ValueError):
         SimulatorServer(SimulatorConfig(), host="0.0.0.0")
+    before = set(threading.enumerate())
     srv = SimulatorServer(SimulatorConfig(), port=0).start()
     assert srv.port > 0 and srv.base_url == f"http://127.0.0.1:{srv.port}"
     assert httpx.get(f"{srv.base_url}/_sim/health").json() == {"ok": True}
@@ -213,4 +214,4 @@ def test_server_lifecycle() -> None:
     srv.stop()  # idempotent
     with pytest.raises(httpx.ConnectError):
         httpx.get(f"{srv.base_url}/_sim/health", timeout=1)
-    assert not [t for t in threading.enumerate() if t.name.startswith("sim-")]
+    assert not [t for t in threading.enumerate() if t.name.startswith("sim-") and t not in before]

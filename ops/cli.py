@@ -1,0 +1,119 @@
+"""``recon``: the command line for people (support, ops, developers)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import typer
+
+app = typer.Typer(help="gateway-recon: payment callbacks, reconciliation and exactly-once crediting.",
+                  no_args_is_help=True, add_completion=False)
+db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
+org_app = typer.Typer(help="Organisations and members.", no_args_is_help=True)
+order_app = typer.Typer(help="Orders.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(org_app, name="org")
+app.add_typer(order_app, name="order")
+
+
+def _deps():
+    from worker.deps import get_deps
+    from worker.logging import configure_logging
+    from worker.settings import get_settings
+
+    settings = get_settings()
+    configure_logging(level=settings.log_level, json=settings.log_json)
+    return get_deps()
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: str = typer.Argument("head", help="Alembic revision to upgrade to.")) -> None:
+    """Apply the database migrations (RECON_DATABASE_URL)."""
+    from db.migrate import upgrade
+    from worker.settings import get_settings
+
+    upgrade(get_settings().database_url, revision)
+    typer.echo(f"database at revision {revision}")
+
+
+@org_app.command("create")
+def org_create(org_id: str, name: str = typer.Option(..., help="Display name."),
+               region: str = typer.Option(..., help="Billing region, e.g. IN.")) -> None:
+    """Create an organisation (balance 0, Pay as you go)."""
+    from worker.services.organisations import create_organisation
+
+    create_organisation(org_id, name, region, deps=_deps())
+    typer.echo(f"organisation {org_id} created in {region}")
+
+
+@org_app.command("add-member")
+def org_add_member(org_id: str, member_id: str, email: str = typer.Option(...),
+                   role: str = typer.Option("admin", help="admin (may pay) or operator (may not).")) -> None:
+    """Add a member to an organisation."""
+    from worker.services.organisations import add_member
+
+    add_member(member_id, org_id, email, role, deps=_deps())
+    typer.echo(f"{member_id} is now {role} of {org_id}")
+
+
+@order_app.command("show")
+def order_show(order_id: str) -> None:
+    """Print an order with its payments, events, state changes and ledger entries (JSON)."""
+    from worker.services.views import order_detail
+
+    typer.echo(json.dumps(order_detail(order_id, deps=_deps()), indent=2))
+
+
+@app.command("recheck")
+def recheck(order_ids: list[str], by: str = typer.Option(..., "--by", help="Who asks (audited)."),
+            reason: str = typer.Option(None, help="Why (audited).")) -> None:
+    """Re-query the gateway for orders now, finalise or mark failed, and print the outcome."""
+    from worker.services.reconcile import recheck_order
+
+    deps = _deps()
+    for order_id in order_ids:
+        outcome = recheck_order(order_id, by, reason=reason, deps=deps)
+        typer.echo(f"{order_id}: {outcome.from_state} -> {outcome.state} ({outcome.reason})")
+
+
+@app.command("web")
+def web(host: str = "127.0.0.1", port: int = int(os.environ.get("PORT", "8000"))) -> None:
+    """Serve the HTTP API (webhooks, orders, rechecks)."""
+    import uvicorn
+
+    _deps()
+    uvicorn.run("ops.web:app", host=host, port=port, log_level="warning")
+
+
+@app.command("scheduler")
+def scheduler() -> None:
+    """Run the periodic sweep scheduler (placeholder until the reconciliation issue lands: it idles)."""
+    import time
+
+    typer.echo("scheduler: the periodic sweep is not built yet; `recon recheck` recovers lost webhooks meanwhile",
+               err=True)
+    while True:
+        time.sleep(3600)
+
+
+@app.command("simulator", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def simulator(ctx: typer.Context) -> None:
+    """Run the gateway simulator (flags: see `recon simulator --help-sim`)."""
+    from gateways.simulator.server import main as sim_main, parse_args
+
+    args = ["--help"] if "--help-sim" in ctx.args else ctx.args
+    sim_main(**parse_args(args))
+
+
+@app.command("demo")
+def demo(keep_db: bool = typer.Option(False, help="Keep the SQLite file afterwards.")) -> None:
+    """Run every case of the top-up flow end to end on the embedded set-up and print what happened."""
+    from ops.demo import run_demo
+
+    sys.exit(run_demo(keep_db=keep_db))
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,166 @@
+"""``make demo``: every case of the top-up flow, end to end on the embedded set-up, as a table.
+
+Each case drives the customer through the simulator, lets webhooks, callbacks, sweeps and
+support rechecks do their work through the production code, then checks the order against
+what the product doc promises. The exit status is non-zero if any case differs.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+
+from rich.console import Console
+from rich.table import Table
+
+from ops.embedded import Embedded, start_embedded
+
+ORG, ADMIN, OPERATOR = "acme-in", "asha-admin", "omar-operator"
+ABANDON_AFTER_S = 3
+
+
+@dataclass
+class Case:
+    title: str
+    outcome: str | None  #: the customer's action in the simulator; None for rejected requests
+    expect_state: str
+    expect_credits: int = 0
+    plan: str = "payg"
+    credits: int = 5_000
+    webhooks: bool = True
+    callback: bool = False
+    knobs: dict = field(default_factory=dict)
+    body: dict = field(default_factory=dict)  #: overrides of the order request
+    amount_delta: int = 0  #: the customer pays this much more than asked
+    then: str | None = None  #: "recheck" or "late_authorize" after the window closes
+    order_id: str | None = None
+    payment_id: str | None = None
+    note: str = ""
+
+
+CASES = [
+    Case("Paid by card (callback + webhooks)", "success", "paid", 5_000, callback=True),
+    Case("Card declined", "decline", "failed", then="recheck"),
+    Case("Closed the window before paying", "close_window", "abandoned"),
+    Case("Charged, webhook lost, found by Recheck", "success", "paid", 5_000, webhooks=False, then="recheck"),
+    Case("Gateway error mid-flow", "gateway_error", "abandoned"),
+    Case("Webhooks duplicated x3 and shuffled", "success", "paid", 3_000, credits=3_000,
+         knobs={"webhook_duplicates": 3, "shuffle_webhooks": True}),
+    Case("Bank timeout, abandoned, then late authorisation", "timeout", "paid", 2_000, credits=2_000,
+         then="late_authorize"),
+    Case("Pro subscription", "success", "paid", 0, plan="pro", credits=0),
+    Case("Custom payment (no credits)", "success", "paid", 0, plan="custom", credits=0,
+         body={"custom_amount_minor": 150_000}),
+    Case("Paid a different amount", "success", "needs_review", 0, amount_delta=100),
+    Case("Below the 1,000-credit minimum", None, "rejected: below_minimum", credits=999),
+    Case("Enterprise plan", None, "rejected: enterprise_not_purchasable", plan="enterprise"),
+    Case("An operator tries to pay", None, "rejected: not_admin", body={"requested_by": OPERATOR}),
+    Case("Refund policy not accepted", None, "rejected: refund_policy_not_accepted",
+         body={"refund_policy_accepted": False}),
+]
+
+
+def _start(env: Embedded, case: Case) -> None:
+    response = env.http.post("/orders", json={
+        "organisation_id": ORG, "requested_by": ADMIN, "plan": case.plan, "refund_policy_accepted": True,
+        "credits": case.credits or None, **case.body})
+    if case.outcome is None:
+        body = response.json()
+        case.note = f"HTTP {response.status_code}: {body.get('message')}"
+        case.order_id = "—"
+        case.payment_id = f"rejected: {body.get('error')}"
+        return
+    order = response.json()
+    case.order_id = order["order_id"]
+    env.simulator.sim.set_knobs(**{"webhook_duplicates": 1, "shuffle_webhooks": False, **case.knobs})
+    paid = env.simulator.sim.pay(order["gateway_order_id"], case.outcome, deliver_webhooks=case.webhooks,
+                                 amount_minor=order["amount_minor"] + case.amount_delta if case.amount_delta else None)
+    case.payment_id = paid.get("razorpay_payment_id") or paid.get("id")
+    if case.callback:
+        env.http.post(f"/orders/{case.order_id}/verify", json={"payment_id": paid["razorpay_payment_id"],
+                                                               "signature": paid["razorpay_signature"]})
+    env.drain()
+
+
+def _forged_webhook(env: Embedded) -> str:
+    response = env.http.post("/webhooks/razorpay", content=b'{"event":"payment.captured"}',
+                             headers={"X-Razorpay-Signature": "0" * 64, "X-Razorpay-Event-Id": "evt_forged"})
+    return f"HTTP {response.status_code}, stored as inbox #{response.json()['inbox_id']}: {response.json()['reason']}"
+
+
+def _sweep(env: Embedded) -> None:
+    """Stand-in for the scheduler's sweep: check every open order at the gateway."""
+    from worker.actors import check_order
+    from worker.services.views import open_order_ids
+
+    for order_id in open_order_ids(deps=env.deps):
+        check_order.send(order_id)
+    env.drain()
+
+
+def run_demo(*, keep_db: bool = False) -> int:
+    console = Console()
+    with ExitStack() as stack:
+        env = start_embedded(stack, abandon_after_s=ABANDON_AFTER_S)
+        from worker.services.organisations import add_member, create_organisation
+
+        create_organisation(ORG, "Acme Photo (India)", "IN", deps=env.deps)
+        add_member(ADMIN, ORG, "asha@acme.example", "admin", deps=env.deps)
+        add_member(OPERATOR, ORG, "omar@acme.example", "operator", deps=env.deps)
+        console.print(f"[bold]gateway-recon demo[/]: simulator {env.simulator.base_url}, API {env.web_url}, "
+                      f"SQLite + in-process broker in {env.workdir}")
+        for case in CASES:
+            _start(env, case)
+        forged = _forged_webhook(env)
+        console.print(f"waiting {ABANDON_AFTER_S}s for the payment window to close ...")
+        time.sleep(ABANDON_AFTER_S + 0.5)
+        _finish_cases(env)
+        ok = _report(console, env, forged)
+        if keep_db:
+            console.print(f"database kept at {env.workdir}")
+            input("press Enter to delete it ...")
+    return 0 if ok else 1
+
+
+def _finish_cases(env: Embedded) -> None:
+    from worker.services.reconcile import recheck_order
+
+    for case in CASES:
+        if case.then == "recheck":
+            recheck_order(case.order_id, "support:demo", reason="customer asked", deps=env.deps)
+    _sweep(env)
+    for case in CASES:
+        if case.then == "late_authorize":
+            env.simulator.sim.late_authorize(case.payment_id)
+    env.drain()
+
+
+def _report(console: Console, env: Embedded, forged: str) -> bool:
+    from worker.services.organisations import balance
+    from worker.services.views import ledger_total, order_detail
+
+    table = Table(title="Top-ups", show_lines=False)
+    for column in ("case", "order", "state", "reason", "credits", "expected", ""):
+        table.add_column(column)
+    all_ok, total = True, 0
+    for case in CASES:
+        if case.outcome is None:
+            state, reason, granted = case.payment_id, case.note, 0
+        else:
+            detail = order_detail(case.order_id, deps=env.deps)
+            state, reason = detail["state"], detail["state_reason"]
+            granted = sum(entry["credits"] for entry in detail["ledger"])
+        ok = state == case.expect_state and granted == case.expect_credits
+        all_ok &= ok
+        total += granted
+        table.add_row(case.title, case.order_id, state, reason or "", f"{granted:,}",
+                      f"{case.expect_state} / {case.expect_credits:,}", "[green]ok[/]" if ok else "[red]DIFFERS[/]")
+    console.print(table)
+    held, ledger = balance(ORG, deps=env.deps), ledger_total(ORG, deps=env.deps)
+    balance_ok = held == ledger == total
+    console.print(f"Forged webhook: {forged}")
+    console.print(f"Balance of {ORG}: {held:,} credits; ledger sum {ledger:,}; expected {total:,} "
+                  + ("[green]ok[/]" if balance_ok else "[red]DIFFERS[/]"))
+    console.print(f"Logs (JSON lines): {env.workdir / 'recon.log'}")
+    return all_ok and balance_ok

@@ -1,0 +1,38 @@
+"""Small helpers shared by integration and end-to-end tests."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+
+from db.models import InboxEvent, LedgerEntry, Order, Organisation
+from worker.services.orders import PurchaseRequest, create_order
+
+
+def new_order(deps, org: str = "org-in", *, plan: str = "payg", credits: int | None = 5_000, **extra):
+    """Create an order through the service, as POST /orders does; returns the stored Order."""
+    request = PurchaseRequest(organisation_id=org, requested_by="admin-1", plan=plan, refund_policy_accepted=True,
+                              credits=credits if plan == "payg" else None, **extra)
+    return create_order(request, deps=deps).order
+
+
+def order_row(deps, order_id: str) -> Order:
+    with deps.sessions() as session:
+        return session.get(Order, order_id)
+
+
+def ledger_count(deps, order_id: str | None = None) -> int:
+    with deps.sessions() as session:
+        stmt = select(func.count()).select_from(LedgerEntry)
+        if order_id:
+            stmt = stmt.where(LedgerEntry.order_id == order_id)
+        return session.execute(stmt).scalar_one()
+
+
+def balance(deps, org: str = "org-in") -> int:
+    with deps.sessions() as session:
+        return session.get(Organisation, org).credit_balance
+
+
+def inbox_rows(deps, **filters) -> list[InboxEvent]:
+    with deps.sessions() as session:
+        return list(session.execute(select(InboxEvent).filter_by(**filters).order_by(InboxEvent.id)).scalars())
