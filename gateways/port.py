@@ -109,6 +109,7 @@ class PaymentGateway(Protocol):
         """Check the signature over the raw bytes, then parse. Raises SignatureInvalid or MalformedEvent."""
         ...
 
-    def verify_callback(self, gateway_order_id: str, params: Mapping[str, str]) -> CallbackResult:
-        """Check a checkout callback against the order id *we* stored. Raises SignatureInvalid."""
+    def verify_callback(self, gateway_order_id: str, gateway_payment_id: str, signature: str) -> CallbackResult:
+        """Check a checkout callback (payment id + the gateway's signature or token) against the order id
+        *we* stored. Raises SignatureInvalid. A valid callback is a prompt to check, never proof of payment."""
         ...

@@ -203,7 +203,13 @@ class RazorpayGateway:
             raise MalformedEvent("webhook has no X-Razorpay-Event-Id header")
         return mapping.parse_webhook(body, event_id)
 
-    def verify_callback(self, gateway_order_id: str, params: Mapping[str, str]) -> CallbackResult:
+    def verify_callback(self, gateway_order_id: str, gateway_payment_id: str, signature: str) -> CallbackResult:
+        """The port's callback check: the checkout handler's payment id and signature, for our order id."""
+        return self.verify_checkout_form(
+            gateway_order_id, {"razorpay_payment_id": gateway_payment_id, "razorpay_signature": signature}
+        )
+
+    def verify_checkout_form(self, gateway_order_id: str, params: Mapping[str, str]) -> CallbackResult:
         """Check a checkout callback's ``razorpay_signature`` against the order id *we* stored.
 
         Raises:

@@ -96,11 +96,10 @@ def verify_payment(order_id: str, gateway_payment_id: str, signature: str, *, de
     """
     order = _load(order_id, deps=deps)
     gateway = deps.gateway(order.gateway)
-    params = {"razorpay_order_id": order.gateway_order_id or "", "razorpay_payment_id": gateway_payment_id,
-              "razorpay_signature": signature}
+    params = {"payment_id": gateway_payment_id, "signature": signature}
     log = get_logger(order_id=order_id, payment_id=gateway_payment_id, gateway=order.gateway)
     try:
-        gateway.verify_callback(order.gateway_order_id or "", params)
+        gateway.verify_callback(order.gateway_order_id or "", gateway_payment_id, signature)
     except SignatureInvalid as exc:
         _store_callback(order, gateway_payment_id, params, status="rejected", reason=f"bad_signature: {exc}", deps=deps)
         log.warning("callback_rejected", reason=str(exc))

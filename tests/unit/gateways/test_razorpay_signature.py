@@ -201,7 +201,7 @@ def test_a_gateway_without_webhook_secrets_cannot_be_built() -> None:
 def test_verify_callback_accepts_the_documented_vector() -> None:
     """The official integration-steps vector verifies against the order id we stored."""
     gateway = make_gateway(key_secret="EnLs21M47BllR3X8PSFtjtbd")
-    result = gateway.verify_callback(
+    result = gateway.verify_checkout_form(
         "order_IEIaMR65cu6nz3",
         {
             "razorpay_payment_id": "pay_IH4NVgf4Dreq1l",
@@ -219,11 +219,11 @@ def test_verify_callback_uses_our_stored_order_id_not_the_echoed_one() -> None:
         "razorpay_payment_id": "pay_TESTPAYMENT001",
         "razorpay_signature": "eece263efc69c1cc1da4850bbe5b4de8e1685da875311387f850280124c47a50",
     }
-    assert gateway.verify_callback("order_TESTORDER0001", cheap_order_params).gateway_payment_id == "pay_TESTPAYMENT001"
+    assert gateway.verify_checkout_form("order_TESTORDER0001", cheap_order_params).gateway_payment_id == "pay_TESTPAYMENT001"
     with pytest.raises(SignatureInvalid, match="does not match"):
-        gateway.verify_callback("order_EXPENSIVE0001", cheap_order_params)
+        gateway.verify_checkout_form("order_EXPENSIVE0001", cheap_order_params)
     with pytest.raises(SignatureInvalid, match="differs"):
-        gateway.verify_callback(
+        gateway.verify_checkout_form(
             "order_EXPENSIVE0001", {**cheap_order_params, "razorpay_order_id": "order_TESTORDER0001"}
         )
 
@@ -241,7 +241,7 @@ def test_verify_callback_rejects_missing_or_bad_fields_with_a_reason(params: dic
     """Every refusal is a SignatureInvalid whose message says what was wrong."""
     gateway = make_gateway(key_secret="rzp_secret_local")
     with pytest.raises(SignatureInvalid, match=reason):
-        gateway.verify_callback("order_TESTORDER0001", params)
+        gateway.verify_checkout_form("order_TESTORDER0001", params)
 
 
 def test_verify_callback_accepts_old_and_new_key_secrets_during_rotation() -> None:
@@ -250,9 +250,9 @@ def test_verify_callback_accepts_old_and_new_key_secrets_during_rotation() -> No
     message = checkout_message("order_A", "pay_B")
     for secret in ("new_secret", "old_secret"):
         params = {"razorpay_payment_id": "pay_B", "razorpay_signature": sign(secret, message)}
-        assert gateway.verify_callback("order_A", params).gateway_order_id == "order_A"
+        assert gateway.verify_checkout_form("order_A", params).gateway_order_id == "order_A"
     with pytest.raises(SignatureInvalid):
-        gateway.verify_callback("order_A", {"razorpay_payment_id": "pay_B", "razorpay_signature": sign("x", message)})
+        gateway.verify_checkout_form("order_A", {"razorpay_payment_id": "pay_B", "razorpay_signature": sign("x", message)})
 
 
 def test_verify_callback_does_not_accept_the_webhook_secret() -> None:
@@ -260,4 +260,13 @@ def test_verify_callback_does_not_accept_the_webhook_secret() -> None:
     gateway = make_gateway(key_secret="api_secret", webhook_secrets=["whsec"])
     params = {"razorpay_payment_id": "pay_B", "razorpay_signature": sign("whsec", checkout_message("order_A", "pay_B"))}
     with pytest.raises(SignatureInvalid):
-        gateway.verify_callback("order_A", params)
+        gateway.verify_checkout_form("order_A", params)
+
+
+def test_verify_callback_takes_the_payment_id_and_signature_of_the_message_contract() -> None:
+    gateway = make_gateway(key_secret="EnLs21M47BllR3X8PSFtjtbd")
+    sent = "0d4e745a1838664ad6c9c9902212a32d627d68e917290b0ad5f08ff4561bc50f"
+    result = gateway.verify_callback("order_IEIaMR65cu6nz3", "pay_IH4NVgf4Dreq1l", sent)
+    assert (result.gateway_order_id, result.gateway_payment_id) == ("order_IEIaMR65cu6nz3", "pay_IH4NVgf4Dreq1l")
+    with pytest.raises(SignatureInvalid):
+        gateway.verify_callback("order_IEIaMR65cu6nz3", "pay_IH4NVgf4Dreq1l", sent[:-1] + "0")
