@@ -74,6 +74,11 @@ class Order(Base):
     #: When the order is next due for a gateway check; NULL when no check is planned.
     next_check_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     check_count: Mapped[int] = mapped_column(Integer, default=0)
+    #: When we last saw a new payment attempt; the payment window runs from here (or creation).
+    last_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: A worker checking the order holds it until then, so no order is checked twice at once.
+    check_lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class GatewayPayment(Base):
@@ -138,6 +143,8 @@ class InboxEvent(Base):
     status: Mapped[str] = mapped_column(String(16))  # pending | processed | rejected | ignored
     reason: Mapped[str | None] = mapped_column(Text)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    #: When the inbox sweep last re-enqueued this row (its first enqueue may have been lost).
+    requeued_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime)
     processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 

@@ -93,3 +93,46 @@ def timeline(session: Session, order_id: str) -> dict[str, list[Any]]:
         "events": rows(InboxEvent, InboxEvent.id),
         "ledger": rows(LedgerEntry, LedgerEntry.id),
     }
+
+
+def claim_due_orders(session: Session, *, gateway: str, now: datetime, limit: int, lease_until: datetime) -> list[str]:
+    """Take up to ``limit`` due orders of one gateway, skipping rows another scheduler holds, and push
+    their next check to ``lease_until`` so that no other round takes them again. Uses ``ix_orders_due``."""
+    stmt = (select(Order.id).where(Order.next_check_at <= now, Order.gateway == gateway)
+            .order_by(Order.next_check_at).limit(limit).with_for_update(skip_locked=True))
+    ids = list(session.execute(stmt).scalars())
+    if ids:
+        session.execute(update(Order).where(Order.id.in_(ids)).values(next_check_at=lease_until))
+    return ids
+
+
+def take_check_lease(session: Session, order_id: str, *, now: datetime, until: datetime) -> bool:
+    """True if this caller may check the order now (no other check holds it)."""
+    stmt = (update(Order).where(Order.id == order_id)
+            .where((Order.check_lease_until.is_(None)) | (Order.check_lease_until < now))
+            .values(check_lease_until=until))
+    return session.execute(stmt).rowcount == 1
+
+
+def release_check_lease(session: Session, order_id: str) -> None:
+    session.execute(update(Order).where(Order.id == order_id).values(check_lease_until=None))
+
+
+def nudge_order(session: Session, order_id: str, *, now: datetime, not_checked_since: datetime) -> bool:
+    """Bring an order's next check forward to now, unless it was checked recently (rate limit)."""
+    stmt = (update(Order).where(Order.id == order_id, Order.next_check_at.is_not(None))
+            .where((Order.last_checked_at.is_(None)) | (Order.last_checked_at < not_checked_since))
+            .values(next_check_at=now))
+    return session.execute(stmt).rowcount == 1
+
+
+def claim_stale_inbox(session: Session, *, received_before: datetime, requeued_before: datetime, now: datetime,
+                      limit: int) -> list[int]:
+    """Pending inbox rows whose processing never happened (lost enqueue, broker down), to enqueue again."""
+    stmt = (select(InboxEvent.id).where(InboxEvent.status == "pending", InboxEvent.received_at < received_before)
+            .where((InboxEvent.requeued_at.is_(None)) | (InboxEvent.requeued_at < requeued_before))
+            .order_by(InboxEvent.id).limit(limit).with_for_update(skip_locked=True))
+    ids = list(session.execute(stmt).scalars())
+    if ids:
+        session.execute(update(InboxEvent).where(InboxEvent.id.in_(ids)).values(requeued_at=now))
+    return ids

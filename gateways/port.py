@@ -109,6 +109,13 @@ class PaymentGateway(Protocol):
         """Check the signature over the raw bytes, then parse. Raises SignatureInvalid or MalformedEvent."""
         ...
 
+    def claimed_order_id(self, raw_body: bytes) -> str | None:
+        """The gateway order id an *unverified* webhook body names, or None; never raises.
+
+        Used only to prompt a gateway check of an order we hold when a webhook's signature fails
+        (a misconfigured secret must delay credits, never lose them)."""
+        ...
+
     def verify_callback(self, gateway_order_id: str, gateway_payment_id: str, signature: str) -> CallbackResult:
         """Check a checkout callback (payment id + the gateway's signature or token) against the order id
         *we* stored. Raises SignatureInvalid. A valid callback is a prompt to check, never proof of payment."""

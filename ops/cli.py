@@ -89,13 +89,11 @@ def web(host: str = "127.0.0.1", port: int = int(os.environ.get("PORT", "8000"))
 
 @app.command("scheduler")
 def scheduler() -> None:
-    """Run the periodic sweep scheduler (placeholder until the reconciliation issue lands: it idles)."""
-    import time
+    """Run the periodic sweep: due orders are checked at the gateway, stale inbox rows re-enqueued."""
+    from worker import actors  # noqa: F401  (the broker the sweep enqueues to)
+    from worker.scheduler import run_scheduler
 
-    typer.echo("scheduler: the periodic sweep is not built yet; `recon recheck` recovers lost webhooks meanwhile",
-               err=True)
-    while True:
-        time.sleep(3600)
+    run_scheduler(deps=_deps())
 
 
 @app.command("simulator", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})

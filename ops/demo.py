@@ -89,14 +89,13 @@ def _forged_webhook(env: Embedded) -> str:
     return f"HTTP {response.status_code}, stored as inbox #{response.json()['inbox_id']}: {response.json()['reason']}"
 
 
-def _sweep(env: Embedded) -> None:
-    """Stand-in for the scheduler's sweep: check every open order at the gateway."""
-    from worker.actors import check_order
-    from worker.services.views import open_order_ids
+def _sweep(env: Embedded) -> int:
+    """One round of the scheduler's sweep: every order due for a check is checked at the gateway."""
+    from worker.scheduler import sweep_round
 
-    for order_id in open_order_ids(deps=env.deps):
-        check_order.send(order_id)
+    result = sweep_round(deps=env.deps, leader=env.deps.coordination.leader_lock("scheduler", ttl_s=10))
     env.drain()
+    return result.orders
 
 
 def run_demo(*, keep_db: bool = False) -> int:
@@ -115,7 +114,8 @@ def run_demo(*, keep_db: bool = False) -> int:
         forged = _forged_webhook(env)
         console.print(f"waiting {ABANDON_AFTER_S}s for the payment window to close ...")
         time.sleep(ABANDON_AFTER_S + 0.5)
-        _finish_cases(env)
+        swept = _finish_cases(env)
+        console.print(f"the scheduler's sweep checked {swept} open orders at the gateway")
         ok = _report(console, env, forged)
         if keep_db:
             console.print(f"database kept at {env.workdir}")
@@ -123,17 +123,18 @@ def run_demo(*, keep_db: bool = False) -> int:
     return 0 if ok else 1
 
 
-def _finish_cases(env: Embedded) -> None:
+def _finish_cases(env: Embedded) -> int:
     from worker.services.reconcile import recheck_order
 
     for case in CASES:
         if case.then == "recheck":
             recheck_order(case.order_id, "support:demo", reason="customer asked", deps=env.deps)
-    _sweep(env)
+    swept = _sweep(env)
     for case in CASES:
         if case.then == "late_authorize":
             env.simulator.sim.late_authorize(case.payment_id)
     env.drain()
+    return swept
 
 
 def _report(console: Console, env: Embedded, forged: str) -> bool:

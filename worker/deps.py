@@ -11,13 +11,17 @@ from sqlalchemy.orm import Session, sessionmaker
 from db.session import make_engine, make_session_factory
 from gateways.port import PaymentGateway
 from worker.clock import Clock, SystemClock
+from worker.coordination import Coordination
+from worker.gateway_guard import GuardedGateway
 from worker.domain.order_state import Policy
 from worker.domain.pricing import PriceList
+from worker.domain.schedule import Schedule
 from worker.settings import Settings
 
 
 @dataclass
 class Deps:
+    coordination: Coordination
     settings: Settings
     engine: Engine
     sessions: sessionmaker[Session]
@@ -25,6 +29,7 @@ class Deps:
     clock: Clock
     policy: Policy
     prices: PriceList
+    schedule: Schedule
 
     def gateway(self, name: str) -> PaymentGateway:
         try:
@@ -46,18 +51,30 @@ def build_gateways(settings: Settings, *, transport=None) -> dict[str, PaymentGa
     return {razorpay.name: razorpay}
 
 
+def guard(gateways: dict[str, PaymentGateway], settings: Settings, coordination: Coordination) -> dict[str, GuardedGateway]:
+    """Wrap each gateway in the shared rate limit and circuit breaker."""
+    return {name: GuardedGateway(gateway, backend=coordination.rate_backend, namespace=settings.broker_namespace,
+                                 rate_per_s=settings.gateway_rate_per_s.get(name, 10), sweep_share=settings.sweep_share,
+                                 breaker_storage=coordination.breaker_storage(name), fail_max=settings.breaker_fail_max,
+                                 reset_timeout_s=settings.breaker_reset_s)
+            for name, gateway in gateways.items()}
+
+
 def build_deps(settings: Settings, *, clock: Clock | None = None, gateways: dict[str, PaymentGateway] | None = None) -> Deps:
     engine = make_engine(settings.database_url)
+    coordination = Coordination(settings)
     return Deps(
+        coordination=coordination,
         settings=settings,
         engine=engine,
         sessions=make_session_factory(engine),
-        gateways=gateways if gateways is not None else build_gateways(settings),
+        gateways=guard(gateways if gateways is not None else build_gateways(settings), settings, coordination),
         clock=clock or SystemClock(),
         policy=Policy(abandon_after=timedelta(seconds=settings.abandon_after_s),
                       late_payment_horizon=timedelta(seconds=settings.late_payment_horizon_s)),
         prices=PriceList(settings.credit_price_minor, settings.pro_price_minor, settings.min_credits,
                          settings.max_credits, settings.max_custom_amount_minor),
+        schedule=Schedule.from_seconds(settings.check_backoff_s, settings.closed_check_every_s),
     )
 
 

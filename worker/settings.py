@@ -39,6 +39,24 @@ class Settings(BaseSettings):
     #: Out of 1,000,000 broker calls, how many also requeue messages of dead workers.
     broker_maintenance_chance: int = 50_000
 
+    #: Redis for rate limits, circuit breakers and the scheduler lock; defaults to a redis:// broker URL.
+    redis_url: str | None = None
+
+    #: Requests per second allowed to each gateway, across all processes.
+    gateway_rate_per_s: dict[str, int] = {"razorpay": 50, "payglocal": 20}
+    #: Share of that rate sweeps may use; the rest is kept for support and billing.
+    sweep_share: float = 0.8
+    #: Transient failures in a row that open a gateway's circuit, and how long it stays open.
+    breaker_fail_max: int = 5
+    breaker_reset_s: int = 30
+    #: Fewest seconds between two polls of one transaction (PayGlocal asks for 5).
+    min_poll_interval_s: dict[str, int] = {"razorpay": 0, "payglocal": 5}
+    #: How often the scheduler sweeps, and most orders one round takes per gateway.
+    sweep_interval_s: float = 2.0
+    sweep_batch_max: int = 2_000
+    #: How long a claimed order or a running check keeps others away (seconds).
+    check_lease_s: int = 120
+
     log_level: str = "INFO"
     log_json: bool = True
 
@@ -63,6 +81,10 @@ class Settings(BaseSettings):
     abandon_after_s: int = 1_800
     #: How long after creation a late authorisation can still arrive (seconds).
     late_payment_horizon_s: int = 5 * 24 * 3_600
+    #: Back-off between gateway checks of an open order (seconds); the last step repeats.
+    check_backoff_s: list[int] = [30, 60, 120, 300, 900, 3_600]
+    #: How often failed and abandoned orders are still checked, until the late-payment horizon (seconds).
+    closed_check_every_s: int = 6 * 3_600
     #: Largest webhook or API body accepted (bytes).
     max_body_bytes: int = 256 * 1024
 

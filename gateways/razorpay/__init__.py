@@ -203,6 +203,10 @@ class RazorpayGateway:
             raise MalformedEvent("webhook has no X-Razorpay-Event-Id header")
         return mapping.parse_webhook(body, event_id)
 
+    def claimed_order_id(self, raw_body: bytes) -> str | None:
+        """The order id an unverified webhook body names (to prompt a check, never to trust)."""
+        return mapping.claimed_order_id(raw_body)
+
     def verify_callback(self, gateway_order_id: str, gateway_payment_id: str, signature: str) -> CallbackResult:
         """The port's callback check: the checkout handler's payment id and signature, for our order id."""
         return self.verify_checkout_form(

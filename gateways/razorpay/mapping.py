@@ -265,3 +265,19 @@ def _optional_str(entity: Mapping[str, Any], key: str, kind: str) -> str | None:
     if not isinstance(value, str):
         raise MalformedEvent(f"{kind} '{key}' must be a string, got {type(value).__name__}")
     return value
+
+
+def claimed_order_id(raw_body: bytes) -> str | None:
+    """The order id an *unverified* webhook body names, or None. Never trusted for state, only to
+    prompt a gateway check of an order we hold; never raises."""
+    try:
+        envelope = _json_object(raw_body)
+        payload = envelope.get("payload")
+        payment = _entity(payload, "payment") if isinstance(payload, Mapping) else None
+        order = _entity(payload, "order") if isinstance(payload, Mapping) else None
+        for candidate in ((payment or {}).get("order_id"), (order or {}).get("id")):
+            if isinstance(candidate, str) and 0 < len(candidate) <= 64:
+                return candidate
+    except (MalformedEvent, AttributeError, TypeError, ValueError):
+        return None
+    return None

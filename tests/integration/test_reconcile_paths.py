@@ -81,7 +81,7 @@ def test_declined_then_timeout_marks_failed_and_closed_window_marks_abandoned(de
     assert (outcome.state, outcome.reason) == ("failed", "declined")
     reconcile_order(closed.id, deps=deps)
     reconcile_order(errored.id, deps=deps)
-    assert (order_row(deps, closed.id).state, order_row(deps, closed.id).state_reason) == ("abandoned", "window_closed")
+    assert (order_row(deps, closed.id).state, order_row(deps, closed.id).state_reason) == ("abandoned", "no_attempt")
     assert (order_row(deps, errored.id).state, order_row(deps, errored.id).state_reason) == ("abandoned", "gateway_error")
 
 

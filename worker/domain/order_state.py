@@ -98,6 +98,7 @@ class OrderSnapshot:
     manual_capture: bool = False
     granted_payment_id: str | None = None
     flagged_payment_ids: frozenset[str] = frozenset()
+    last_attempt_at: datetime | None = None  #: when the latest payment attempt was first seen
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +125,17 @@ class Decision:
     @property
     def changed(self) -> bool:
         return self.to_state != self.from_state
+
+
+def window_closes_at(order: OrderSnapshot, policy: Policy) -> datetime:
+    """The payment window runs ``abandon_after`` from creation or from the latest attempt."""
+    start = max(order.created_at, order.last_attempt_at or order.created_at)
+    return start + policy.abandon_after
+
+
+def horizon_at(order: OrderSnapshot, policy: Policy) -> datetime:
+    """After this, no late authorisation is expected: checks stop (a webhook can still finalise)."""
+    return order.created_at + policy.late_payment_horizon
 
 
 def matches(order: OrderSnapshot, payment: RemotePayment) -> bool:
@@ -188,7 +200,7 @@ def _decide_unpaid(
     base = OrderState.PENDING if seen_attempt or order.state == OrderState.PENDING else OrderState.CREATED
     if authorized:
         return Decision(order.state, base, "authorized_capturing" if capture else "authorized_awaiting_capture", capture=capture)
-    timed_out = now >= order.created_at + policy.abandon_after
+    timed_out = now >= window_closes_at(order, policy)
     if not evidence.complete or not timed_out or any(p.status in IN_FLIGHT for p in payments):
         return Decision(order.state, base, "attempt_failed" if payments else "awaiting_payment")
     return _close(order, payments)
@@ -198,7 +210,7 @@ def _close(order: OrderSnapshot, payments: tuple[RemotePayment, ...]) -> Decisio
     """The window has passed with nothing captured or in flight: failed or abandoned, with why."""
     kinds = {p.failure_kind or FailureKind.OTHER for p in payments}
     if not payments:
-        return Decision(order.state, OrderState.ABANDONED, "window_closed")
+        return Decision(order.state, OrderState.ABANDONED, "no_attempt")
     if kinds == {FailureKind.DECLINED}:
         return Decision(order.state, OrderState.FAILED, "declined")
     if FailureKind.GATEWAY_ERROR in kinds:

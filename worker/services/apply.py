@@ -9,7 +9,9 @@ from sqlalchemy.orm import Session
 from db import queries
 from db.models import Order, OrderTransition
 from gateways.port import RemotePayment
-from worker.domain.order_state import Decision, Evidence, OrderSnapshot, OrderState, Plan, Policy, decide, evolve
+from worker.domain.order_state import (Decision, Evidence, OrderSnapshot, OrderState, Plan, Policy, Source, decide,
+                                      evolve, horizon_at, window_closes_at)
+from worker.domain.schedule import Schedule, next_check_at
 from worker.logging import get_logger
 from worker.services.credit import grant_once
 
@@ -20,6 +22,7 @@ def snapshot(session: Session, order: Order) -> OrderSnapshot:
         order_id=order.id, state=OrderState(order.state), plan=Plan(order.plan), amount_minor=order.amount_minor,
         currency=order.currency, gateway_order_id=order.gateway_order_id or "", created_at=order.created_at,
         manual_capture=order.manual_capture, granted_payment_id=order.granted_payment_id, flagged_payment_ids=flagged,
+        last_attempt_at=order.last_attempt_at,
     )
 
 
@@ -33,8 +36,15 @@ def payment_values(payment: RemotePayment) -> dict:
     }
 
 
-def apply_evidence(session: Session, order: Order, evidence: Evidence, *, now: datetime, policy: Policy) -> Decision:
-    """Decide on a row locked by the caller, then record payments, the grant and the transition."""
+def apply_evidence(session: Session, order: Order, evidence: Evidence, *, now: datetime, policy: Policy,
+                   schedule: Schedule) -> Decision:
+    """Decide on a row locked by the caller, then record payments, the grant, the transition and the
+    order's next check."""
+    known = {p.gateway_payment_id for p in queries.payments_of(session, order.id)}
+    new_attempt = any(p.gateway_payment_id not in known for p in evidence.payments
+                      if p.gateway_order_id in (None, order.gateway_order_id))
+    if new_attempt:
+        order.last_attempt_at = now
     before = snapshot(session, order)
     decision = decide(before, evidence, now=now, policy=policy)
     evolve(before, decision)  # raises IllegalTransition before anything is written
@@ -56,5 +66,22 @@ def apply_evidence(session: Session, order: Order, evidence: Evidence, *, now: d
         log.info("order_state_changed", from_state=order.state, to_state=decision.to_state.value,
                  reason=decision.reason, source=evidence.source.value)
         order.state, order.state_reason = decision.to_state.value, decision.reason
+    _reschedule(order, before, evidence, moved=decision.changed or new_attempt, now=now, policy=policy,
+                schedule=schedule)
     order.updated_at = now
     return decision
+
+
+def _reschedule(order: Order, before: OrderSnapshot, evidence: Evidence, *, moved: bool, now: datetime,
+                policy: Policy, schedule: Schedule) -> None:
+    """A move resets the back-off; a poll or recheck counts as one more check."""
+    polled = evidence.source in (Source.POLL, Source.RECHECK)
+    if moved:
+        order.check_count = 0
+    elif polled:
+        order.check_count += 1
+    if polled:
+        order.last_checked_at = now
+    order.next_check_at = next_check_at(
+        state=OrderState(order.state), checks_done=order.check_count, now=now,
+        window_closes_at=window_closes_at(before, policy), horizon_at=horizon_at(before, policy), schedule=schedule)

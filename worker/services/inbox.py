@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 
 from db import queries
 from db.models import InboxEvent
@@ -48,7 +49,10 @@ def store_webhook(gateway_name: str, raw_body: bytes, headers: Mapping[str, str]
     except (SignatureInvalid, MalformedEvent) as exc:
         reason = f"{'bad_signature' if isinstance(exc, SignatureInvalid) else 'malformed'}: {exc}"
         with deps.sessions.begin() as session:
-            row = InboxEvent(**base, status="rejected", reason=reason, processed_at=now)
+            order_id = _nudge_claimed_order(session, gateway_name, raw_body, deps=deps)
+            if order_id:
+                reason += f"; order {order_id} brought forward for a gateway check"
+            row = InboxEvent(**base, status="rejected", reason=reason, processed_at=now, order_id=order_id)
             session.add(row)
             session.flush()
         get_logger(gateway=gateway_name).warning("webhook_rejected", inbox_id=row.id, reason=reason)
@@ -62,6 +66,22 @@ def store_webhook(gateway_name: str, raw_body: bytes, headers: Mapping[str, str]
             return Stored(inbox_id, "accepted", enqueue=True)
         existing = queries.find_inbox_event(session, gateway_name, event.event_id)
         return Stored(existing.id, "duplicate", enqueue=existing.status == "pending")
+
+
+#: A rejected webhook brings its order's check forward at most this often (a misconfigured secret
+#: must delay credits, never lose them; a flood of forgeries must not hammer the gateway).
+NUDGE_AT_MOST_EVERY = timedelta(minutes=1)
+
+
+def _nudge_claimed_order(session, gateway_name: str, raw_body: bytes, *, deps: Deps) -> str | None:
+    """If an unverifiable webhook names an order we hold, check that order at the gateway soon."""
+    claimed = deps.gateway(gateway_name).claimed_order_id(raw_body)
+    order = queries.find_order_by_gateway_id(session, gateway_name, claimed) if claimed else None
+    if order is None:
+        return None
+    now = deps.clock.now()
+    queries.nudge_order(session, order.id, now=now, not_checked_since=now - NUDGE_AT_MOST_EVERY)
+    return order.id
 
 
 def process_inbox_event(inbox_id: int, *, deps: Deps) -> Decision | None:
@@ -84,7 +104,8 @@ def process_inbox_event(inbox_id: int, *, deps: Deps) -> Decision | None:
         if order is None:
             return _finish(row, "rejected", f"unknown order {event.gateway_order_id}", now, log)
         row.order_id = order.id
-        decision = apply_evidence(session, order, Evidence(Source.WEBHOOK, (payment,)), now=now, policy=deps.policy)
+        decision = apply_evidence(session, order, Evidence(Source.WEBHOOK, (payment,)), now=now, policy=deps.policy,
+                              schedule=deps.schedule)
         _finish(row, "processed", decision.reason, now, log.bind(order_id=order.id, payment_id=payment.gateway_payment_id))
         order_id, gateway_name = order.id, order.gateway
     if decision.capture:

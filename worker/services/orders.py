@@ -10,7 +10,8 @@ from db.models import Member, Order, Organisation, OrderTransition
 from gateways.errors import GatewayError
 from worker.deps import Deps
 from worker.domain.errors import GatewayUnavailable, OrderRejected
-from worker.domain.order_state import OrderState, Plan
+from worker.domain.order_state import OrderSnapshot, OrderState, Plan, horizon_at, window_closes_at
+from worker.domain.schedule import next_check_at
 from worker.domain.pricing import parse_plan, quote
 from worker.logging import get_logger
 
@@ -61,9 +62,19 @@ def create_order(request: PurchaseRequest, *, deps: Deps) -> CreatedOrder:
         stored = session.get(Order, order.id, with_for_update=True)
         stored.gateway_order_id = remote.gateway_order_id
         stored.updated_at = deps.clock.now()
+        stored.next_check_at = first_check_at(stored, deps=deps)
     log.info("order_created", gateway_order_id=remote.gateway_order_id, amount_minor=order.amount_minor,
              currency=order.currency, plan=order.plan)
     return CreatedOrder(stored, dict(remote.checkout))
+
+
+def first_check_at(order: Order, *, deps: Deps) -> datetime | None:
+    snapshot = OrderSnapshot(order_id=order.id, state=OrderState.CREATED, plan=Plan(order.plan),
+                             amount_minor=order.amount_minor, currency=order.currency, gateway_order_id="",
+                             created_at=order.created_at)
+    return next_check_at(state=OrderState.CREATED, checks_done=0, now=deps.clock.now(),
+                         window_closes_at=window_closes_at(snapshot, deps.policy),
+                         horizon_at=horizon_at(snapshot, deps.policy), schedule=deps.schedule)
 
 
 def _new_order(session, request: PurchaseRequest, *, deps: Deps, now: datetime) -> Order:

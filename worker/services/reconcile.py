@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import timedelta
 
 from db import queries
 from db.models import InboxEvent, Order, SupportAction
-from gateways.errors import GatewayNotFound, SignatureInvalid
+from gateways.errors import GatewayNotFound, GatewayTransient, SignatureInvalid
 from worker.deps import Deps
 from worker.domain.errors import UnknownOrder
 from worker.domain.order_state import Decision, Evidence, Source
@@ -42,7 +43,9 @@ def _load(order_id: str, *, deps: Deps) -> Order:
 def _decide(order_id: str, evidence: Evidence, *, deps: Deps) -> Decision:
     with deps.sessions.begin() as session:
         order = queries.get_order(session, order_id, lock=True)
-        return apply_evidence(session, order, evidence, now=deps.clock.now(), policy=deps.policy)
+        order.check_lease_until = None
+        return apply_evidence(session, order, evidence, now=deps.clock.now(), policy=deps.policy,
+                              schedule=deps.schedule)
 
 
 def capture_authorized(order_id: str, gateway_name: str, decision: Decision, source: Source, *, deps: Deps) -> Decision:
@@ -55,9 +58,18 @@ def capture_authorized(order_id: str, gateway_name: str, decision: Decision, sou
 
 
 def reconcile_order(order_id: str, *, deps: Deps, source: Source = Source.POLL) -> Decision | None:
-    """Fetch every attempt on the order from the gateway and decide. Gateway errors propagate."""
+    """Fetch every attempt on the order from the gateway and decide.
+
+    A sweep's poll (``Source.POLL``) takes the order's check lease first, so no order is checked
+    twice at once, and a gateway that is down, rate-limited or circuit-broken leaves the order
+    untouched for the sweep to come back to. Support's recheck lets gateway errors propagate.
+    """
     order = _load(order_id, deps=deps)
     if not order.gateway_order_id:
+        return None
+    log = get_logger(order_id=order_id, gateway=order.gateway)
+    if source == Source.POLL and not _may_poll(order, deps=deps):
+        log.info("check_skipped", reason="another check holds the order or it was polled too recently")
         return None
     gateway = deps.gateway(order.gateway)
     try:
@@ -65,8 +77,29 @@ def reconcile_order(order_id: str, *, deps: Deps, source: Source = Source.POLL) 
         evidence = Evidence(source, remote.payments, complete=True)
     except GatewayNotFound:
         evidence = Evidence(source, order_missing=True, complete=True)
+    except GatewayTransient as exc:
+        if source != Source.POLL:
+            raise
+        _release(order_id, deps=deps)
+        log.warning("check_deferred", error=str(exc), error_type=type(exc).__name__)
+        return None
     decision = _decide(order_id, evidence, deps=deps)
     return capture_authorized(order_id, order.gateway, decision, source, deps=deps) if decision.capture else decision
+
+
+def _may_poll(order: Order, *, deps: Deps) -> bool:
+    now = deps.clock.now()
+    min_gap = timedelta(seconds=deps.settings.min_poll_interval_s.get(order.gateway, 0))
+    if order.last_checked_at is not None and now - order.last_checked_at < min_gap:
+        return False
+    with deps.sessions.begin() as session:
+        return queries.take_check_lease(session, order.id, now=now,
+                                        until=now + timedelta(seconds=deps.settings.check_lease_s))
+
+
+def _release(order_id: str, *, deps: Deps) -> None:
+    with deps.sessions.begin() as session:
+        queries.release_check_lease(session, order_id)
 
 
 def recheck_order(order_id: str, requested_by: str, *, deps: Deps, reason: str | None = None) -> Outcome:
@@ -109,7 +142,8 @@ def verify_payment(order_id: str, gateway_payment_id: str, signature: str, *, de
     with deps.sessions.begin() as session:
         locked = queries.get_order(session, order_id, lock=True)
         decision = apply_evidence(session, locked, Evidence(Source.CALLBACK, (payment,)), now=deps.clock.now(),
-                                  policy=deps.policy)
+                                  policy=deps.policy,
+                              schedule=deps.schedule)
         row = queries.get_inbox_event(session, inbox_id, lock=True)
         row.status, row.reason, row.processed_at = "processed", decision.reason, deps.clock.now()
     return capture_authorized(order_id, order.gateway, decision, Source.CALLBACK, deps=deps) if decision.capture else decision

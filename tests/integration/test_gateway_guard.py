@@ -1,0 +1,76 @@
+"""Gateway protection shared through Redis: the rate limit keeps head-room for priority work, and the
+circuit breaker pauses sweeps against a failing gateway, then closes by itself."""
+
+from __future__ import annotations
+
+import os
+import time
+import uuid
+
+import httpx
+import pybreaker
+import pytest
+from dramatiq.rate_limits.backends import RedisBackend
+
+from gateways.errors import GatewayRateLimited, GatewayTransient
+from tests.unit.gateways.razorpay_fakes import make_gateway
+from worker.gateway_guard import CircuitOpen, GuardedGateway, low_priority
+
+ORDER = {"id": "order_A", "entity": "order", "amount": 100, "amount_paid": 0, "amount_due": 100, "currency": "INR",
+         "receipt": "r", "status": "created", "attempts": 0, "notes": [], "created_at": 1}
+
+
+def answer(request: httpx.Request) -> httpx.Response:
+    if request.url.path.endswith("/payments"):
+        return httpx.Response(200, json={"entity": "collection", "count": 0, "items": []})
+    return httpx.Response(200, json=ORDER)
+
+
+def guarded(redis_client, handler=answer, **options) -> tuple[GuardedGateway, object]:
+    gateway, fake = make_gateway(handler, retry_attempts=1)
+    namespace = f"{os.environ['RECON_BROKER_NAMESPACE']}:guard-{uuid.uuid4().hex[:8]}"  # deleted after the run
+    storage = pybreaker.CircuitRedisStorage(pybreaker.STATE_CLOSED, redis_client, namespace=f"{namespace}:breaker")
+    defaults = {"rate_per_s": 3, "sweep_share": 0.67, "max_wait_s": 0.0, "fail_max": 2, "reset_timeout_s": 1}
+    return GuardedGateway(gateway, backend=RedisBackend(client=redis_client), namespace=namespace,
+                          breaker_storage=storage, **{**defaults, **options}), fake
+
+
+def test_sweeps_get_their_share_of_the_rate_and_priority_work_still_gets_a_slot(redis_client):
+    guard, fake = guarded(redis_client)
+    second = int(time.time())
+    while int(time.time()) == second:  # start at the top of a one-second window
+        time.sleep(0.01)
+    with low_priority():
+        guard.fetch_order("order_A")
+        guard.fetch_order("order_A")
+        with pytest.raises(GatewayRateLimited):
+            guard.fetch_order("order_A")  # sweeps may use 2 of the 3 slots
+    guard.fetch_order("order_A")  # a support recheck still gets the third
+    with pytest.raises(GatewayRateLimited):
+        guard.fetch_order("order_A")
+    assert len(fake.calls("GET")) == 3 * 2  # each fetch_order is order + payments: denied calls sent nothing
+
+
+def test_the_circuit_opens_after_repeated_failures_pauses_sweeps_and_closes_by_itself(redis_client):
+    failing = {"on": True}
+
+    def handler(request):
+        return httpx.Response(503, json={"error": {"code": "SERVER_ERROR", "description": "down"}}) if failing["on"] \
+            else answer(request)
+
+    guard, fake = guarded(redis_client, handler, rate_per_s=100)
+    with low_priority():
+        for _ in range(2):
+            with pytest.raises(GatewayTransient):
+                guard.fetch_order("order_A")
+        assert guard.sweep_paused
+        sent = len(fake.requests)
+        with pytest.raises(CircuitOpen):
+            guard.fetch_order("order_A")
+        assert len(fake.requests) == sent  # an open circuit sends nothing
+    failing["on"] = False
+    assert guard.fetch_order("order_A").gateway_order_id == "order_A"  # priority work is not paused
+    time.sleep(1.1)  # reset_timeout: the next sweep call is a trial
+    with low_priority():
+        assert guard.fetch_order("order_A").gateway_order_id == "order_A"
+    assert not guard.sweep_paused

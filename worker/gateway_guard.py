@@ -1,0 +1,106 @@
+"""Gateway protection shared by every worker process on every host.
+
+- A rate limit per gateway (Dramatiq's Redis-backed ``WindowRateLimiter``), with head-room kept
+  for priority work: sweeps may use only ``sweep_share`` of the rate, support rechecks and
+  billing verifications the whole of it, so sweeps never starve them.
+- A circuit breaker per gateway (pybreaker, state in Redis) around sweep calls: after repeated
+  transient failures it opens, the scheduler stops sweeping that gateway, and after
+  ``reset_timeout`` it lets a trial call through and closes again by itself.
+
+Which kind of work a call belongs to is a context variable set by the actor (``PRIORITY``).
+"""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import Mapping
+from contextlib import contextmanager
+
+import pybreaker
+from dramatiq.rate_limits import WindowRateLimiter
+from tenacity import Retrying, retry_if_result, stop_after_delay, wait_random
+
+from gateways.errors import (GatewayNotFound, GatewayPermanent, GatewayRateLimited, GatewayTransient, MalformedEvent,
+                             SignatureInvalid)
+from gateways.port import CallbackResult, PaymentGateway, RemoteOrder, RemotePayment, WebhookEvent
+
+#: "high" for support and billing work (the default), "low" for sweeps.
+PRIORITY: contextvars.ContextVar[str] = contextvars.ContextVar("gateway_priority", default="high")
+
+
+class CircuitOpen(GatewayTransient):
+    """The gateway's circuit is open: sweeps against it are paused for now."""
+
+
+@contextmanager
+def low_priority():
+    token = PRIORITY.set("low")
+    try:
+        yield
+    finally:
+        PRIORITY.reset(token)
+
+
+class GuardedGateway:
+    """A PaymentGateway that waits for a rate-limit slot and, for sweeps, goes through the breaker."""
+
+    def __init__(self, inner: PaymentGateway, *, backend, namespace: str, rate_per_s: int, sweep_share: float,
+                 breaker_storage: pybreaker.CircuitBreakerStorage, fail_max: int = 5, reset_timeout_s: float = 30,
+                 max_wait_s: float = 5.0):
+        self.inner = inner
+        self.name = inner.name
+        sweep_rate = max(1, int(rate_per_s * sweep_share))
+        self._all = WindowRateLimiter(backend, f"{namespace}:rate:{inner.name}:all", limit=rate_per_s, window=1)
+        self._sweep = WindowRateLimiter(backend, f"{namespace}:rate:{inner.name}:sweep", limit=sweep_rate, window=1)
+        self._max_wait_s = max_wait_s
+        self.breaker = pybreaker.CircuitBreaker(
+            fail_max=fail_max, reset_timeout=reset_timeout_s, state_storage=breaker_storage, name=inner.name,
+            exclude=[GatewayNotFound, GatewayPermanent, GatewayRateLimited, SignatureInvalid, MalformedEvent])
+
+    @property
+    def sweep_paused(self) -> bool:
+        return self.breaker.current_state == pybreaker.STATE_OPEN
+
+    def create_order(self, **kwargs) -> RemoteOrder:
+        return self._call(self.inner.create_order, **kwargs)
+
+    def fetch_order(self, gateway_order_id: str) -> RemoteOrder:
+        return self._call(self.inner.fetch_order, gateway_order_id)
+
+    def fetch_payment(self, gateway_payment_id: str) -> RemotePayment:
+        return self._call(self.inner.fetch_payment, gateway_payment_id)
+
+    def capture(self, gateway_payment_id: str, *, amount_minor: int, currency: str) -> RemotePayment:
+        return self._call(self.inner.capture, gateway_payment_id, amount_minor=amount_minor, currency=currency)
+
+    def verify_webhook(self, raw_body: bytes, headers: Mapping[str, str]) -> WebhookEvent:
+        return self.inner.verify_webhook(raw_body, headers)
+
+    def verify_callback(self, gateway_order_id: str, gateway_payment_id: str, signature: str) -> CallbackResult:
+        return self.inner.verify_callback(gateway_order_id, gateway_payment_id, signature)
+
+    def claimed_order_id(self, raw_body: bytes) -> str | None:
+        return self.inner.claimed_order_id(raw_body)
+
+    def _call(self, fn, *args, **kwargs):
+        sweeping = PRIORITY.get() == "low"
+        self._wait_for_slot([self._sweep, self._all] if sweeping else [self._all])
+        if not sweeping:
+            return fn(*args, **kwargs)
+        try:
+            return self.breaker.call(fn, *args, **kwargs)
+        except pybreaker.CircuitBreakerError as exc:
+            raise CircuitOpen(f"{self.name} circuit is open; sweeps paused") from exc
+
+    def _wait_for_slot(self, limiters: list[WindowRateLimiter]) -> None:
+        def take() -> bool:
+            for limiter in limiters:
+                with limiter.acquire(raise_on_failure=False) as acquired:
+                    if not acquired:
+                        return False
+            return True
+
+        waiting = Retrying(stop=stop_after_delay(self._max_wait_s), wait=wait_random(0.005, 0.05),
+                           retry=retry_if_result(lambda ok: not ok), retry_error_callback=lambda _state: False)
+        if not waiting(take):
+            raise GatewayRateLimited(f"{self.name}: no rate-limit slot within {self._max_wait_s}s", retry_after=1)

@@ -1,0 +1,57 @@
+"""The ``scheduler`` process: one leader at a time sweeps due orders and stale inbox rows.
+
+APScheduler 3 (``BlockingScheduler``) runs the round on an interval with ``coalesce`` and
+``max_instances=1``: what Dramatiq's docs recommend, maintained, framework-free. APScheduler has
+no cross-process protection, so each round first renews a Redis lock with expiry: standby
+schedulers keep trying and take over within one lock TTL when the leader dies. Claiming with
+``FOR UPDATE SKIP LOCKED`` makes even an overlap during a hand-over harmless.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC
+
+from apscheduler.schedulers.blocking import BlockingScheduler
+
+from worker.deps import Deps
+from worker.logging import get_logger
+from worker.services.sweep import requeue_stale_inbox, sweep_due_orders
+
+
+@dataclass(frozen=True, slots=True)
+class RoundResult:
+    led: bool
+    orders: int = 0
+    inbox: int = 0
+
+
+def sweep_round(*, deps: Deps, leader) -> RoundResult:
+    """One round: if this process leads, claim due orders and stale inbox rows and enqueue them."""
+    from worker.actors import check_order, process_inbox_event
+
+    if not leader.hold():
+        return RoundResult(led=False)
+    order_ids = sweep_due_orders(deps=deps)
+    for order_id in order_ids:
+        check_order.send(order_id)
+    inbox_ids = requeue_stale_inbox(deps=deps)
+    for inbox_id in inbox_ids:
+        process_inbox_event.send(inbox_id)
+    if order_ids or inbox_ids:
+        get_logger().info("sweep_round", orders=len(order_ids), inbox=len(inbox_ids))
+    return RoundResult(True, len(order_ids), len(inbox_ids))
+
+
+def run_scheduler(*, deps: Deps) -> None:
+    """Block forever, sweeping every ``sweep_interval_s`` while this process holds the leader lock."""
+    interval = deps.settings.sweep_interval_s
+    leader = deps.coordination.leader_lock("scheduler", ttl_s=max(5.0, interval * 5))
+    scheduler = BlockingScheduler(timezone=UTC)
+    scheduler.add_job(sweep_round, "interval", seconds=interval, kwargs={"deps": deps, "leader": leader},
+                      coalesce=True, max_instances=1, misfire_grace_time=max(1, int(interval * 5)), id="sweep")
+    get_logger().info("scheduler_started", interval_s=interval)
+    try:
+        scheduler.start()
+    finally:
+        leader.release()
