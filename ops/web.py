@@ -6,11 +6,12 @@ answer within seconds, and the inbox row, not the queue, is the truth.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import asdict
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
@@ -46,6 +47,7 @@ class RecheckBody(BaseModel):
     requested_by: str = Field(min_length=1, max_length=120)
     reason: str | None = Field(default=None, max_length=2_000)
     wait: bool = Field(default=True, description="answer with the outcome instead of enqueueing")
+    wait_timeout_s: float = Field(default=10.0, gt=0, le=60, description="how long to wait for the outcome")
 
 
 @app.exception_handler(OrderRejected)
@@ -66,7 +68,16 @@ def _unknown(_request: Request, exc: UnknownOrder) -> JSONResponse:
 
 @app.get("/healthz")
 def healthz() -> dict[str, str]:
+    """Liveness: the process answers."""
     return {"status": "ok"}
+
+
+@app.get("/metrics", response_class=PlainTextResponse)
+def metrics(deps: DepsParam) -> PlainTextResponse:
+    """Prometheus metrics of every process on this host, plus database and queue state."""
+    from ops.exposition import render_metrics
+
+    return PlainTextResponse(render_metrics(deps), media_type="text/plain; version=0.0.4; charset=utf-8")
 
 
 @app.post("/orders", status_code=201)
@@ -90,16 +101,23 @@ def verify_payment(order_id: str, body: VerifyPaymentBody, deps: DepsParam) -> d
 
 
 @app.post("/orders/{order_id}/recheck")
-def recheck(order_id: str, body: RecheckBody, deps: DepsParam) -> dict[str, Any]:
+async def recheck(order_id: str, body: RecheckBody, deps: DepsParam) -> JSONResponse:
+    """Support's Recheck. With ``wait`` the answer is the outcome, or 202 if the gateway is slower than
+    ``wait_timeout_s`` (the recheck still finishes; read the order later)."""
     from worker.actors import recheck_order as actor
     from worker.services.reconcile import recheck_order
 
+    await run_in_threadpool(views.order_detail, order_id, deps=deps)  # 404 for an order we do not hold
     if not body.wait:
-        views.order_detail(order_id, deps=deps)
         actor.send(order_id, body.requested_by, body.reason)
-        return {"status": "queued"}
-    outcome = recheck_order(order_id, body.requested_by, reason=body.reason, deps=deps)
-    return {"status": "done", **asdict(outcome)}
+        return JSONResponse(status_code=202, content={"status": "queued"})
+    running = asyncio.ensure_future(run_in_threadpool(recheck_order, order_id, body.requested_by,
+                                                      reason=body.reason, deps=deps))
+    try:
+        outcome = await asyncio.wait_for(asyncio.shield(running), timeout=body.wait_timeout_s)
+    except TimeoutError:
+        return JSONResponse(status_code=202, content={"status": "running", "order_id": order_id})
+    return JSONResponse(content={"status": "done", **asdict(outcome)})
 
 
 @app.post("/webhooks/{gateway}")

@@ -4,6 +4,7 @@ scheduler's leader lock; in-process stand-ins for the embedded demo (no Redis)."
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 
 import pybreaker
 import redis
@@ -50,6 +51,19 @@ class Coordination:
         self.namespace = settings.broker_namespace
         self.client = redis.Redis.from_url(url) if url else None
         self.rate_backend = RedisBackend(client=self.client) if self.client else StubBackend()
+        self._last_sweep: datetime | None = None
+
+    def mark_sweep(self, at: datetime) -> None:
+        """Remember when a sweep last completed (read by ``/metrics`` on any host)."""
+        self._last_sweep = at
+        if self.client is not None:
+            self.client.set(f"{self.namespace}:last_sweep_at", at.timestamp())
+
+    def last_sweep(self) -> float | None:
+        if self.client is not None:
+            value = self.client.get(f"{self.namespace}:last_sweep_at")
+            return float(value) if value else None
+        return self._last_sweep.timestamp() if self._last_sweep else None
 
     def breaker_storage(self, gateway: str) -> pybreaker.CircuitBreakerStorage:
         if self.client is None:

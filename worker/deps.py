@@ -40,6 +40,7 @@ class Deps:
 
 def build_gateways(settings: Settings, *, transport=None) -> dict[str, PaymentGateway]:
     from gateways.razorpay import RazorpayGateway
+    from worker.gateway_metrics import metrics_hooks
 
     razorpay = RazorpayGateway(
         key_id=settings.razorpay_key_id,
@@ -47,6 +48,7 @@ def build_gateways(settings: Settings, *, transport=None) -> dict[str, PaymentGa
         webhook_secrets=settings.webhook_secrets(),
         base_url=settings.razorpay_base_url,
         transport=transport,
+        event_hooks=metrics_hooks("razorpay"),
     )
     return {razorpay.name: razorpay}
 

@@ -23,6 +23,7 @@ from tenacity import Retrying, retry_if_result, stop_after_delay, wait_random
 from gateways.errors import (GatewayNotFound, GatewayPermanent, GatewayRateLimited, GatewayTransient, MalformedEvent,
                              SignatureInvalid)
 from gateways.port import CallbackResult, PaymentGateway, RemoteOrder, RemotePayment, WebhookEvent
+from worker.metrics import CIRCUIT_OPEN, GATEWAY_RATE_LIMITED, GATEWAY_REQUESTS
 
 #: "high" for support and billing work (the default), "low" for sweeps.
 PRIORITY: contextvars.ContextVar[str] = contextvars.ContextVar("gateway_priority", default="high")
@@ -85,12 +86,17 @@ class GuardedGateway:
     def _call(self, fn, *args, **kwargs):
         sweeping = PRIORITY.get() == "low"
         self._wait_for_slot([self._sweep, self._all] if sweeping else [self._all])
-        if not sweeping:
-            return fn(*args, **kwargs)
         try:
+            if not sweeping:
+                return fn(*args, **kwargs)
             return self.breaker.call(fn, *args, **kwargs)
         except pybreaker.CircuitBreakerError as exc:
+            CIRCUIT_OPEN.labels(self.name).inc()
             raise CircuitOpen(f"{self.name} circuit is open; sweeps paused") from exc
+        except GatewayTransient as exc:
+            if exc.status is None:  # no HTTP answer at all: timeouts, refused connections
+                GATEWAY_REQUESTS.labels(self.name, fn.__name__, "error").inc()
+            raise
 
     def _wait_for_slot(self, limiters: list[WindowRateLimiter]) -> None:
         def take() -> bool:
@@ -103,4 +109,5 @@ class GuardedGateway:
         waiting = Retrying(stop=stop_after_delay(self._max_wait_s), wait=wait_random(0.005, 0.05),
                            retry=retry_if_result(lambda ok: not ok), retry_error_callback=lambda _state: False)
         if not waiting(take):
+            GATEWAY_RATE_LIMITED.labels(self.name, "local").inc()
             raise GatewayRateLimited(f"{self.name}: no rate-limit slot within {self._max_wait_s}s", retry_after=1)

@@ -16,6 +16,7 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 
 from worker.deps import Deps
 from worker.logging import get_logger
+from worker.metrics import SWEEP_CLAIMED, SWEEP_ROUNDS
 from worker.services.sweep import requeue_stale_inbox, sweep_due_orders
 
 
@@ -38,6 +39,10 @@ def sweep_round(*, deps: Deps, leader) -> RoundResult:
     inbox_ids = requeue_stale_inbox(deps=deps)
     for inbox_id in inbox_ids:
         process_inbox_event.send(inbox_id)
+    SWEEP_ROUNDS.inc()
+    SWEEP_CLAIMED.labels("order").inc(len(order_ids))
+    SWEEP_CLAIMED.labels("inbox").inc(len(inbox_ids))
+    deps.coordination.mark_sweep(deps.clock.now())
     if order_ids or inbox_ids:
         get_logger().info("sweep_round", orders=len(order_ids), inbox=len(inbox_ids))
     return RoundResult(True, len(order_ids), len(inbox_ids))

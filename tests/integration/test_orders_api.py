@@ -88,3 +88,28 @@ def test_get_order_shows_payments_events_transitions_and_ledger(client, deps, si
     assert detail["ledger"] == [{"kind": "credits", "credits": 5_000, "payment_id": detail["payments"][0]["payment_id"],
                                  "amount_minor": 1_180_000, "currency": "INR"}]
     assert client.get("/orders/ord_unknown").status_code == 404
+
+
+def test_a_recheck_that_waits_answers_with_what_the_gateway_said_and_who_asked(client, deps, simulator):
+    created = client.post("/orders", json=body()).json()
+    simulator.sim.pay(created["gateway_order_id"], "success", deliver_webhooks=False)
+    response = client.post(f"/orders/{created['order_id']}/recheck", json={"requested_by": "support:zoe"})
+    assert response.status_code == 200
+    outcome = response.json()
+    assert (outcome["status"], outcome["from_state"], outcome["state"]) == ("done", "created", "paid")
+    assert [p["status"] for p in outcome["gateway_payments"]] == ["captured"]
+
+
+def test_a_recheck_slower_than_its_time_limit_answers_202_and_still_finishes(client, deps, simulator):
+    created = client.post("/orders", json=body()).json()
+    simulator.sim.pay(created["gateway_order_id"], "success", deliver_webhooks=False)
+    simulator.sim.set_knobs(latency_ms=700)
+    response = client.post(f"/orders/{created['order_id']}/recheck",
+                           json={"requested_by": "support:zoe", "wait_timeout_s": 0.2})
+    assert (response.status_code, response.json()["status"]) == (202, "running")
+    import time
+
+    deadline = time.monotonic() + 10
+    while order_row(deps, created["order_id"]).state != "paid" and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert order_row(deps, created["order_id"]).state == "paid"

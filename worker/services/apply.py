@@ -8,11 +8,13 @@ from sqlalchemy.orm import Session
 
 from db import queries
 from db.models import Order, OrderTransition
-from gateways.port import RemotePayment
+from gateways.port import RemotePayment, RemoteStatus
 from worker.domain.order_state import (Decision, Evidence, OrderSnapshot, OrderState, Plan, Policy, Source, decide,
                                       evolve, horizon_at, window_closes_at)
 from worker.domain.schedule import Schedule, next_check_at
 from worker.logging import get_logger
+from worker.metrics import (CREDITS_GRANTED, ORDER_TIME_TO_PAID, ORDERS_ABANDONED, ORDERS_GRANTED, ORDERS_LATE_PAID,
+                            ORDERS_NEEDS_REVIEW, UNKNOWN_STATUS)
 from worker.services.credit import grant_once
 
 
@@ -59,17 +61,39 @@ def apply_evidence(session: Session, order: Order, evidence: Evidence, *, now: d
         order.granted_payment_id = decision.grant.gateway_payment_id
         order.paid_at = now
         log.info("order_granted", payment_id=decision.grant.gateway_payment_id, plan=order.plan, credits=order.credits)
+        record_grant(order, now=now)
     if decision.changed:
         session.add(OrderTransition(order_id=order.id, from_state=order.state, to_state=decision.to_state.value,
                                     reason=decision.reason, source=evidence.source.value, created_at=now,
                                     gateway_payment_id=decision.grant.gateway_payment_id if decision.grant else None))
         log.info("order_state_changed", from_state=order.state, to_state=decision.to_state.value,
                  reason=decision.reason, source=evidence.source.value)
+        record_transition(order.gateway, decision)
         order.state, order.state_reason = decision.to_state.value, decision.reason
+    for payment in evidence.payments:
+        if payment.status == RemoteStatus.UNKNOWN:
+            UNKNOWN_STATUS.labels(order.gateway).inc()
+            log.warning("gateway_status_unknown", payment_id=payment.gateway_payment_id, wire_status=payment.wire_status)
     _reschedule(order, before, evidence, moved=decision.changed or new_attempt, now=now, policy=policy,
                 schedule=schedule)
     order.updated_at = now
     return decision
+
+
+def record_grant(order: Order, *, now: datetime) -> None:
+    ORDERS_GRANTED.labels(order.gateway, order.plan).inc()
+    if order.plan == Plan.PAYG.value:
+        CREDITS_GRANTED.labels(order.gateway).inc(order.credits)
+    ORDER_TIME_TO_PAID.labels(order.gateway).observe(max(0.0, (now - order.created_at).total_seconds()))
+
+
+def record_transition(gateway: str, decision: Decision) -> None:
+    if decision.to_state in (OrderState.ABANDONED, OrderState.FAILED):
+        ORDERS_ABANDONED.labels(gateway, decision.to_state.value, decision.reason).inc()
+    elif decision.to_state == OrderState.NEEDS_REVIEW:
+        ORDERS_NEEDS_REVIEW.labels(gateway, decision.reason).inc()
+    elif decision.to_state == OrderState.PAID and decision.from_state in (OrderState.ABANDONED, OrderState.FAILED):
+        ORDERS_LATE_PAID.labels(gateway).inc()
 
 
 def _reschedule(order: Order, before: OrderSnapshot, evidence: Evidence, *, moved: bool, now: datetime,

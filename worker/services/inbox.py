@@ -18,6 +18,7 @@ from gateways.errors import MalformedEvent, SignatureInvalid
 from worker.deps import Deps
 from worker.domain.order_state import Decision, Evidence, Source
 from worker.logging import get_logger
+from worker.metrics import WEBHOOKS_RECEIVED
 from worker.services.apply import apply_evidence
 from worker.services.reconcile import capture_authorized
 
@@ -56,6 +57,8 @@ def store_webhook(gateway_name: str, raw_body: bytes, headers: Mapping[str, str]
             session.add(row)
             session.flush()
         get_logger(gateway=gateway_name).warning("webhook_rejected", inbox_id=row.id, reason=reason)
+        outcome = "bad_signature" if isinstance(exc, SignatureInvalid) else "rejected"
+        WEBHOOKS_RECEIVED.labels(gateway_name, "webhook", outcome).inc()
         return Stored(row.id, "rejected", reason)
     with deps.sessions.begin() as session:
         inbox_id = queries.insert_ignore(session, InboxEvent, {
@@ -63,9 +66,12 @@ def store_webhook(gateway_name: str, raw_body: bytes, headers: Mapping[str, str]
             "gateway_payment_id": event.payment.gateway_payment_id if event.payment else None,
         }, conflict=["gateway", "event_id"])
         if inbox_id is not None:
-            return Stored(inbox_id, "accepted", enqueue=True)
-        existing = queries.find_inbox_event(session, gateway_name, event.event_id)
-        return Stored(existing.id, "duplicate", enqueue=existing.status == "pending")
+            stored = Stored(inbox_id, "accepted", enqueue=True)
+        else:
+            existing = queries.find_inbox_event(session, gateway_name, event.event_id)
+            stored = Stored(existing.id, "duplicate", enqueue=existing.status == "pending")
+    WEBHOOKS_RECEIVED.labels(gateway_name, "webhook", stored.status).inc()
+    return stored
 
 
 #: A rejected webhook brings its order's check forward at most this often (a misconfigured secret

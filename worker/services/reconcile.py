@@ -18,6 +18,7 @@ from worker.deps import Deps
 from worker.domain.errors import UnknownOrder
 from worker.domain.order_state import Decision, Evidence, Source
 from worker.logging import get_logger
+from worker.metrics import CHECKS, WEBHOOKS_RECEIVED
 from worker.services.apply import apply_evidence
 
 
@@ -70,6 +71,7 @@ def reconcile_order(order_id: str, *, deps: Deps, source: Source = Source.POLL) 
     log = get_logger(order_id=order_id, gateway=order.gateway)
     if source == Source.POLL and not _may_poll(order, deps=deps):
         log.info("check_skipped", reason="another check holds the order or it was polled too recently")
+        CHECKS.labels(order.gateway, source.value, "skipped").inc()
         return None
     gateway = deps.gateway(order.gateway)
     try:
@@ -82,8 +84,10 @@ def reconcile_order(order_id: str, *, deps: Deps, source: Source = Source.POLL) 
             raise
         _release(order_id, deps=deps)
         log.warning("check_deferred", error=str(exc), error_type=type(exc).__name__)
+        CHECKS.labels(order.gateway, source.value, "deferred").inc()
         return None
     decision = _decide(order_id, evidence, deps=deps)
+    CHECKS.labels(order.gateway, source.value, "decided").inc()
     return capture_authorized(order_id, order.gateway, decision, source, deps=deps) if decision.capture else decision
 
 
@@ -136,8 +140,10 @@ def verify_payment(order_id: str, gateway_payment_id: str, signature: str, *, de
     except SignatureInvalid as exc:
         _store_callback(order, gateway_payment_id, params, status="rejected", reason=f"bad_signature: {exc}", deps=deps)
         log.warning("callback_rejected", reason=str(exc))
+        WEBHOOKS_RECEIVED.labels(order.gateway, "callback", "bad_signature").inc()
         return None
     inbox_id = _store_callback(order, gateway_payment_id, params, status="pending", reason=None, deps=deps)
+    WEBHOOKS_RECEIVED.labels(order.gateway, "callback", "accepted").inc()
     payment = gateway.fetch_payment(gateway_payment_id)
     with deps.sessions.begin() as session:
         locked = queries.get_order(session, order_id, lock=True)

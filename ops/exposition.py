@@ -1,0 +1,98 @@
+"""``/metrics``: the process metrics of every process on this host, plus what the database and the
+broker hold right now (orders by state, pending orders by age, queue depth and age, dead letters)."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.multiprocess import MultiProcessCollector
+from sqlalchemy import case, func, select
+
+from db.models import InboxEvent, Order
+from worker.broker import QUEUES
+from worker.deps import Deps
+
+#: Pending-order age buckets: label → upper bound in seconds.
+AGE_BUCKETS = (("lt_5m", 300), ("5m_30m", 1800), ("30m_2h", 7200), ("2h_1d", 86400), ("gt_1d", None))
+
+
+class StateCollector:
+    """Reads the database and Redis at scrape time; labels stay bounded."""
+
+    def __init__(self, deps: Deps):
+        self.deps = deps
+
+    def collect(self):
+        yield from self._orders()
+        yield from self._queues()
+        last = self.deps.coordination.last_sweep()
+        sweep = GaugeMetricFamily("recon_last_successful_sweep_timestamp_seconds", "When a sweep last completed.")
+        sweep.add_metric([], last or 0)
+        yield sweep
+
+    def _orders(self):
+        now = self.deps.clock.now()
+        by_state = GaugeMetricFamily("recon_orders", "Orders by state.", labels=["gateway", "state"])
+        pending = GaugeMetricFamily("recon_pending_orders", "Open orders (created or pending) by age.",
+                                    labels=["gateway", "age"])
+        inbox = GaugeMetricFamily("recon_inbox_pending", "Stored webhooks and callbacks not yet processed.",
+                                  labels=["gateway"])
+        age = func.extract("epoch", now - Order.created_at) if self._postgres else None
+        with self.deps.sessions() as session:
+            for gateway, state, count in session.execute(
+                    select(Order.gateway, Order.state, func.count()).group_by(Order.gateway, Order.state)):
+                by_state.add_metric([gateway, state], count)
+            open_rows = session.execute(select(Order.gateway, Order.created_at if age is None else age)
+                                        .where(Order.state.in_(("created", "pending")))).all()
+            for gateway, count in session.execute(select(InboxEvent.gateway, func.count())
+                                                  .where(InboxEvent.status == "pending").group_by(InboxEvent.gateway)):
+                inbox.add_metric([gateway], count)
+        counts: dict[tuple[str, str], int] = {}
+        for gateway, value in open_rows:
+            seconds = value if age is not None else (now - value).total_seconds()
+            label = next(name for name, bound in AGE_BUCKETS if bound is None or float(seconds) < bound)
+            counts[(gateway, label)] = counts.get((gateway, label), 0) + 1
+        for gateway in {g for g, _ in counts} | set(self.deps.gateways):
+            for label, _ in AGE_BUCKETS:
+                pending.add_metric([gateway, label], counts.get((gateway, label), 0))
+        yield from (by_state, pending, inbox)
+
+    @property
+    def _postgres(self) -> bool:
+        return self.deps.engine.dialect.name == "postgresql"
+
+    def _queues(self):
+        client = self.deps.coordination.client
+        if client is None or not self.deps.settings.broker_url.startswith(("redis://", "rediss://")):
+            return
+        ns = self.deps.settings.broker_namespace
+        depth = GaugeMetricFamily("recon_queue_depth", "Messages waiting, delayed and dead, per queue.",
+                                  labels=["queue", "kind"])
+        oldest = GaugeMetricFamily("recon_queue_oldest_message_age_seconds", "Age of the oldest waiting message.",
+                                   labels=["queue"])
+        dead = GaugeMetricFamily("recon_dead_letters", "Messages in the dead-letter queue.", labels=["queue"])
+        now_ms = time.time() * 1000
+        for queue in QUEUES:
+            depth.add_metric([queue, "ready"], client.llen(f"{ns}:{queue}"))
+            depth.add_metric([queue, "delayed"], client.hlen(f"{ns}:{queue}.DQ.msgs"))
+            dead.add_metric([queue], client.zcard(f"{ns}:{queue}.XQ"))
+            first = client.lindex(f"{ns}:{queue}", 0)
+            payload = client.hget(f"{ns}:{queue}.msgs", first) if first else None
+            age_s = (now_ms - json.loads(payload)["message_timestamp"]) / 1000 if payload else 0
+            oldest.add_metric([queue], max(0.0, age_s))
+        yield from (depth, oldest, dead)
+
+
+def render_metrics(deps: Deps) -> bytes:
+    """Everything for one scrape, in the Prometheus text format."""
+    state = CollectorRegistry()
+    state.register(StateCollector(deps))
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        processes = CollectorRegistry()
+        MultiProcessCollector(processes)
+        return generate_latest(processes) + generate_latest(state)
+    return generate_latest(REGISTRY) + generate_latest(state)

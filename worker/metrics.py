@@ -1,0 +1,44 @@
+"""Every Prometheus metric the service records. ``ops/exposition.py`` serves them.
+
+Several processes per host (web, workers, scheduler) write to one directory when
+``PROMETHEUS_MULTIPROC_DIR`` is set before this module is first imported (the Procfile's
+environment does that); ``/metrics`` then aggregates them. Labels are bounded: gateways,
+outcomes, states, queues, never order or payment ids.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram
+
+WEBHOOKS_RECEIVED = Counter(
+    "recon_webhooks_received_total", "Webhooks and checkout callbacks received, by outcome.",
+    ["gateway", "kind", "outcome"])  # outcome: accepted | duplicate | bad_signature | rejected
+ORDER_TIME_TO_PAID = Histogram(
+    "recon_order_time_to_paid_seconds", "From order creation to paid.", ["gateway"],
+    buckets=(5, 15, 30, 60, 120, 300, 900, 1800, 3600, 4 * 3600, 24 * 3600, 5 * 24 * 3600))
+CREDITS_GRANTED = Counter("recon_credits_granted_total", "Credits added to balances.", ["gateway"])
+ORDERS_GRANTED = Counter("recon_orders_granted_total", "Paid orders granted (credits, Pro, recorded).",
+                         ["gateway", "plan"])
+ORDERS_ABANDONED = Counter("recon_orders_abandoned_total", "Orders closed as abandoned or failed, by reason.",
+                           ["gateway", "state", "reason"])
+ORDERS_LATE_PAID = Counter("recon_orders_late_paid_total", "Failed or abandoned orders paid late.", ["gateway"])
+ORDERS_NEEDS_REVIEW = Counter("recon_orders_needs_review_total", "Orders sent to review, by reason.",
+                              ["gateway", "reason"])
+GATEWAY_REQUESTS = Counter("recon_gateway_requests_total", "HTTP requests to gateways.",
+                           ["gateway", "endpoint", "status_class"])  # 2xx 4xx 5xx error
+GATEWAY_LATENCY = Histogram("recon_gateway_request_duration_seconds", "Gateway HTTP request latency.",
+                            ["gateway", "endpoint"],
+                            buckets=(0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
+GATEWAY_RATE_LIMITED = Counter("recon_gateway_rate_limited_total",
+                               "Calls refused for rate: by our shared limiter (local) or a 429 (remote).",
+                               ["gateway", "source"])
+CIRCUIT_OPEN = Counter("recon_gateway_circuit_open_total", "Sweep calls refused because the circuit was open.",
+                       ["gateway"])
+UNKNOWN_STATUS = Counter("recon_gateway_unknown_status_total", "Payments in a status we do not know (kept pending).",
+                         ["gateway"])
+CHECKS = Counter("recon_order_checks_total", "Gateway checks of orders, by source and result.",
+                 ["gateway", "source", "result"])  # result: decided | deferred | skipped
+SWEEP_ROUNDS = Counter("recon_sweep_rounds_total", "Scheduler rounds this process led.", [])
+SWEEP_CLAIMED = Counter("recon_sweep_claimed_total", "Orders and inbox rows claimed by sweeps.", ["kind"])
+DEAD_LETTERED = Counter("recon_messages_dead_lettered_total", "Messages sent to the dead-letter queue.",
+                        ["queue", "actor", "reason"])
