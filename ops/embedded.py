@@ -7,13 +7,19 @@ when the actors are declared.
 
 from __future__ import annotations
 
+import json
 import os
+import secrets
 import tempfile
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+
+
+#: A fresh bearer token for this demo run only.
+DEMO_TOKEN = secrets.token_urlsafe(24)
 
 
 @dataclass
@@ -48,6 +54,7 @@ def start_embedded(stack: ExitStack, *, abandon_after_s: int, workdir: Path | No
         "RECON_RAZORPAY_KEY_SECRET": simulator.config.key_secret,
         "RECON_RAZORPAY_WEBHOOK_SECRET": simulator.config.webhook_secret,
         "RECON_ABANDON_AFTER_S": str(abandon_after_s),
+        "RECON_API_TOKENS": json.dumps({"demo-billing": DEMO_TOKEN}),
     })
     from db.migrate import upgrade
     from worker.deps import build_deps, set_deps
@@ -75,5 +82,6 @@ def start_embedded(stack: ExitStack, *, abandon_after_s: int, workdir: Path | No
     stack.callback(worker.stop)
     web = stack.enter_context(ThreadedServer(app))
     simulator.sim.set_knobs(webhook_url=f"{web.base_url}/webhooks/razorpay")
-    http = stack.enter_context(httpx.Client(base_url=web.base_url, timeout=30))
+    http = stack.enter_context(httpx.Client(base_url=web.base_url, timeout=30,
+                                            headers={"Authorization": f"Bearer {DEMO_TOKEN}"}))
     return Embedded(deps, broker, simulator, web.base_url, http, workdir)

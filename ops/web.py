@@ -1,7 +1,8 @@
-"""The HTTP API: order creation, order view, webhook intake, callback and recheck enqueueing.
+"""The HTTP API: webhook intake, orders, callbacks, rechecks, review decisions, health and metrics.
 
 Webhook intake is verify → store raw → enqueue → 2xx, and nothing more: the gateway wants an
-answer within seconds, and the inbox row, not the queue, is the truth.
+answer within seconds, and the inbox row, not the queue, is the truth. Webhooks are
+authenticated by their signature only; support and billing endpoints need a named bearer token.
 """
 
 from __future__ import annotations
@@ -12,42 +13,21 @@ from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
-from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
+from ops.api_models import CreateOrderBody, RecheckBody, ReviewBody, VerifyPaymentBody
+from ops.auth import Caller
+from ops.limits import BodySizeLimit
 from worker.deps import Deps, get_deps
-from worker.domain.errors import GatewayUnavailable, OrderRejected, UnknownOrder
+from worker.domain.errors import GatewayUnavailable, OrderRejected, ReconError, UnknownOrder
 from worker.logging import get_logger
 from worker.services import inbox, orders, views
 
 app = FastAPI(title="gateway-recon", version="0.1.0",
               description="Checkout callbacks, gateway webhooks, reconciliation and exactly-once crediting.")
+app.add_middleware(BodySizeLimit)
 
 DepsParam = Annotated[Deps, Depends(get_deps)]
-
-
-class CreateOrderBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    organisation_id: str = Field(min_length=1, max_length=64)
-    requested_by: str = Field(min_length=1, max_length=64, description="member id of the admin paying")
-    plan: str = Field(description="payg, pro or custom (enterprise is refused)")
-    credits: int | None = Field(default=None, description="payg: credits to buy, at least 1,000")
-    custom_amount_minor: int | None = Field(default=None, description="custom: amount in minor units before tax")
-    refund_policy_accepted: bool = Field(description="must be true for every purchase")
-
-
-class VerifyPaymentBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    payment_id: str = Field(min_length=1, max_length=64)
-    signature: str = Field(min_length=1, max_length=512)
-
-
-class RecheckBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    requested_by: str = Field(min_length=1, max_length=120)
-    reason: str | None = Field(default=None, max_length=2_000)
-    wait: bool = Field(default=True, description="answer with the outcome instead of enqueueing")
-    wait_timeout_s: float = Field(default=10.0, gt=0, le=60, description="how long to wait for the outcome")
 
 
 @app.exception_handler(OrderRejected)
@@ -66,10 +46,25 @@ def _unknown(_request: Request, exc: UnknownOrder) -> JSONResponse:
     return JSONResponse(status_code=404, content={"error": "unknown_order", "message": str(exc)})
 
 
+@app.exception_handler(ReconError)
+def _conflict(_request: Request, exc: ReconError) -> JSONResponse:
+    return JSONResponse(status_code=409, content={"error": type(exc).__name__, "message": str(exc)})
+
+
 @app.get("/healthz")
 def healthz() -> dict[str, str]:
     """Liveness: the process answers."""
     return {"status": "ok"}
+
+
+@app.get("/readyz")
+def readyz(deps: DepsParam) -> JSONResponse:
+    """Readiness: the database and the broker answer."""
+    from ops.health import readiness
+
+    checks = readiness(deps)
+    ready = all(value == "ok" for value in checks.values())
+    return JSONResponse(status_code=200 if ready else 503, content={"ready": ready, **checks})
 
 
 @app.get("/metrics", response_class=PlainTextResponse)
@@ -81,18 +76,21 @@ def metrics(deps: DepsParam) -> PlainTextResponse:
 
 
 @app.post("/orders", status_code=201)
-def create_order(body: CreateOrderBody, deps: DepsParam) -> dict[str, Any]:
+def create_order(body: CreateOrderBody, deps: DepsParam, who: Caller) -> dict[str, Any]:
+    """Plan → Credits → Review: validate, price and create the order at the region's gateway."""
     created = orders.create_order(orders.PurchaseRequest(**body.model_dump()), deps=deps)
     return {**views.order_summary(created.order), "checkout": created.checkout}
 
 
 @app.get("/orders/{order_id}")
-def get_order(order_id: str, deps: DepsParam) -> dict[str, Any]:
+def get_order(order_id: str, deps: DepsParam, who: Caller) -> dict[str, Any]:
+    """The order with its payments, events, state changes and ledger entries."""
     return views.order_detail(order_id, deps=deps)
 
 
 @app.post("/orders/{order_id}/verify", status_code=202)
-def verify_payment(order_id: str, body: VerifyPaymentBody, deps: DepsParam) -> dict[str, str]:
+def verify_payment(order_id: str, body: VerifyPaymentBody, deps: DepsParam, who: Caller) -> dict[str, str]:
+    """The checkout handler's callback, as the billing backend forwards it: enqueued for a worker."""
     from worker.actors import verify_payment as actor
 
     views.order_detail(order_id, deps=deps)  # 404 for an order we do not hold
@@ -101,17 +99,18 @@ def verify_payment(order_id: str, body: VerifyPaymentBody, deps: DepsParam) -> d
 
 
 @app.post("/orders/{order_id}/recheck")
-async def recheck(order_id: str, body: RecheckBody, deps: DepsParam) -> JSONResponse:
+async def recheck(order_id: str, body: RecheckBody, deps: DepsParam, who: Caller) -> JSONResponse:
     """Support's Recheck. With ``wait`` the answer is the outcome, or 202 if the gateway is slower than
     ``wait_timeout_s`` (the recheck still finishes; read the order later)."""
     from worker.actors import recheck_order as actor
     from worker.services.reconcile import recheck_order
 
+    requested_by = f"{body.requested_by} (token {who})"
     await run_in_threadpool(views.order_detail, order_id, deps=deps)  # 404 for an order we do not hold
     if not body.wait:
-        actor.send(order_id, body.requested_by, body.reason)
+        actor.send(order_id, requested_by, body.reason)
         return JSONResponse(status_code=202, content={"status": "queued"})
-    running = asyncio.ensure_future(run_in_threadpool(recheck_order, order_id, body.requested_by,
+    running = asyncio.ensure_future(run_in_threadpool(recheck_order, order_id, requested_by,
                                                       reason=body.reason, deps=deps))
     try:
         outcome = await asyncio.wait_for(asyncio.shield(running), timeout=body.wait_timeout_s)
@@ -120,11 +119,21 @@ async def recheck(order_id: str, body: RecheckBody, deps: DepsParam) -> JSONResp
     return JSONResponse(content={"status": "done", **asdict(outcome)})
 
 
+@app.post("/orders/{order_id}/review")
+def review(order_id: str, body: ReviewBody, deps: DepsParam, who: Caller) -> dict[str, Any]:
+    """Resolve an order in needs_review by an explicit, audited decision."""
+    from worker.services.review import resolve_review
+
+    return asdict(resolve_review(order_id, body.decision, reason=body.reason,
+                                 requested_by=f"{body.requested_by} (token {who})", deps=deps))
+
+
 @app.post("/webhooks/{gateway}")
 async def receive_webhook(gateway: str, request: Request, deps: DepsParam) -> JSONResponse:
+    """A gateway's webhook: verified on the raw bytes, stored, acknowledged, then processed by a worker."""
     if gateway not in deps.gateways:
         raise HTTPException(status_code=404, detail=f"no gateway named {gateway!r}")
-    raw = await _read_limited(request, deps.settings.max_body_bytes)
+    raw = await request.body()
     stored = await run_in_threadpool(inbox.store_webhook, gateway, raw, dict(request.headers), deps=deps)
     if stored.enqueue:
         _enqueue_inbox(stored.inbox_id, gateway)
@@ -139,18 +148,5 @@ def _enqueue_inbox(inbox_id: int, gateway: str) -> None:
 
     try:
         process_inbox_event.send(inbox_id)
-    except Exception as exc:  # the row is stored: acknowledging is still right
+    except Exception as exc:  # noqa: BLE001  (the row is stored: acknowledging is still right)
         get_logger(gateway=gateway).error("inbox_enqueue_failed", inbox_id=inbox_id, error=str(exc))
-
-
-async def _read_limited(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise HTTPException(status_code=413, detail=f"body larger than {limit} bytes")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise HTTPException(status_code=413, detail=f"body larger than {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)

@@ -28,6 +28,7 @@ from gateways.simulator import SimulatorConfig, SimulatorServer  # noqa: E402
 from ops.serve import ThreadedServer  # noqa: E402
 from worker.settings import Settings  # noqa: E402
 
+API_TOKEN = "test-token-0123456789"
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 TABLES = ("support_actions", "order_transitions", "inbox_events", "ledger_entries", "gateway_payments", "orders",
           "members", "organisations")
@@ -88,7 +89,8 @@ def simulator():
 def settings_for(pg_url: str, simulator: SimulatorServer, **overrides) -> Settings:
     return Settings(database_url=pg_url, broker_url=REDIS_URL, razorpay_base_url=simulator.base_url,
                     razorpay_key_id=simulator.config.key_id, razorpay_key_secret=simulator.config.key_secret,
-                    razorpay_webhook_secret=simulator.config.webhook_secret, **overrides)
+                    razorpay_webhook_secret=simulator.config.webhook_secret,
+                    api_tokens={"tests": API_TOKEN, "tests-previous": "rotating-out-token"}, **overrides)
 
 
 @pytest.fixture

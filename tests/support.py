@@ -7,6 +7,9 @@ from sqlalchemy import func, select
 from db.models import InboxEvent, LedgerEntry, Order, Organisation
 from worker.services.orders import PurchaseRequest, create_order
 
+#: The bearer token the test settings accept (see ``settings_for`` in conftest).
+AUTH = {"Authorization": "Bearer test-token-0123456789"}
+
 
 def new_order(deps, org: str = "org-in", *, plan: str = "payg", credits: int | None = 5_000, **extra):
     """Create an order through the service, as POST /orders does; returns the stored Order."""

@@ -57,6 +57,9 @@ class Settings(BaseSettings):
     #: How long a claimed order or a running check keeps others away (seconds).
     check_lease_s: int = 120
 
+    #: Named bearer tokens for the support and billing endpoints (JSON object name → token).
+    api_tokens: dict[str, SecretStr] = {}
+
     log_level: str = "INFO"
     log_json: bool = True
 

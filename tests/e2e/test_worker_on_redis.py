@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.support import balance, inbox_rows, ledger_count, new_order, order_row
+from tests.support import AUTH, balance, inbox_rows, ledger_count, new_order, order_row
 from worker.broker import QUEUES
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -52,7 +52,7 @@ def test_a_message_that_breaks_the_contract_goes_to_the_dead_letter_queue_and_th
 @pytest.mark.e2e
 def test_two_worker_processes_from_the_dramatiq_cli_credit_each_order_exactly_once(deps, org, simulator, web, pg_url,
                                                                                     redis_client):
-    env = {**os.environ, "RECON_DATABASE_URL": pg_url, "RECON_RAZORPAY_BASE_URL": simulator.base_url,
+    env = {**os.environ, "RECON_DATABASE_URL": pg_url, "RECON_API_TOKENS": '{"tests": "test-token-0123456789"}', "RECON_RAZORPAY_BASE_URL": simulator.base_url,
            "RECON_RAZORPAY_KEY_ID": simulator.config.key_id, "RECON_RAZORPAY_KEY_SECRET": simulator.config.key_secret,
            "RECON_RAZORPAY_WEBHOOK_SECRET": simulator.config.webhook_secret}
     dramatiq_cli = str(Path(sys.executable).with_name("dramatiq"))
@@ -61,7 +61,7 @@ def test_two_worker_processes_from_the_dramatiq_cli_credit_each_order_exactly_on
     try:
         simulator.sim.set_knobs(webhook_duplicates=3, shuffle_webhooks=True)
         orders = [new_order(deps, credits=1_000 * (i + 1)) for i in range(6)]
-        with httpx.Client(base_url=web.base_url, timeout=10) as client:
+        with httpx.Client(base_url=web.base_url, timeout=10, headers=AUTH) as client:
             for order in orders:
                 paid = simulator.sim.pay(order.gateway_order_id, "success")
                 client.post(f"/orders/{order.id}/verify", json={"payment_id": paid["razorpay_payment_id"],

@@ -6,12 +6,12 @@ import pytest
 from fastapi.testclient import TestClient
 
 from ops.web import app
-from tests.support import order_row
+from tests.support import AUTH, order_row
 
 
 @pytest.fixture
 def client(deps, org):
-    with TestClient(app) as test_client:
+    with TestClient(app, headers=AUTH) as test_client:
         yield test_client
 
 

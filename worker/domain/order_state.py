@@ -54,8 +54,12 @@ ALLOWED: dict[OrderState, frozenset[OrderState]] = {
     OrderState.FAILED: frozenset({OrderState.PAID, OrderState.NEEDS_REVIEW}),
     OrderState.ABANDONED: frozenset({OrderState.PAID, OrderState.NEEDS_REVIEW}),
     OrderState.PAID: frozenset({OrderState.NEEDS_REVIEW}),
-    OrderState.NEEDS_REVIEW: frozenset(),
+    OrderState.NEEDS_REVIEW: frozenset({OrderState.PAID, OrderState.FAILED}),  # only by a support decision
 }
+
+#: What each support decision on an order in review leads to (``decide`` never leaves needs_review).
+REVIEW_DECISIONS: dict[str, OrderState] = {"credit": OrderState.PAID, "close": OrderState.FAILED,
+                                           "refund": OrderState.FAILED}
 
 #: States in which we still wait for money and apply timeouts.
 OPEN_STATES = frozenset({OrderState.CREATED, OrderState.PENDING})

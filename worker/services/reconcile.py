@@ -8,6 +8,8 @@ row as it is *now*, so a webhook that committed meanwhile is seen, not overwritt
 from __future__ import annotations
 
 import json
+
+from tenacity import Retrying, retry_if_result, stop_after_delay, wait_fixed
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -106,10 +108,24 @@ def _release(order_id: str, *, deps: Deps) -> None:
         queries.release_check_lease(session, order_id)
 
 
-def recheck_order(order_id: str, requested_by: str, *, deps: Deps, reason: str | None = None) -> Outcome:
-    """Support's Recheck: re-query the gateway now, finalise or mark failed, and audit who asked."""
+def recheck_order(order_id: str, requested_by: str, *, deps: Deps, reason: str | None = None,
+                  join_wait_s: float = 30.0) -> Outcome:
+    """Support's Recheck: re-query the gateway now, finalise or mark failed, and audit who asked.
+
+    If another check of the order is running, this one joins it: it waits for that check to end
+    and reports its result instead of asking the gateway a second time.
+    """
     before = _load(order_id, deps=deps)
-    decision = reconcile_order(order_id, deps=deps, source=Source.RECHECK)
+    now = deps.clock.now()
+    with deps.sessions.begin() as session:
+        leased = queries.take_check_lease(session, order_id, now=now,
+                                          until=now + timedelta(seconds=deps.settings.check_lease_s))
+    if not leased:
+        return _join_running_check(before, requested_by, reason, deps=deps, wait_s=join_wait_s)
+    try:
+        decision = reconcile_order(order_id, deps=deps, source=Source.RECHECK)
+    finally:
+        _release(order_id, deps=deps)
     with deps.sessions.begin() as session:
         payments = [{"id": p.gateway_payment_id, "status": p.status, "amount_minor": p.amount_minor,
                      "currency": p.currency} for p in queries.payments_of(session, order_id)]
@@ -122,6 +138,27 @@ def recheck_order(order_id: str, requested_by: str, *, deps: Deps, reason: str |
                                   created_at=deps.clock.now()))
     get_logger(order_id=order_id, gateway=before.gateway).info("order_rechecked", requested_by=requested_by,
                                                                  from_state=outcome.from_state, state=outcome.state)
+    return outcome
+
+
+def _join_running_check(before: Order, requested_by: str, reason: str | None, *, deps: Deps,
+                        wait_s: float) -> Outcome:
+    def lease_released() -> bool:
+        with deps.sessions() as session:
+            return queries.get_order(session, before.id).check_lease_until is None
+
+    waiting = Retrying(stop=stop_after_delay(wait_s), wait=wait_fixed(0.1), retry=retry_if_result(lambda done: not done),
+                       retry_error_callback=lambda _state: False)
+    finished = waiting(lease_released)
+    with deps.sessions.begin() as session:
+        after = queries.get_order(session, before.id)
+        outcome = Outcome(before.id, before.state, after.state,
+                          "joined_running_check" if finished else "running_check_still_busy",
+                          [{"id": p.gateway_payment_id, "status": p.status, "amount_minor": p.amount_minor,
+                            "currency": p.currency} for p in queries.payments_of(session, before.id)])
+        session.add(SupportAction(order_id=before.id, action="recheck", requested_by=requested_by, reason=reason,
+                                  outcome={"from_state": before.state, "state": after.state, "reason": outcome.reason},
+                                  created_at=deps.clock.now()))
     return outcome
 
 

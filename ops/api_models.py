@@ -1,0 +1,39 @@
+"""Request bodies of the HTTP API (they make its OpenAPI schema)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class CreateOrderBody(_Body):
+    organisation_id: str = Field(min_length=1, max_length=64)
+    requested_by: str = Field(min_length=1, max_length=64, description="member id of the admin paying")
+    plan: str = Field(max_length=32, description="payg, pro or custom (enterprise is refused)")
+    credits: int | None = Field(default=None, description="payg: credits to buy, at least 1,000")
+    custom_amount_minor: int | None = Field(default=None, description="custom: amount in minor units before tax")
+    refund_policy_accepted: bool = Field(description="must be true for every purchase")
+
+
+class VerifyPaymentBody(_Body):
+    payment_id: str = Field(min_length=1, max_length=64)
+    signature: str = Field(min_length=1, max_length=512)
+
+
+class RecheckBody(_Body):
+    requested_by: str = Field(min_length=1, max_length=120, description="the person asking (audited)")
+    reason: str | None = Field(default=None, max_length=2_000)
+    wait: bool = Field(default=True, description="answer with the outcome instead of enqueueing")
+    wait_timeout_s: float = Field(default=10.0, gt=0, le=60, description="how long to wait for the outcome")
+
+
+class ReviewBody(_Body):
+    decision: Literal["credit", "close", "refund"] = Field(
+        description="credit the order, close it without credit, or mark it for refund at the gateway")
+    reason: str = Field(min_length=3, max_length=2_000, description="mandatory: why (audited)")
+    requested_by: str = Field(min_length=1, max_length=120)

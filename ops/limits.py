@@ -1,0 +1,47 @@
+"""Request size limit for every endpoint, enforced while the body streams in (pure ASGI middleware)."""
+
+from __future__ import annotations
+
+import json
+
+from worker.deps import get_deps
+
+
+class BodySizeLimit:
+    """Answers 413 as soon as a body passes ``RECON_MAX_BODY_BYTES`` (declared or streamed)."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        limit = get_deps().settings.max_body_bytes
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared and declared.isdigit() and int(declared) > limit:
+            return await _too_large(send, limit)
+        seen = 0
+
+        async def limited_receive():
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > limit:
+                raise _TooLarge()
+            return message
+
+        try:
+            await self.app(scope, limited_receive, send)
+        except _TooLarge:
+            await _too_large(send, limit)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+async def _too_large(send, limit: int) -> None:
+    body = json.dumps({"error": "body_too_large", "message": f"body larger than {limit} bytes"}).encode()
+    await send({"type": "http.response.start", "status": 413,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
