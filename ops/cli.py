@@ -8,6 +8,8 @@ import sys
 
 import typer
 
+from ops import cli_support
+
 app = typer.Typer(help="gateway-recon: payment callbacks, reconciliation and exactly-once crediting.",
                   no_args_is_help=True, add_completion=False)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
@@ -16,6 +18,9 @@ order_app = typer.Typer(help="Orders.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(org_app, name="org")
 app.add_typer(order_app, name="order")
+app.add_typer(cli_support.inbox_app, name="inbox")
+app.add_typer(cli_support.dlq_app, name="dlq")
+app.add_typer(cli_support.review_app, name="review")
 
 
 def _deps():
@@ -59,23 +64,31 @@ def org_add_member(org_id: str, member_id: str, email: str = typer.Option(...),
 
 
 @order_app.command("show")
-def order_show(order_id: str) -> None:
-    """Print an order with its payments, events, state changes and ledger entries (JSON)."""
-    from worker.services.views import order_detail
+def order_show(order_id: str, as_json: bool = typer.Option(False, "--json", help="Print JSON instead.")) -> None:
+    """An order's timeline: events, gateway checks, state changes and ledger entries."""
+    if as_json:
+        from worker.services.views import order_detail
 
-    typer.echo(json.dumps(order_detail(order_id, deps=_deps()), indent=2))
+        typer.echo(json.dumps(order_detail(order_id, deps=_deps()), indent=2))
+        return
+    cli_support.show_order(order_id)
 
 
 @app.command("recheck")
-def recheck(order_ids: list[str], by: str = typer.Option(..., "--by", help="Who asks (audited)."),
-            reason: str = typer.Option(None, help="Why (audited).")) -> None:
-    """Re-query the gateway for orders now, finalise or mark failed, and print the outcome."""
-    from worker.services.reconcile import recheck_order
+def recheck(order_ids: list[str] = typer.Argument(None, help="Order ids."),
+            by: str = typer.Option(..., "--by", help="Who asks (audited)."),
+            reason: str = typer.Option(None, help="Why (audited)."),
+            state: str = typer.Option(None, help="Also every order in this state (bulk)."),
+            older_than: str = typer.Option(None, help="With --state: created longer ago than this (e.g. 2h)."),
+            dry_run: bool = typer.Option(False, "--dry-run", help="Compare with the gateway; change nothing.")) -> None:
+    """Re-query the gateway now and finalise or mark failed; waits and prints each outcome."""
+    cli_support.recheck(order_ids or [], by=by, reason=reason, state=state, older_than=older_than, dry_run=dry_run)
 
-    deps = _deps()
-    for order_id in order_ids:
-        outcome = recheck_order(order_id, by, reason=reason, deps=deps)
-        typer.echo(f"{order_id}: {outcome.from_state} -> {outcome.state} ({outcome.reason})")
+
+@app.command("stats")
+def stats() -> None:
+    """Orders by state, inbox by status, credits granted, oldest open order."""
+    cli_support.stats()
 
 
 @app.command("web")

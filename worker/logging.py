@@ -26,6 +26,16 @@ def _redact(key: str, value):
     return value
 
 
+class _CurrentStderr:
+    """Writes to whatever ``sys.stderr`` is at the time (test runners swap it)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
 def configure_logging(*, level: str = "INFO", json: bool = True, stream=None) -> None:
     """Configure structlog and the standard library to write one JSON object per line."""
     processors = [
@@ -39,7 +49,7 @@ def configure_logging(*, level: str = "INFO", json: bool = True, stream=None) ->
     structlog.configure(
         processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
-        logger_factory=structlog.PrintLoggerFactory(stream or sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(stream or _CurrentStderr()),
         cache_logger_on_first_use=False,
     )
     logging.basicConfig(level=level.upper(), stream=stream or sys.stderr, format="%(message)s", force=True)
