@@ -111,6 +111,7 @@ def deps(pg_url, simulator, redis_client):
 
 @pytest.fixture
 def broker(redis_client):
+    from worker import actors  # noqa: F401  (declares the actors on the broker)
     from worker.broker import broker as configured
 
     configured.flush_all()
