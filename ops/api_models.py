@@ -22,7 +22,7 @@ class CreateOrderBody(_Body):
 
 class VerifyPaymentBody(_Body):
     payment_id: str = Field(min_length=1, max_length=64)
-    signature: str = Field(min_length=1, max_length=512)
+    signature: str = Field(min_length=1, max_length=4_096)
 
 
 class RecheckBody(_Body):

@@ -20,7 +20,7 @@ class _Strict(BaseModel):
 class VerifyPaymentArgs(_Strict):
     order_id: str = Field(min_length=1, max_length=40)
     payment_id: str = Field(min_length=1, max_length=64)
-    signature: str = Field(min_length=1, max_length=512)
+    signature: str = Field(min_length=1, max_length=4_096)
 
 
 class RecheckOrderArgs(_Strict):

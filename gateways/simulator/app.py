@@ -1,6 +1,7 @@
-"""The simulator's FastAPI app: Razorpay's ``/v1`` API plus the ``/_sim/`` control API.
+"""The simulator's FastAPI app: Razorpay's ``/v1`` API, PayGlocal's ``/gl/v1/payments`` API and the
+``/_sim/`` control API.
 
-Fault knobs (latency, 429, 5xx, timeouts) apply to ``/v1`` only, before authentication, the
+Fault knobs (latency, 429, 5xx, timeouts) apply to ``/v1`` and ``/gl/`` only, before authentication, the
 way a load balancer or rate limiter in front of the real API would act. A "timeout" is
 processed normally and answered only after ``timeout_sleep_s``, so the client gives up on a
 request whose effect happened (the nasty case for retries).
@@ -17,6 +18,8 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gateways.simulator.core import Simulator
+from gateways.simulator.payglocal_auth import PayGlocalApiError
+from gateways.simulator.payglocal_routes import build_router as build_payglocal_router
 from gateways.simulator.razorpay_routes import build_router
 from gateways.simulator.razorpay_rules import RazorpayApiError, SimulatorError, error_body
 
@@ -26,6 +29,9 @@ _SERVER_ERROR_BODIES: dict[int, tuple[str, str]] = {
     504: ("GATEWAY_ERROR", "Gateway timed out. Please try again."),
 }
 _SERVER_ERROR_HTML = {502: "502 Bad Gateway", 503: "503 Service Temporarily Unavailable"}
+#: Paths that get the fault knobs: the gateways' APIs, never ``/_sim/``.
+PAYGLOCAL_PATHS = ("/gl/",)
+API_PATHS = ("/v1/", *PAYGLOCAL_PATHS)
 
 
 def server_error_response(status: int) -> Response:
@@ -36,8 +42,18 @@ def server_error_response(status: int) -> Response:
     return JSONResponse(error_body(code, description), status_code=status)
 
 
-def _rate_limited() -> Response:
+def _rate_limited(path: str) -> Response:
+    if path.startswith(PAYGLOCAL_PATHS):
+        body = PayGlocalApiError(429, "Too many requests", reason_code="GL-429-001").body()
+        return JSONResponse(body, status_code=429, headers={"Retry-After": "1"})
     return JSONResponse(error_body("BAD_REQUEST_ERROR", "Too many requests"), status_code=429)
+
+
+def _server_error(path: str, status: int) -> Response:
+    if path.startswith(PAYGLOCAL_PATHS) and status not in _SERVER_ERROR_HTML:
+        error = PayGlocalApiError(status, "System error", reason_code=f"GL-{status}-001", status_text="SYSTEM_ERROR")
+        return JSONResponse(error.body(), status_code=status)
+    return server_error_response(status)
 
 
 async def _json_object(request: Request) -> dict[str, Any]:
@@ -58,16 +74,17 @@ def create_app(sim: Simulator) -> FastAPI:
 
     @app.middleware("http")
     async def inject_faults(request: Request, call_next: Any) -> Response:
-        if not request.url.path.startswith("/v1/"):
+        path = request.url.path
+        if not path.startswith(API_PATHS):
             return await call_next(request)
         cfg = sim.config
         if cfg.latency_ms:
             await asyncio.sleep(cfg.latency_ms / 1000)
         fault = sim.draw_fault()
         if fault == 429:
-            return _rate_limited()
+            return _rate_limited(path)
         if isinstance(fault, int):
-            return server_error_response(fault)
+            return _server_error(path, fault)
         response = await call_next(request)
         if fault == "timeout":
             await asyncio.sleep(cfg.timeout_sleep_s)
@@ -75,6 +92,10 @@ def create_app(sim: Simulator) -> FastAPI:
 
     @app.exception_handler(RazorpayApiError)
     async def razorpay_error(_: Request, exc: RazorpayApiError) -> Response:
+        return JSONResponse(exc.body(), status_code=exc.status)
+
+    @app.exception_handler(PayGlocalApiError)
+    async def payglocal_error(_: Request, exc: PayGlocalApiError) -> Response:
         return JSONResponse(exc.body(), status_code=exc.status)
 
     @app.exception_handler(StarletteHTTPException)
@@ -87,6 +108,7 @@ def create_app(sim: Simulator) -> FastAPI:
         return JSONResponse({"error": str(exc)}, status_code=exc.status)
 
     app.include_router(build_router(sim.razorpay))
+    app.include_router(build_payglocal_router(sim.payglocal))
     _add_control_routes(app, sim)
     return app
 
@@ -149,6 +171,42 @@ def _add_control_routes(app: FastAPI, sim: Simulator) -> None:
     async def refund(request: Request) -> JSONResponse:
         body = await _json_object(request)
         return JSONResponse(sim.refund(_required(body, "gateway_payment_id"), body.get("amount_minor")))
+
+    _add_payglocal_control_routes(app, sim)
+
+
+def _add_payglocal_control_routes(app: FastAPI, sim: Simulator) -> None:
+    """``/_sim/payglocal/*``: the shopper's actions and the keys to configure the adapter with."""
+
+    @app.post("/_sim/payglocal/pay")
+    async def pay_payglocal(request: Request) -> JSONResponse:
+        body = await _json_object(request)
+        result = sim.pay_payglocal(
+            _required(body, "gid"),
+            _required(body, "outcome"),
+            deliver_callback=bool(body.get("deliver_callback", True)),
+            amount_minor=body.get("amount_minor"),
+            currency=body.get("currency"),
+            callback_style=str(body.get("callback_style", "2021")),
+        )
+        return JSONResponse(result)
+
+    @app.post("/_sim/payglocal/late_authorize")
+    async def late_authorize_payglocal(request: Request) -> JSONResponse:
+        return JSONResponse(sim.late_authorize_payglocal(_required(await _json_object(request), "gid")))
+
+    @app.post("/_sim/payglocal/refund")
+    async def refund_payglocal(request: Request) -> JSONResponse:
+        return JSONResponse(sim.refund_payglocal(_required(await _json_object(request), "gid")))
+
+    @app.get("/_sim/payglocal/keys")
+    async def payglocal_keys() -> JSONResponse:
+        keys = sim.payglocal.keys
+        return JSONResponse({
+            "merchant_id": keys.merchant_id, "merchant_kid": keys.merchant_kid,
+            "merchant_private_pem": keys.merchant_private_pem, "merchant_public_pem": keys.merchant_public_pem,
+            "payglocal_kid": keys.payglocal_kid, "payglocal_public_pem": keys.payglocal_public_pem,
+        })  # fmt: skip
 
 
 def _required(body: dict[str, Any], name: str) -> Any:

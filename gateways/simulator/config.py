@@ -61,6 +61,14 @@ class SimulatorConfig:
     webhook_max_attempts: int = 5
     webhook_backoff_s: float = 0.05
     webhook_timeout_s: float = 5.0
+    #: PayGlocal: our merchant id, and the merchant's PUBLIC key (PEM) that verifies our JWS. With no
+    #: key, the simulator makes a merchant key pair and exposes its private half (``sim.payglocal``).
+    payglocal_merchant_id: str = "sim_mid_0001"
+    payglocal_merchant_public_pem: str | None = None
+    payglocal_merchant_kid: str = "sim-merchant-kid-0001"
+    #: PayGlocal's own key pair (signs callbacks, decrypts bodies); generated at start when None.
+    payglocal_private_pem: str | None = None
+    payglocal_kid: str = "sim-payglocal-kid-0001"
 
     def __post_init__(self) -> None:
         self.validate()

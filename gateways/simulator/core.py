@@ -1,7 +1,10 @@
 """The :class:`Simulator`: one in-memory gateway world shared by the HTTP app and the tests.
 
-It owns the config (knobs), the webhook sender and the per-gateway state (``.razorpay`` today;
-a PayGlocal part can be added beside it), and draws the API fault injections.
+It owns the config (knobs), the webhook sender and the per-gateway state (``.razorpay`` and
+``.payglocal``), and draws the API fault injections.
+
+The customer actions ``pay`` and ``late_authorize`` take Razorpay ids; an id starting with ``gl_``
+(a PayGlocal gid) is routed to PayGlocal, so a demo can drive either gateway the same way.
 """
 
 from __future__ import annotations
@@ -10,10 +13,14 @@ import threading
 from typing import Any
 
 from gateways.simulator.config import SimulatorConfig, derived_rng
+from gateways.simulator.payglocal import PayGlocalSim
 from gateways.simulator.razorpay import RazorpaySim
 from gateways.simulator.webhooks import WebhookEvent, WebhookSender
 
 _SERVER_ERRORS = (500, 502, 503, 504)
+
+#: Ids starting with this are PayGlocal gids (Razorpay ids start with ``order_`` / ``pay_``).
+PAYGLOCAL_PREFIX = "gl_"
 
 
 class Simulator:
@@ -23,6 +30,7 @@ class Simulator:
         self.config = config if config is not None else SimulatorConfig()
         self.webhooks = WebhookSender(self.config)
         self.razorpay = RazorpaySim(self.config, self.webhooks)
+        self.payglocal = PayGlocalSim(self.config, self.webhooks)
         self._faults_lock = threading.Lock()
         self._faults = derived_rng(self.config.seed, "faults")
 
@@ -36,13 +44,18 @@ class Simulator:
         amount_minor: int | None = None,
         currency: str | None = None,
     ) -> dict[str, Any]:
-        """A checkout attempt on a Razorpay order; see :meth:`RazorpaySim.pay`."""
+        """A checkout attempt on a Razorpay order (see :meth:`RazorpaySim.pay`) or a PayGlocal gid."""
+        if gateway_order_id.startswith(PAYGLOCAL_PREFIX):
+            return self.pay_payglocal(gateway_order_id, outcome, deliver_callback=deliver_webhooks,
+                                      amount_minor=amount_minor, currency=currency)  # fmt: skip
         return self.razorpay.pay(
             gateway_order_id, outcome, deliver_webhooks=deliver_webhooks, amount_minor=amount_minor, currency=currency
         )
 
     def late_authorize(self, gateway_payment_id: str, *, deliver_webhooks: bool = True) -> dict[str, Any]:
-        """A failed Razorpay payment is authorised late; see :meth:`RazorpaySim.late_authorize`."""
+        """A failed Razorpay payment (or PayGlocal gid) is authorised late; see :meth:`RazorpaySim.late_authorize`."""
+        if gateway_payment_id.startswith(PAYGLOCAL_PREFIX):
+            return self.late_authorize_payglocal(gateway_payment_id)
         return self.razorpay.late_authorize(gateway_payment_id, deliver_webhooks=deliver_webhooks)
 
     def refund(
@@ -50,6 +63,31 @@ class Simulator:
     ) -> dict[str, Any]:
         """Refund a captured Razorpay payment (fully by default); returns the refund entity."""
         return self.razorpay.refund(gateway_payment_id, amount_minor, deliver_webhooks=deliver_webhooks)
+
+    # -- PayGlocal customer behaviour ------------------------------------------------------
+    def pay_payglocal(
+        self,
+        gid: str,
+        outcome: str,
+        *,
+        deliver_callback: bool = True,
+        amount_minor: int | None = None,
+        currency: str | None = None,
+        callback_style: str = "2021",
+    ) -> dict[str, Any]:
+        """The shopper on PayGlocal's hosted page; see :meth:`PayGlocalSim.pay`."""
+        return self.payglocal.pay(
+            gid, outcome, deliver_callback=deliver_callback, amount_minor=amount_minor, currency=currency,
+            callback_style=callback_style,
+        )  # fmt: skip
+
+    def late_authorize_payglocal(self, gid: str) -> dict[str, Any]:
+        """A failed PayGlocal transaction turns SENT_FOR_CAPTURE (or AUTHORIZED) late."""
+        return self.payglocal.late_authorize(gid)
+
+    def refund_payglocal(self, gid: str) -> dict[str, Any]:
+        """A captured PayGlocal transaction is refunded in full (SENT_FOR_REFUND)."""
+        return self.payglocal.refund(gid)
 
     # -- knobs, state, webhooks ------------------------------------------------------------
     def set_knobs(self, **knobs: Any) -> dict[str, Any]:
@@ -66,12 +104,14 @@ class Simulator:
         return {
             "knobs": self.config.knobs(),
             "razorpay": self.razorpay.snapshot(),
+            "payglocal": {"merchant_id": self.payglocal.merchant_id, "transactions": self.payglocal.snapshot()},
             "webhooks": self.webhooks.stats(),
         }
 
     def reset(self) -> None:
         """Forget all entities, webhook events and queued deliveries; knobs are kept."""
         self.razorpay.reset()
+        self.payglocal.reset()
         self.webhooks.reset()
         self.webhooks.reseed(self.config.seed)
         with self._faults_lock:
@@ -93,7 +133,7 @@ class Simulator:
         """Stop the webhook sender thread (it restarts by itself if more events come)."""
         self.webhooks.close()
 
-    # -- fault injection (used by the app for /v1 calls) -----------------------------------
+    # -- fault injection (used by the app for /v1 and /gl calls) -----------------------------------
     def draw_fault(self) -> str | int | None:
         """For one API call: ``429``, a 5xx status, ``"timeout"`` or None (answer normally)."""
         cfg = self.config

@@ -131,7 +131,8 @@ def main(host: str = "127.0.0.1", port: int = 8765, **knobs: Any) -> None:
     sock = bind_socket(host, port)
     print(
         f"gateway simulator on http://{host}:{sock.getsockname()[1]}  razorpay key_id={config.key_id} "
-        f"webhook_url={config.webhook_url}  control: /_sim/state /_sim/knobs /_sim/razorpay/pay",
+        f"webhook_url={config.webhook_url}  payglocal mid={config.payglocal_merchant_id} (keys: /_sim/payglocal/keys)  "
+        "control: /_sim/state /_sim/knobs /_sim/razorpay/pay /_sim/payglocal/pay",
         flush=True,
     )
     try:
@@ -152,7 +153,7 @@ def parse_args(argv: list[str]) -> dict[str, Any]:
         flag = "--" + f.name.replace("_", "-")
         if isinstance(f.default, bool):
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default)
-        elif f.name in ("seed", "webhook_url"):
+        elif f.default is None:
             parser.add_argument(flag, type=int if f.name == "seed" else str, default=None)
         else:
             parser.add_argument(flag, type=type(f.default), default=f.default)

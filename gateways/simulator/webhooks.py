@@ -6,8 +6,8 @@ The sender then applies the delivery knobs of :class:`~gateways.simulator.config
 
 - each event is delivered ``webhook_duplicates`` times (same bytes, same headers);
 - with ``shuffle_webhooks`` the next delivery is picked at random among those ready;
-- with ``drop_webhooks``, ``deliver=False`` or no ``webhook_url``, the event is recorded as
-  ``lost`` and never sent;
+- with ``drop_webhooks``, ``deliver=False`` or no URL (the event's own ``url``, else ``webhook_url``),
+  the event is recorded as ``lost`` and never sent;
 - a non-2xx answer or a connection error is retried after ``webhook_backoff_s * 2**n`` seconds,
   at most ``webhook_max_attempts`` times in all, then recorded as ``failed``.
 
@@ -39,6 +39,11 @@ class WebhookEvent:
     headers: dict[str, str]
     created_at: int
     gateway: str
+    #: Where to post it; ``None`` means the ``webhook_url`` knob (PayGlocal posts to merchantCallbackURL).
+    url: str | None = None
+    #: Delivery attempts for this event; ``None`` means the ``webhook_max_attempts`` knob
+    #: (a browser callback form is posted once: 1).
+    max_attempts: int | None = None
 
 
 @dataclass(eq=False)
@@ -87,8 +92,9 @@ class WebhookSender:
     def publish(self, events: list[WebhookEvent], *, deliver: bool = True) -> None:
         """Record a batch of events and queue their deliveries atomically (one lock hold)."""
         with self._cond:
-            lost = not deliver or self.config.drop_webhooks or not self.config.webhook_url
+            dropped = not deliver or self.config.drop_webhooks
             for event in events:
+                lost = dropped or not (event.url or self.config.webhook_url)
                 self._events.append(event)
                 for copy in range(self.config.webhook_duplicates):
                     delivery = Delivery(event=event, copy=copy, seq=next(self._seq))
@@ -169,7 +175,7 @@ class WebhookSender:
                 delivery = self._next(me)
                 if delivery is None:
                     return
-                url = self.config.webhook_url
+                url = delivery.event.url or self.config.webhook_url
                 status, error = None, None
                 if url:
                     try:
@@ -210,7 +216,7 @@ class WebhookSender:
                 delivery.error = error
                 if status is not None and 200 <= status < 300:
                     delivery.outcome = "delivered"
-                elif delivery.attempts >= self.config.webhook_max_attempts:
+                elif delivery.attempts >= (delivery.event.max_attempts or self.config.webhook_max_attempts):
                     delivery.outcome = "failed"
                 elif delivery in self._log:  # not forgotten by a reset meanwhile
                     backoff = self.config.webhook_backoff_s * 2 ** (delivery.attempts - 1)

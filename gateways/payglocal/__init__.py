@@ -1,0 +1,291 @@
+"""The PayGlocal adapter: :class:`PayGlocalGateway` implements :class:`gateways.port.PaymentGateway`.
+
+It combines :mod:`.client` (HTTP and error mapping), :mod:`.mapping` (JSON -> DTOs, exact amounts)
+and :mod:`.tokens` (JWE/JWS signing, callback tokens). Facts come from docs/gateways/payglocal.md.
+
+- One PayGlocal transaction (a ``gid``) is both the order and its single payment.
+- The status enquiry is the source of truth. The browser callback (a form POST of ``x-gl-token``)
+  is only a prompt to go and check; server webhooks are not reliably documented and are refused.
+- ``create_order`` is not retried in-call. After a transient failure (or a 400, e.g. a duplicate
+  ``merchantTxnId`` from an earlier lost create) the transaction is looked up by ``merchantTxnId``
+  (= our receipt) and returned when found; otherwise the original error is raised.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Mapping
+
+import httpx
+
+from gateways.errors import (
+    GatewayError,
+    GatewayPermanent,
+    GatewayRateLimited,
+    GatewayTransient,
+    MalformedEvent,
+    SignatureInvalid,
+)
+from gateways.http import DEFAULT_ATTEMPTS, DEFAULT_TIMEOUT, EventHooks
+from gateways.payglocal import mapping, tokens
+from gateways.payglocal.client import SANDBOX_BASE_URL, PayGlocalClient
+from gateways.port import CallbackResult, RemoteOrder, RemotePayment, RemoteStatus, WebhookEvent
+
+__all__ = ["PayGlocalGateway", "SANDBOX_BASE_URL"]
+
+CALLBACK_EVENT_TYPE = "payglocal.callback"
+FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
+
+
+def _system_now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _as_gid(identifier: str) -> str | None:
+    """``identifier`` when it is a gid (``gl_...``): the id we asked by stays the id we report.
+    Anything else (a merchantTxnId) lets the response's ``gid`` name the transaction."""
+    return identifier if identifier.startswith("gl_") else None
+
+
+class PayGlocalGateway:
+    """PayGlocal PayCollect transactions, status, capture and browser callbacks, in the port's terms."""
+
+    name = "payglocal"
+
+    def __init__(
+        self,
+        *,
+        merchant_id: str,
+        private_key_pem: str,
+        private_kid: str,
+        payglocal_public_keys: Mapping[str, str],
+        payglocal_public_kid: str,
+        base_url: str = SANDBOX_BASE_URL,
+        callback_url: str,
+        transport: httpx.BaseTransport | None = None,
+        timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
+        now_ms: Callable[[], int] | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        event_hooks: EventHooks | None = None,
+        callback_max_age_s: int = 900,
+        retry_attempts: int = DEFAULT_ATTEMPTS,
+    ):
+        """Configure the adapter; nothing is sent until a method is called.
+
+        Args:
+            merchant_id: our PayGlocal MID.
+            private_key_pem, private_kid: the merchant signing key (``<kid>_<mid>.pem``) and its kid.
+            payglocal_public_keys: PayGlocal's public keys (PEM keys or certificates) by kid; several
+                during a rotation. They verify callback tokens.
+            payglocal_public_kid: which of them request bodies are encrypted to.
+            base_url: the API root; sandbox by default, production must be configured.
+            callback_url: our ``merchantCallbackURL`` (the browser form POST lands there).
+            transport, timeout, event_hooks: passed to httpx.
+            now_ms: epoch milliseconds; injected in tests (token ``iat`` and callback freshness).
+            sleep, retry_attempts: the bounded in-call retry of status GETs.
+            callback_max_age_s: how old (by ``iat``) a callback token may be.
+
+        Raises:
+            ValueError: a key does not load, or ``payglocal_public_kid`` is not among the public keys.
+        """
+        if not callback_url:
+            raise ValueError("a merchantCallbackURL (callback_url) is required")
+        self._public_keys = {kid: tokens.load_key(pem) for kid, pem in payglocal_public_keys.items() if kid and pem}
+        if payglocal_public_kid not in self._public_keys:
+            raise ValueError(f"payglocal_public_kid {payglocal_public_kid!r} is not among payglocal_public_keys")
+        self._merchant_id = merchant_id
+        self._callback_url = callback_url
+        self._now_ms = now_ms or _system_now_ms
+        self._callback_max_age_ms = int(callback_max_age_s) * 1000
+        signer = tokens.RequestSigner(
+            merchant_id=merchant_id,
+            private_key=tokens.load_key(private_key_pem),
+            private_kid=private_kid,
+            payglocal_public_key=self._public_keys[payglocal_public_kid],
+            payglocal_public_kid=payglocal_public_kid,
+            now_ms=self._now_ms,
+        )
+        self._client = PayGlocalClient(
+            signer=signer,
+            base_url=base_url,
+            transport=transport,
+            timeout=timeout,
+            event_hooks=event_hooks,
+            retry_attempts=retry_attempts,
+            sleep=sleep,
+        )
+
+    def __repr__(self) -> str:
+        return f"PayGlocalGateway(merchant_id={self._merchant_id!r})"
+
+    def close(self) -> None:
+        """Close the HTTP connection pool."""
+        self._client.close()
+
+    # Orders and payments ---------------------------------------------------------------
+
+    def create_order(
+        self,
+        *,
+        receipt: str,
+        amount_minor: int,
+        currency: str,
+        notes: Mapping[str, str] | None = None,
+        manual_capture: bool | None = None,
+    ) -> RemoteOrder:
+        """Initiate a PayCollect transaction for one of our orders (``merchantTxnId`` = ``receipt``).
+
+        ``notes`` has no PayGlocal field and is not sent. ``checkout`` holds ``redirect_url`` (the
+        hosted page) and ``gid``; a transaction found again after a lost create has no redirect_url.
+
+        Raises:
+            GatewayTransient: the initiate failed and no transaction with this receipt exists (yet).
+            GatewayPermanent: PayGlocal refused it, or the receipt's transaction has another amount.
+        """
+        if not receipt or len(receipt) > mapping.MAX_TXN_ID_LENGTH:
+            raise ValueError(f"receipt must be 1 to {mapping.MAX_TXN_ID_LENGTH} characters, got {len(receipt or '')}")
+        currency = currency.upper()
+        payload = {
+            "merchantTxnId": receipt,
+            "merchantUniqueId": receipt,
+            "paymentData": {"totalAmount": mapping.minor_to_amount(amount_minor, currency), "txnCurrency": currency},
+            "merchantCallbackURL": self._callback_url,
+            "captureTxn": not manual_capture,
+        }
+        try:
+            envelope = self._client.initiate_paycollect(payload)
+        except (GatewayTransient, GatewayPermanent) as create_error:
+            if isinstance(create_error, GatewayRateLimited) or (
+                isinstance(create_error, GatewayPermanent) and create_error.status != 400
+            ):
+                raise  # a 429 was not processed; other refusals are not about a lost create
+            found = self._find_lost_order(receipt, create_error)
+            if found.amount_minor != amount_minor or found.currency != currency:
+                raise GatewayPermanent(
+                    f"payglocal transaction {found.gateway_order_id} for receipt {receipt!r} is for "
+                    f"{found.amount_minor} {found.currency}, not {amount_minor} {currency}"
+                ) from create_error
+            return dataclasses.replace(found, checkout={"gid": found.gateway_order_id})
+        return mapping.initiated_order(envelope, receipt=receipt, amount_minor=amount_minor, currency=currency)
+
+    def fetch_order(self, gateway_order_id: str) -> RemoteOrder:
+        """The transaction (status enquiry) as an order with its single payment.
+
+        Raises:
+            GatewayNotFound: PayGlocal does not know the gid (404, or 400 GL-400-999).
+        """
+        return mapping.order_from_status(self._client.status(gateway_order_id), gid=_as_gid(gateway_order_id))
+
+    def fetch_payment(self, gateway_payment_id: str) -> RemotePayment:
+        """The transaction's payment (the gid is both ids). Raises GatewayNotFound when unknown."""
+        return mapping.payment_from_status(self._client.status(gateway_payment_id), gid=_as_gid(gateway_payment_id))
+
+    def capture(self, gateway_payment_id: str, *, amount_minor: int, currency: str) -> RemotePayment:
+        """Fully capture an authorised transaction; an already captured one is returned as is.
+
+        Raises:
+            GatewayPermanent: the transaction is not authorised, or is for another amount.
+        """
+        payment = self.fetch_payment(gateway_payment_id)
+        if payment.status is RemoteStatus.CAPTURED:
+            return payment
+        if payment.amount_minor != amount_minor or payment.currency != currency.upper():
+            raise GatewayPermanent(
+                f"payglocal {gateway_payment_id} is for {payment.amount_minor} {payment.currency}, "
+                f"not {amount_minor} {currency}"
+            )
+        if payment.status is not RemoteStatus.AUTHORIZED:
+            raise GatewayPermanent(f"payglocal {gateway_payment_id} is {payment.wire_status}, not AUTHORIZED")
+        body = {
+            "merchantTxnId": mapping.capture_txn_id(gateway_payment_id),
+            "captureType": "F",
+            "paymentData": {"totalAmount": mapping.minor_to_amount(amount_minor, payment.currency)},
+        }
+        try:
+            self._client.capture(gateway_payment_id, body)
+        except GatewayPermanent:
+            again = self.fetch_payment(gateway_payment_id)  # e.g. a retried capture: duplicate merchantTxnId
+            if again.status is RemoteStatus.CAPTURED:
+                return again
+            raise
+        return self.fetch_payment(gateway_payment_id)
+
+    # Signed inputs ---------------------------------------------------------------------
+
+    def verify_callback(self, gateway_order_id: str, gateway_payment_id: str, signature: str) -> CallbackResult:
+        """Check the browser callback's ``x-gl-token`` (``signature``) against the gid *we* stored.
+
+        ``gateway_payment_id`` may be empty or the gid (PayGlocal's payment id is the gid).
+        A valid callback is a prompt to query the status, never proof of payment.
+
+        Raises:
+            SignatureInvalid: bad or stale token, another merchant's, or for another gid.
+        """
+        if not gateway_order_id:
+            raise SignatureInvalid("no stored PayGlocal gid to verify the callback against")
+        claims = self._verify_token(signature)
+        named = claims.gids()
+        if gateway_order_id not in named:
+            raise SignatureInvalid(f"callback token is for gid {claims.gid!r}, not the gid we stored")
+        if gateway_payment_id and gateway_payment_id not in named:
+            raise SignatureInvalid(f"callback payment id {gateway_payment_id!r} is not the token's gid")
+        return CallbackResult(gateway_order_id=gateway_order_id, gateway_payment_id=gateway_order_id)
+
+    def verify_webhook(self, raw_body: bytes, headers: Mapping[str, str]) -> WebhookEvent:
+        """Accept only the browser callback form post (``x-gl-token=<token>``), verified.
+
+        The event carries no payment (``payment=None``): the caller must query the status.
+
+        Raises:
+            MalformedEvent: not a form post with exactly one ``x-gl-token`` field.
+            SignatureInvalid: the token does not verify, is stale, or is another merchant's.
+        """
+        if not isinstance(raw_body, (bytes, bytearray, memoryview)):
+            raise TypeError("verify_webhook needs the raw body bytes, not a decoded or parsed body")
+        lowered = {str(key).lower(): str(value) for key, value in headers.items()}
+        content_type = lowered.get("content-type", FORM_CONTENT_TYPE).split(";")[0].strip().lower()
+        if content_type != FORM_CONTENT_TYPE:
+            raise MalformedEvent(
+                f"only PayGlocal's browser callback form ({FORM_CONTENT_TYPE}) is accepted, not {content_type!r}; "
+                "server webhooks are not supported"
+            )
+        claims = self._verify_token(mapping.callback_form_token(bytes(raw_body)))
+        return WebhookEvent(
+            event_id=f"callback:{claims.gid}:{claims.iat_ms}",
+            event_type=CALLBACK_EVENT_TYPE,
+            gateway_order_id=claims.gid,
+            payment=None,
+            created_at=claims.iat_ms // 1000,
+        )
+
+    def claimed_order_id(self, raw_body: bytes) -> str | None:
+        """The gid an *unverified* callback form names (to prompt a check, never to trust); never raises."""
+        try:
+            return tokens.unverified_gid(mapping.callback_form_token(bytes(raw_body)))
+        except (MalformedEvent, TypeError, ValueError):
+            return None
+
+    # Helpers ---------------------------------------------------------------------------
+
+    def _verify_token(self, token: str) -> tokens.CallbackClaims:
+        if not token:
+            raise SignatureInvalid("callback has no x-gl-token")
+        return tokens.verify_callback_claims(
+            token,
+            public_keys=self._public_keys,
+            merchant_id=self._merchant_id,
+            now_ms=self._now_ms(),
+            max_age_ms=self._callback_max_age_ms,
+        )
+
+    def _find_lost_order(self, receipt: str, create_error: GatewayError) -> RemoteOrder:
+        """The transaction a failed initiate may have made, by merchantTxnId; else ``create_error`` is raised."""
+        try:
+            envelope = self._client.status(receipt)
+            found = mapping.order_from_status(envelope)
+        except GatewayError:
+            raise create_error  # the lookup error stays attached as __context__
+        if found.receipt not in (None, receipt):
+            raise create_error
+        return found

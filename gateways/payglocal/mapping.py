@@ -1,0 +1,256 @@
+"""Pure functions from PayGlocal JSON to the port's DTOs, and exact decimal <-> minor-unit amounts.
+
+Rules taken from docs/gateways/payglocal.md §3 and §5:
+
+- The transaction state is ``data.status``; the top-level ``status`` is sometimes the outcome of the
+  status *call* (``SUCCESS``, ``CREATED``), so it is read only when ``data.status`` is missing.
+- Only ``SENT_FOR_CAPTURE`` means money was taken. An unknown status maps to ``RemoteStatus.UNKNOWN``
+  (keep checking, alert), never to failed.
+- ``data.Amount`` (capital A) is a decimal string in major units next to ``data.Currency``, sometimes
+  without decimals (``"10"``). It is converted with :class:`decimal.Decimal`, never float.
+- One PayGlocal transaction is one payment: ``gateway_payment_id == gateway_order_id == gid``.
+- The browser callback is a form body with one field, ``x-gl-token`` (:func:`callback_form_token`).
+
+An API response we cannot map raises :class:`gateways.errors.GatewayPermanent` (a contract problem).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Mapping
+from decimal import Decimal, InvalidOperation
+from typing import Any
+from urllib.parse import parse_qs
+
+from gateways.errors import GatewayPermanent, MalformedEvent
+from gateways.port import FailureKind, RemoteOrder, RemotePayment, RemoteStatus
+
+#: PayGlocal transaction statuses (docs §3) -> our status and, for failures, why.
+STATUS_MAP: Mapping[str, tuple[RemoteStatus, FailureKind | None]] = {
+    "CREATED": (RemoteStatus.CREATED, None),
+    "INPROGRESS": (RemoteStatus.CREATED, None),
+    "AUTHORIZED": (RemoteStatus.AUTHORIZED, None),
+    "SENT_FOR_CAPTURE": (RemoteStatus.CAPTURED, None),
+    "ABANDONED": (RemoteStatus.FAILED, FailureKind.WINDOW_CLOSED),
+    "CUSTOMER_CANCELLED": (RemoteStatus.FAILED, FailureKind.WINDOW_CLOSED),
+    "ISSUER_DECLINE": (RemoteStatus.FAILED, FailureKind.DECLINED),
+    "GENERAL_DECLINE": (RemoteStatus.FAILED, FailureKind.DECLINED),
+    "AUTHENTICATION_TIMEOUT": (RemoteStatus.FAILED, FailureKind.TIMED_OUT),
+    "REQUEST_ERROR": (RemoteStatus.FAILED, FailureKind.GATEWAY_ERROR),
+    "SYSTEM_ERROR": (RemoteStatus.FAILED, FailureKind.GATEWAY_ERROR),
+    "CONFIG_ERROR": (RemoteStatus.FAILED, FailureKind.GATEWAY_ERROR),
+    # "final*": under 1% still succeed later, so it is a timeout (the order keeps a late check).
+    "CONDITIONAL_DECLINE": (RemoteStatus.FAILED, FailureKind.TIMED_OUT),
+    "SENT_FOR_REFUND": (RemoteStatus.REFUNDED, None),
+    "REVERSED": (RemoteStatus.FAILED, FailureKind.OTHER),
+}
+
+#: Currencies whose minor unit is not 1/100 (ISO 4217); every other currency has 2 decimals.
+CURRENCY_EXPONENTS: Mapping[str, int] = {
+    "JPY": 0,
+    "KWD": 3,
+    "BHD": 3,
+    "OMR": 3,
+    "JOD": 3,
+    "IQD": 3,
+    "TND": 3,
+}
+DEFAULT_EXPONENT = 2
+
+#: The browser callback's one form field.
+CALLBACK_FIELD = "x-gl-token"
+
+#: merchantTxnId length limit (the 2026 PayDirect schema says 4-50 characters).
+MAX_TXN_ID_LENGTH = 50
+
+_DECIMAL = re.compile(r"^[0-9]+(\.[0-9]+)?$")
+_CURRENCY = re.compile(r"^[A-Z]{3}$")
+
+
+def exponent(currency: str) -> int:
+    """Decimal places of ``currency``'s minor unit (JPY 0; KWD, BHD, OMR, JOD, IQD, TND 3; else 2)."""
+    return CURRENCY_EXPONENTS.get(currency.upper(), DEFAULT_EXPONENT)
+
+
+def amount_to_minor(amount: object, currency: str) -> int:
+    """An amount in major units (``"10.50"``, ``"10"``, ``10.5``) as exact integer minor units.
+
+    Strings must be plain non-negative decimals; a JSON number is read through its shortest repr
+    (``10.1`` -> ``"10.1"``), never through binary float arithmetic.
+
+    Raises:
+        GatewayPermanent: not a plain non-negative decimal, or more decimals than ``currency`` has.
+    """
+    currency = _currency(currency)
+    if isinstance(amount, bool):
+        raise GatewayPermanent(f"payglocal amount must be a decimal, got {amount!r}")
+    if isinstance(amount, float):
+        text = repr(amount)
+    elif isinstance(amount, (int, Decimal)):
+        text = str(amount)
+    elif isinstance(amount, str):
+        text = amount.strip()
+    else:
+        raise GatewayPermanent(f"payglocal amount must be a decimal string, got {type(amount).__name__}")
+    if not _DECIMAL.match(text):
+        raise GatewayPermanent(f"payglocal amount {amount!r} is not a plain non-negative decimal")
+    try:
+        value = Decimal(text)
+    except InvalidOperation:  # pragma: no cover - the pattern already excludes this
+        raise GatewayPermanent(f"payglocal amount {amount!r} is not a decimal") from None
+    scaled = value.scaleb(exponent(currency))
+    if scaled != scaled.to_integral_value():
+        raise GatewayPermanent(
+            f"payglocal amount {amount!r} has more decimals than {currency} allows ({exponent(currency)})"
+        )
+    return int(scaled)
+
+
+def minor_to_amount(amount_minor: int, currency: str) -> str:
+    """Integer minor units as PayGlocal's decimal string: ``50000 INR -> "500.00"``, ``500 JPY -> "500"``."""
+    if isinstance(amount_minor, bool) or not isinstance(amount_minor, int):
+        raise TypeError(f"amount_minor must be an int in minor units, got {type(amount_minor).__name__}")
+    if amount_minor < 0:
+        raise ValueError("amount_minor must not be negative")
+    places = exponent(_currency(currency))
+    if places == 0:
+        return str(amount_minor)
+    whole, fraction = divmod(amount_minor, 10**places)
+    return f"{whole}.{fraction:0{places}d}"
+
+
+def capture_txn_id(gid: str) -> str:
+    """A new, deterministic ``merchantTxnId`` for capturing ``gid`` (alphanumeric, <= 50 characters)."""
+    base = re.sub(r"[^A-Za-z0-9]", "", gid)
+    if len(base) + 3 > MAX_TXN_ID_LENGTH:
+        base = hashlib.sha256(gid.encode("utf-8")).hexdigest()[:40]
+    return f"{base}cap"
+
+
+def transaction_status(envelope: Mapping[str, Any]) -> str:
+    """The transaction state: ``data.status``, or the top-level ``status`` when ``data.status`` is missing."""
+    data = envelope.get("data")
+    if isinstance(data, Mapping):
+        inner = data.get("status")
+        if isinstance(inner, str) and inner.strip():
+            return inner.strip()
+    outer = envelope.get("status")
+    return outer.strip() if isinstance(outer, str) else ""
+
+
+def payment_from_status(envelope: Mapping[str, Any], *, gid: str | None = None) -> RemotePayment:
+    """A status-enquiry response as the transaction's single :class:`RemotePayment`.
+
+    Args:
+        envelope: the parsed JSON of ``GET /gl/v1/payments/{id}/status``.
+        gid: the gid we asked about (our stored id); by default the response's top-level ``gid``.
+
+    Raises:
+        GatewayPermanent: no ``data`` object, no gid, or a missing or malformed amount or currency.
+    """
+    data = _data(envelope)
+    payment_gid = gid or _text(envelope.get("gid")) or _text(data.get("gid"))
+    if payment_gid is None:
+        raise GatewayPermanent("payglocal status response names no gid")
+    wire_status = transaction_status(envelope)
+    status, failure_kind = STATUS_MAP.get(wire_status.upper(), (RemoteStatus.UNKNOWN, None))
+    currency = _currency(_first(data, "Currency", "currency", "txnCurrency"))
+    amount_minor = amount_to_minor(_first(data, "Amount", "amount"), currency)
+    failure_reason = None
+    if status is RemoteStatus.FAILED:
+        parts = (wire_status, _text(data.get("reasonCode")), _text(data.get("detailedMessage")))
+        failure_reason = ": ".join(part for part in parts if part)
+    return RemotePayment(
+        gateway_payment_id=payment_gid,
+        gateway_order_id=payment_gid,
+        status=status,
+        amount_minor=amount_minor,
+        currency=currency,
+        # The status call reports no refunded amount; SENT_FOR_REFUND is read as a full refund.
+        amount_refunded_minor=amount_minor if status is RemoteStatus.REFUNDED else 0,
+        failure_kind=failure_kind,
+        failure_reason=failure_reason,
+        wire_status=wire_status,
+    )
+
+
+def order_from_status(envelope: Mapping[str, Any], *, gid: str | None = None) -> RemoteOrder:
+    """A status-enquiry response as a :class:`RemoteOrder` holding its one payment."""
+    payment = payment_from_status(envelope, gid=gid)
+    return RemoteOrder(
+        gateway_order_id=payment.gateway_payment_id,
+        amount_minor=payment.amount_minor,
+        currency=payment.currency,
+        receipt=_text(_data(envelope).get("merchantTxnId")),
+        wire_status=payment.wire_status,
+        payments=(payment,),
+    )
+
+
+def initiated_order(
+    envelope: Mapping[str, Any], *, receipt: str, amount_minor: int, currency: str
+) -> RemoteOrder:
+    """The ``initiate/paycollect`` response as a new :class:`RemoteOrder` with its checkout link.
+
+    Raises:
+        GatewayPermanent: no ``gid`` or no ``data.redirectUrl``.
+    """
+    gid = _text(envelope.get("gid"))
+    data = envelope.get("data")
+    redirect_url = _text(data.get("redirectUrl")) if isinstance(data, Mapping) else None
+    if gid is None or redirect_url is None:
+        raise GatewayPermanent("payglocal initiate response lacks gid or data.redirectUrl")
+    return RemoteOrder(
+        gateway_order_id=gid,
+        amount_minor=amount_minor,
+        currency=currency.upper(),
+        receipt=receipt,
+        wire_status=_text(envelope.get("status")) or "",
+        payments=(),
+        checkout={"redirect_url": redirect_url, "gid": gid},
+    )
+
+
+def callback_form_token(raw_body: bytes) -> str:
+    """The one ``x-gl-token`` of the browser callback's form-encoded body. Raises MalformedEvent."""
+    if not raw_body.strip():
+        raise MalformedEvent("callback body is empty; expected a form-encoded x-gl-token")
+    try:
+        fields = parse_qs(raw_body.decode("ascii"), keep_blank_values=True, strict_parsing=True)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise MalformedEvent(f"callback body is not a form-encoded x-gl-token: {exc}") from None
+    values = fields.get(CALLBACK_FIELD, [])
+    if len(values) != 1 or not values[0]:
+        raise MalformedEvent(f"callback form must carry exactly one non-empty {CALLBACK_FIELD} field")
+    return values[0]
+
+
+# Helpers -------------------------------------------------------------------------------
+
+
+def _data(envelope: Mapping[str, Any]) -> Mapping[str, Any]:
+    if not isinstance(envelope, Mapping):
+        raise GatewayPermanent(f"payglocal response must be a JSON object, got {type(envelope).__name__}")
+    data = envelope.get("data")
+    if not isinstance(data, Mapping):
+        raise GatewayPermanent("payglocal status response has no 'data' object")
+    return data
+
+
+def _first(data: Mapping[str, Any], *keys: str) -> Any:
+    for key in keys:
+        value = data.get(key)
+        if value is not None and value != "":
+            return value
+    raise GatewayPermanent(f"payglocal status response lacks data.{keys[0]}")
+
+
+def _currency(value: object) -> str:
+    if not isinstance(value, str) or not _CURRENCY.match(value.strip().upper()):
+        raise GatewayPermanent(f"payglocal currency must be an ISO 4217 code, got {value!r}")
+    return value.strip().upper()
+
+
+def _text(value: object) -> str | None:
+    return value.strip() if isinstance(value, str) and value.strip() else None

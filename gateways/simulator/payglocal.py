@@ -1,0 +1,270 @@
+"""In-memory PayGlocal: PayCollect transactions with PayGlocal's JSON shapes, rules and callbacks.
+
+:class:`PayGlocalSim` keeps its state behind one re-entrant lock (uvicorn's thread and the test
+thread both touch it). API operations raise :class:`~gateways.simulator.payglocal_auth.PayGlocalApiError`
+(rendered as PayGlocal's envelope); customer behaviour raises :class:`SimulatorError`.
+
+Quirks reproduced on purpose (docs/gateways/payglocal.md §3): the top-level ``status`` of a status
+answer is the outcome of the call (``SUCCESS`` or ``CREATED``, chosen per gid) while ``data.status``
+holds the transaction state; ``data.Amount`` is a decimal string, for some gids without decimals
+(``"500"``); an unknown id is a 404, except ids starting with ``gl_o-`` (400 ``GL-400-999``).
+
+The browser callback is a form POST ``x-gl-token=<PayGlocal-signed JWS>`` to the transaction's
+``merchantCallbackURL``, queued once (a browser does not retry) on the shared sender, so the
+``drop_webhooks`` / ``webhook_duplicates`` knobs and ``deliver_callback=False`` apply to it.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import threading
+import time
+import uuid
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from gateways.payglocal.mapping import minor_to_amount
+from gateways.simulator.config import SimulatorConfig, derived_rng
+from gateways.simulator.payglocal_auth import PayGlocalApiError, SimKeys, now_ms
+from gateways.simulator.payglocal_rules import (
+    LATE_FROM,
+    OUTCOME_STATUS,
+    REASONS,
+    minor_or_400,
+    parse_initiate,
+    timestamp,
+)
+from gateways.simulator.razorpay_rules import OUTCOMES, SimulatorError
+from gateways.simulator.webhooks import WebhookEvent, WebhookSender
+
+class PayGlocalSim:
+    """The simulated PayGlocal merchant account: keys, transactions, API semantics, customers."""
+
+    def __init__(self, config: SimulatorConfig, webhooks: WebhookSender):
+        self.config = config
+        self.webhooks = webhooks
+        self.lock = threading.RLock()
+        self._keys: SimKeys | None = None
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget every transaction (keys are kept) and restart the id stream from the seed."""
+        with self.lock:
+            self.transactions: dict[str, dict[str, Any]] = {}
+            self._by_ref: dict[str, str] = {}  # merchantTxnId / merchantUniqueId -> gid
+            self._txn_ids: set[str] = set()  # every merchantTxnId seen (unique across services)
+            self._ids = derived_rng(self.config.seed, "payglocal-ids")
+
+    # -- keys, for configuring the adapter -------------------------------------------------------
+    @property
+    def keys(self) -> SimKeys:
+        """PayGlocal's and the merchant's keys, made on first use (RSA generation takes ~0.15 s each)."""
+        with self.lock:
+            if self._keys is None:
+                self._keys = SimKeys(self.config)
+            return self._keys
+
+    @property
+    def merchant_id(self) -> str:
+        """The MID the simulator expects in every request."""
+        return self.config.payglocal_merchant_id
+
+    def adapter_kwargs(self) -> dict[str, Any]:
+        """``PayGlocalGateway`` keyword arguments matching this simulator (add base_url, callback_url)."""
+        return self.keys.adapter_kwargs()
+
+    # -- API operations --------------------------------------------------------------------------
+    def initiate(self, payload: Any, base_url: str) -> dict[str, Any]:
+        """``POST /gl/v1/payments/initiate/paycollect`` (payload already decrypted)."""
+        txn_id, unique_id, amount, currency, capture, callback_url = parse_initiate(payload)
+        with self.lock:
+            if txn_id in self._txn_ids:
+                known = self.transactions.get(self._by_ref.get(txn_id, ""))
+                if known is None or known["merchantUniqueId"] != unique_id or known["amount_minor"] != amount:
+                    raise PayGlocalApiError(400, "Duplicate merchantTxnId", reason_code="GL-400-002")
+                return self._initiated(known, base_url)  # same merchantUniqueId: the original transaction
+            gid = "gl_" + str(uuid.UUID(int=self._ids.getrandbits(128), version=4))
+            txn = {
+                "gid": gid, "merchantTxnId": txn_id, "merchantUniqueId": unique_id, "amount_minor": amount,
+                "currency": currency, "paid_amount_minor": amount, "paid_currency": currency, "captureTxn": capture,
+                "callback_url": callback_url, "status": "CREATED", "created_at": time.time(), "captures": [],
+            }  # fmt: skip
+            self.transactions[gid] = txn
+            self._txn_ids.add(txn_id)
+            self._by_ref[txn_id] = gid
+            self._by_ref.setdefault(unique_id, gid)
+            return self._initiated(txn, base_url)
+
+    def status(self, identifier: str) -> dict[str, Any]:
+        """``GET /gl/v1/payments/{id}/status``: by gid, merchantTxnId or merchantUniqueId."""
+        with self.lock:
+            return self._status_envelope(self._find(identifier))
+
+    def capture(self, gid: str, payload: Any) -> dict[str, Any]:
+        """``POST /gl/v1/payments/{gid}/capture``: full capture of an AUTHORIZED transaction."""
+        if not isinstance(payload, dict):
+            raise PayGlocalApiError(400, "Request payload must be a JSON object")
+        txn_id, kind = payload.get("merchantTxnId"), payload.get("captureType")
+        if not isinstance(txn_id, str) or not 1 <= len(txn_id) <= 50:
+            raise PayGlocalApiError(400, "merchantTxnId is invalid")
+        if kind not in ("F", "P"):
+            raise PayGlocalApiError(400, "captureType must be F or P")
+        with self.lock:
+            txn = self.transactions.get(gid)
+            if txn is None:
+                raise PayGlocalApiError(404, "Transaction not found", reason_code="GL-404-001")
+            if txn_id in self._txn_ids:
+                raise PayGlocalApiError(400, "Duplicate merchantTxnId", reason_code="GL-400-002")
+            if txn["status"] == "SENT_FOR_CAPTURE":
+                raise PayGlocalApiError(400, "Transaction already captured", reason_code="GL-400-010")
+            if txn["status"] != "AUTHORIZED":
+                raise PayGlocalApiError(400, f"Transaction is {txn['status']}, not AUTHORIZED", reason_code="GL-400-011")
+            if kind == "P":
+                total = (payload.get("paymentData") or {}).get("totalAmount")
+                if minor_or_400(total, txn["paid_currency"]) != txn["paid_amount_minor"]:
+                    raise PayGlocalApiError(400, "The simulator captures only the full amount", reason_code="GL-400-012")
+            self._txn_ids.add(txn_id)
+            txn["captures"].append(txn_id)
+            txn["status"] = "SENT_FOR_CAPTURE"
+            envelope = self._status_envelope(txn)
+            envelope.update(message="Capture request accepted", status="SENT_FOR_CAPTURE")
+            envelope["data"]["merchantTxnId"] = txn_id
+            return envelope
+
+    # -- customer behaviour ----------------------------------------------------------------------
+    def pay(
+        self,
+        gid: str,
+        outcome: str,
+        *,
+        deliver_callback: bool = True,
+        amount_minor: int | None = None,
+        currency: str | None = None,
+        callback_style: str = "2021",
+    ) -> dict[str, Any]:
+        """The shopper on the hosted page; see :data:`OUTCOME_STATUS`.
+
+        Returns the status answer plus ``x-gl-token`` (the callback token), except for
+        ``close_window`` (the tab is closed: nothing is posted). ``amount_minor``/``currency``
+        simulate a payment of another amount.
+        """
+        if outcome not in OUTCOMES:
+            raise SimulatorError(f"unknown outcome {outcome!r}; expected one of {sorted(OUTCOMES)}", status=400)
+        if callback_style not in ("2021", "2026"):
+            raise SimulatorError("callback_style must be '2021' or '2026'", status=400)
+        if amount_minor is not None and (isinstance(amount_minor, bool) or not isinstance(amount_minor, int)):
+            raise SimulatorError("amount_minor must be an integer", status=400)
+        with self.lock:
+            txn = self.transactions.get(gid)
+            if txn is None:
+                raise SimulatorError(f"no such PayGlocal transaction {gid!r}", status=404)
+            if txn["status"] not in ("CREATED", "INPROGRESS"):
+                raise SimulatorError(f"the transaction is {txn['status']}; the hosted page refuses a new payment")
+            status = OUTCOME_STATUS[outcome]
+            if status == "SENT_FOR_CAPTURE" and not txn["captureTxn"]:
+                status = "AUTHORIZED"
+            txn["status"] = status
+            if amount_minor is not None:
+                txn["paid_amount_minor"] = amount_minor
+            if currency:
+                txn["paid_currency"] = currency.upper()
+            result = self._status_envelope(txn)
+            if outcome != "close_window":
+                iat = now_ms()
+                token = self._callback_token(txn, callback_style, iat)
+                self._post_callback(txn, token, iat, deliver=deliver_callback)
+                result["x-gl-token"] = token
+            return result
+
+    def late_authorize(self, gid: str) -> dict[str, Any]:
+        """The bank reports success late for a failed transaction (no browser is left: no callback)."""
+        with self.lock:
+            txn = self.transactions.get(gid)
+            if txn is None:
+                raise SimulatorError(f"no such PayGlocal transaction {gid!r}", status=404)
+            if txn["status"] not in LATE_FROM:
+                raise SimulatorError(f"only a failed transaction can be late-authorized, not {txn['status']!r}")
+            txn["status"] = "SENT_FOR_CAPTURE" if txn["captureTxn"] else "AUTHORIZED"
+            return self._status_envelope(txn)
+
+    def refund(self, gid: str) -> dict[str, Any]:
+        """A full refund of a captured transaction (status becomes ``SENT_FOR_REFUND``)."""
+        with self.lock:
+            txn = self.transactions.get(gid)
+            if txn is None:
+                raise SimulatorError(f"no such PayGlocal transaction {gid!r}", status=404)
+            if txn["status"] != "SENT_FOR_CAPTURE":
+                raise SimulatorError(f"only a captured transaction can be refunded, not {txn['status']!r}")
+            txn["status"] = "SENT_FOR_REFUND"
+            return self._status_envelope(txn)
+
+    def snapshot(self) -> list[dict[str, Any]]:
+        """Every transaction, oldest first."""
+        with self.lock:
+            return copy.deepcopy(list(self.transactions.values()))
+
+    # -- helpers ---------------------------------------------------------------------------------
+    def _find(self, identifier: str) -> dict[str, Any]:
+        gid = identifier if identifier in self.transactions else self._by_ref.get(identifier)
+        if gid is None:
+            if identifier.startswith("gl_o-"):
+                raise PayGlocalApiError(400, "Transaction not found", reason_code="GL-400-999")
+            raise PayGlocalApiError(404, "Transaction not found", reason_code="GL-404-001")
+        return self.transactions[gid]
+
+    def _initiated(self, txn: dict[str, Any], base_url: str) -> dict[str, Any]:
+        gid = txn["gid"]
+        page_token = self.keys.sign({"x-gl-gid": gid, "iat": str(now_ms()), "exp": 300000})
+        return {
+            "gid": gid, "status": "INPROGRESS", "message": "Transaction Created Successfully",
+            "timestamp": timestamp(), "reasonCode": "GL-201-001",
+            "data": {
+                "redirectUrl": f"{base_url}/gl/payflow-ui/?x-gl-token={page_token}",
+                "statusUrl": f"{base_url}/gl/v1/payments/{quote(gid)}/status?x-gl-token={page_token}",
+                "merchantTxnId": txn["merchantTxnId"],
+            },
+            "errors": None,
+        }  # fmt: skip
+
+    def _status_envelope(self, txn: dict[str, Any]) -> dict[str, Any]:
+        gid, state = txn["gid"], txn["status"]
+        flavour = hashlib.sha256(gid.encode("utf-8")).digest()[0]
+        amount = minor_to_amount(txn["paid_amount_minor"], txn["paid_currency"])
+        if flavour & 2 and "." in amount and set(amount.split(".")[1]) == {"0"}:
+            amount = amount.split(".")[0]  # "500.00" sent as "500"
+        code, message = REASONS.get(state, ("GL-201-001", state))
+        return {
+            "gid": gid, "status": "SUCCESS" if flavour & 1 else "CREATED", "message": "Status fetched",
+            "timestamp": timestamp(), "reasonCode": "GL-201-001",
+            "data": {
+                "status": state, "gid": gid, "merchantTxnId": txn["merchantTxnId"], "Amount": amount,
+                "Currency": txn["paid_currency"], "reasonCode": code, "detailedMessage": message,
+                "transactionCreationTime": timestamp(txn["created_at"]),
+            },
+            "errors": None,
+        }  # fmt: skip
+
+    def _callback_token(self, txn: dict[str, Any], style: str, iat: int) -> str:
+        gid, mid = txn["gid"], self.keys.merchant_id
+        if style == "2026":
+            claims = {"x-gl-gid": gid, "x-gl-orderId": "gl_o-" + gid[3:], "x-gl-merchantId": mid,
+                      "x-gl-enc": "false", "amplifier-mid": mid, "iat": str(iat), "exp": 300000}  # fmt: skip
+        else:
+            claims = {"gid": gid, "statusUrl": f"/gl/v1/payments/{gid}/status", "merchantUniqueId": txn["merchantUniqueId"],
+                      "exp": 300000, "iat": str(iat), "status": txn["status"], "x-gl-gid": gid,
+                      "x-gl-merchantId": mid}  # fmt: skip
+        return self.keys.sign(claims)
+
+    def _post_callback(self, txn: dict[str, Any], token: str, iat: int, *, deliver: bool) -> None:
+        event = WebhookEvent(
+            event_id=f"callback:{txn['gid']}:{iat}",
+            event="payglocal.callback",
+            body=urlencode({"x-gl-token": token}).encode("ascii"),
+            headers={"Content-Type": "application/x-www-form-urlencoded", "User-Agent": "Mozilla/5.0 (sim shopper)"},
+            created_at=int(time.time()),
+            gateway="payglocal",
+            url=txn["callback_url"],
+            max_attempts=1,
+        )
+        self.webhooks.publish([event], deliver=deliver and bool(txn["callback_url"]))

@@ -1,0 +1,63 @@
+"""PayGlocal's ``/gl/v1/payments`` HTTP API over :class:`~gateways.simulator.payglocal.PayGlocalSim`.
+
+Every route checks ``x-gl-token-external`` as PayGlocal would (see
+:mod:`gateways.simulator.payglocal_auth`): the digest covers the raw JWE body of a POST and the
+request path of a GET status. POST bodies are compact JWEs sent as ``text/plain``. A status URL
+carrying PayGlocal's own ``?x-gl-token=`` (from the initiate answer) is served without a merchant
+token, as the plugins use it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from gateways.simulator.payglocal import PayGlocalSim
+from gateways.simulator.payglocal_auth import PayGlocalApiError
+
+PREFIX = "/gl/v1/payments"
+
+
+def _raw_path(request: Request) -> bytes:
+    """The path exactly as sent (still percent-encoded): what the merchant's digest covers."""
+    raw = request.scope.get("raw_path")
+    return raw.split(b"?", 1)[0] if isinstance(raw, bytes) and raw else request.url.path.encode("utf-8")
+
+
+def _base_url(request: Request) -> str:
+    return str(request.base_url).rstrip("/")
+
+
+def build_router(pg: PayGlocalSim) -> APIRouter:
+    """The ``/gl/v1/payments`` routes of one simulated PayGlocal merchant account."""
+    router = APIRouter(prefix=PREFIX)
+
+    async def signed_payload(request: Request) -> Any:
+        body = await request.body()
+        pg.keys.verify_request(request.headers, body)
+        return pg.keys.decrypt(body)
+
+    @router.post("/initiate/paycollect")
+    async def initiate(request: Request) -> JSONResponse:
+        payload = await signed_payload(request)
+        return JSONResponse(pg.initiate(payload, _base_url(request)), status_code=201)
+
+    @router.get("/{identifier}/status")
+    async def status(identifier: str, request: Request) -> JSONResponse:
+        own = request.query_params.get("x-gl-token")
+        if own and "x-gl-token-external" not in request.headers:
+            claims = pg.keys.verify_own(own)
+            if claims is None or identifier not in (claims.get("x-gl-gid"), claims.get("gid")):
+                raise PayGlocalApiError(401, "Invalid x-gl-token", reason_code="GL-401-002")
+        else:
+            pg.keys.verify_request(request.headers, _raw_path(request))
+        return JSONResponse(pg.status(identifier))
+
+    @router.post("/{gid}/capture")
+    async def capture(gid: str, request: Request) -> JSONResponse:
+        payload = await signed_payload(request)
+        return JSONResponse(pg.capture(gid, payload))
+
+    return router
