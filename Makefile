@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 
-.PHONY: install demo test test-fast clean
+.PHONY: install tools demo test test-fast clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required")'
@@ -20,8 +20,12 @@ install: $(STAMP)
 demo: install
 	COLUMNS=$${COLUMNS:-160} $(BIN)/recon demo
 
+## promtool, for the alerting-rule tests (Debian's prometheus package; needs root, skipped when present).
+tools:
+	command -v promtool >/dev/null || (apt-get update -qq && apt-get install -y -qq prometheus)
+
 ## The whole test suite against the real PostgreSQL and Redis (see ../shared/docs/services.md).
-test: install
+test: install tools
 	$(BIN)/pytest -q -p no:cacheprovider
 
 ## Only the tests that need no services.

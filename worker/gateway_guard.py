@@ -13,6 +13,7 @@ Which kind of work a call belongs to is a context variable set by the actor (``P
 from __future__ import annotations
 
 import contextvars
+from datetime import UTC, datetime, timedelta
 from collections.abc import Mapping
 from contextlib import contextmanager
 
@@ -54,13 +55,19 @@ class GuardedGateway:
         self._all = WindowRateLimiter(backend, f"{namespace}:rate:{inner.name}:all", limit=rate_per_s, window=1)
         self._sweep = WindowRateLimiter(backend, f"{namespace}:rate:{inner.name}:sweep", limit=sweep_rate, window=1)
         self._max_wait_s = max_wait_s
+        self._breaker_storage, self._reset_timeout_s = breaker_storage, reset_timeout_s
         self.breaker = pybreaker.CircuitBreaker(
             fail_max=fail_max, reset_timeout=reset_timeout_s, state_storage=breaker_storage, name=inner.name,
             exclude=[GatewayNotFound, GatewayPermanent, GatewayRateLimited, SignatureInvalid, MalformedEvent])
 
     @property
     def sweep_paused(self) -> bool:
-        return self.breaker.current_state == pybreaker.STATE_OPEN
+        """Open and still cooling down. Once ``reset_timeout`` has passed, sweeps go again: their first
+        call is the breaker's trial (pybreaker moves to half-open only when a call is attempted)."""
+        if self.breaker.current_state != pybreaker.STATE_OPEN:
+            return False
+        opened_at = self._breaker_storage.opened_at
+        return opened_at is not None and datetime.now(UTC) < opened_at + timedelta(seconds=self._reset_timeout_s)
 
     def create_order(self, **kwargs) -> RemoteOrder:
         return self._call(self.inner.create_order, **kwargs)

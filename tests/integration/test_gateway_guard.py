@@ -70,7 +70,8 @@ def test_the_circuit_opens_after_repeated_failures_pauses_sweeps_and_closes_by_i
         assert len(fake.requests) == sent  # an open circuit sends nothing
     failing["on"] = False
     assert guard.fetch_order("order_A").gateway_order_id == "order_A"  # priority work is not paused
-    time.sleep(1.1)  # reset_timeout: the next sweep call is a trial
+    time.sleep(1.1)  # reset_timeout passes with no call at all
+    assert not guard.sweep_paused  # so the scheduler sweeps again, and its first call is the trial
     with low_priority():
         assert guard.fetch_order("order_A").gateway_order_id == "order_A"
     assert not guard.sweep_paused
