@@ -7,27 +7,33 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 
+#: Identifiers: letters, digits and ``_ . : -`` only.
+ID_PATTERN = r"^[A-Za-z0-9_.:-]+$"
+#: Free text: anything but NUL, which no database column can hold.
+TEXT_PATTERN = r"^[^\x00]*$"
+
+
 class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
 class CreateOrderBody(_Body):
-    organisation_id: str = Field(min_length=1, max_length=64)
-    requested_by: str = Field(min_length=1, max_length=64, description="member id of the admin paying")
-    plan: str = Field(max_length=32, description="payg, pro or custom (enterprise is refused)")
+    organisation_id: str = Field(min_length=1, max_length=64, pattern=ID_PATTERN)
+    requested_by: str = Field(min_length=1, max_length=64, pattern=ID_PATTERN, description="member id of the admin paying")
+    plan: str = Field(max_length=32, pattern=TEXT_PATTERN, description="payg, pro or custom (enterprise is refused)")
     credits: int | None = Field(default=None, description="payg: credits to buy, at least 1,000")
     custom_amount_minor: int | None = Field(default=None, description="custom: amount in minor units before tax")
     refund_policy_accepted: bool = Field(description="must be true for every purchase")
 
 
 class VerifyPaymentBody(_Body):
-    payment_id: str = Field(min_length=1, max_length=64)
-    signature: str = Field(min_length=1, max_length=4_096)
+    payment_id: str = Field(min_length=1, max_length=64, pattern=ID_PATTERN)
+    signature: str = Field(min_length=1, max_length=4_096, pattern=TEXT_PATTERN)
 
 
 class RecheckBody(_Body):
-    requested_by: str = Field(min_length=1, max_length=120, description="the person asking (audited)")
-    reason: str | None = Field(default=None, max_length=2_000)
+    requested_by: str = Field(min_length=1, max_length=120, pattern=TEXT_PATTERN, description="the person asking (audited)")
+    reason: str | None = Field(default=None, max_length=2_000, pattern=TEXT_PATTERN)
     wait: bool = Field(default=True, description="answer with the outcome instead of enqueueing")
     wait_timeout_s: float = Field(default=10.0, gt=0, le=60, description="how long to wait for the outcome")
 
@@ -35,5 +41,5 @@ class RecheckBody(_Body):
 class ReviewBody(_Body):
     decision: Literal["credit", "close", "refund"] = Field(
         description="credit the order, close it without credit, or mark it for refund at the gateway")
-    reason: str = Field(min_length=3, max_length=2_000, description="mandatory: why (audited)")
-    requested_by: str = Field(min_length=1, max_length=120)
+    reason: str = Field(min_length=3, max_length=2_000, pattern=TEXT_PATTERN, description="mandatory: why (audited)")
+    requested_by: str = Field(min_length=1, max_length=120, pattern=TEXT_PATTERN)

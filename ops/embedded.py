@@ -46,13 +46,25 @@ def start_embedded(stack: ExitStack, *, abandon_after_s: int, workdir: Path | No
 
     workdir = workdir or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="recon-demo-")))
     simulator = stack.enter_context(SimulatorServer(SimulatorConfig(seed=seed)))
+    os.environ["RECON_BROKER_URL"] = "stub://"
+    from ops.serve import ThreadedServer
+    from ops.web import app
+
+    web = stack.enter_context(ThreadedServer(app))  # requests use the Deps installed below
+    keys = simulator.sim.payglocal.adapter_kwargs()
     os.environ.update({
         "RECON_DATABASE_URL": f"sqlite:///{workdir / 'recon-demo.db'}",
-        "RECON_BROKER_URL": "stub://",
         "RECON_RAZORPAY_BASE_URL": simulator.base_url,
         "RECON_RAZORPAY_KEY_ID": simulator.config.key_id,
         "RECON_RAZORPAY_KEY_SECRET": simulator.config.key_secret,
         "RECON_RAZORPAY_WEBHOOK_SECRET": simulator.config.webhook_secret,
+        "RECON_PAYGLOCAL_BASE_URL": simulator.base_url,
+        "RECON_PAYGLOCAL_MERCHANT_ID": keys["merchant_id"],
+        "RECON_PAYGLOCAL_PRIVATE_KEY_PEM": keys["private_key_pem"],
+        "RECON_PAYGLOCAL_PRIVATE_KID": keys["private_kid"],
+        "RECON_PAYGLOCAL_PUBLIC_KEYS": json.dumps(keys["payglocal_public_keys"]),
+        "RECON_PAYGLOCAL_PUBLIC_KID": keys["payglocal_public_kid"],
+        "RECON_PAYGLOCAL_CALLBACK_URL": f"{web.base_url}/webhooks/payglocal",
         "RECON_ABANDON_AFTER_S": str(abandon_after_s),
         "RECON_API_TOKENS": json.dumps({"demo-billing": DEMO_TOKEN}),
     })
@@ -73,14 +85,11 @@ def start_embedded(stack: ExitStack, *, abandon_after_s: int, workdir: Path | No
 
     import dramatiq
 
-    from ops.serve import ThreadedServer
-    from ops.web import app
     from worker.broker import broker
 
     worker = dramatiq.Worker(broker, worker_threads=1, worker_timeout=50)
     worker.start()
     stack.callback(worker.stop)
-    web = stack.enter_context(ThreadedServer(app))
     simulator.sim.set_knobs(webhook_url=f"{web.base_url}/webhooks/razorpay")
     http = stack.enter_context(httpx.Client(base_url=web.base_url, timeout=30,
                                             headers={"Authorization": f"Bearer {DEMO_TOKEN}"}))

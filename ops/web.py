@@ -11,11 +11,11 @@ import asyncio
 from dataclasses import asdict
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi import Depends, FastAPI, HTTPException, Path, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 from starlette.concurrency import run_in_threadpool
 
-from ops.api_models import CreateOrderBody, RecheckBody, ReviewBody, VerifyPaymentBody
+from ops.api_models import ID_PATTERN, CreateOrderBody, RecheckBody, ReviewBody, VerifyPaymentBody
 from ops.auth import Caller
 from ops.limits import BodySizeLimit
 from worker.deps import Deps, get_deps
@@ -28,6 +28,7 @@ app = FastAPI(title="gateway-recon", version="0.1.0",
 app.add_middleware(BodySizeLimit)
 
 DepsParam = Annotated[Deps, Depends(get_deps)]
+OrderId = Annotated[str, Path(min_length=1, max_length=40, pattern=ID_PATTERN, description="our order id, ord_…")]
 
 
 @app.exception_handler(OrderRejected)
@@ -83,13 +84,13 @@ def create_order(body: CreateOrderBody, deps: DepsParam, who: Caller) -> dict[st
 
 
 @app.get("/orders/{order_id}")
-def get_order(order_id: str, deps: DepsParam, who: Caller) -> dict[str, Any]:
+def get_order(order_id: OrderId, deps: DepsParam, who: Caller) -> dict[str, Any]:
     """The order with its payments, events, state changes and ledger entries."""
     return views.order_detail(order_id, deps=deps)
 
 
 @app.post("/orders/{order_id}/verify", status_code=202)
-def verify_payment(order_id: str, body: VerifyPaymentBody, deps: DepsParam, who: Caller) -> dict[str, str]:
+def verify_payment(order_id: OrderId, body: VerifyPaymentBody, deps: DepsParam, who: Caller) -> dict[str, str]:
     """The checkout handler's callback, as the billing backend forwards it: enqueued for a worker."""
     from worker.actors import verify_payment as actor
 
@@ -99,7 +100,7 @@ def verify_payment(order_id: str, body: VerifyPaymentBody, deps: DepsParam, who:
 
 
 @app.post("/orders/{order_id}/recheck")
-async def recheck(order_id: str, body: RecheckBody, deps: DepsParam, who: Caller) -> JSONResponse:
+async def recheck(order_id: OrderId, body: RecheckBody, deps: DepsParam, who: Caller) -> JSONResponse:
     """Support's Recheck. With ``wait`` the answer is the outcome, or 202 if the gateway is slower than
     ``wait_timeout_s`` (the recheck still finishes; read the order later)."""
     from worker.actors import recheck_order as actor
@@ -120,7 +121,7 @@ async def recheck(order_id: str, body: RecheckBody, deps: DepsParam, who: Caller
 
 
 @app.post("/orders/{order_id}/review")
-def review(order_id: str, body: ReviewBody, deps: DepsParam, who: Caller) -> dict[str, Any]:
+def review(order_id: OrderId, body: ReviewBody, deps: DepsParam, who: Caller) -> dict[str, Any]:
     """Resolve an order in needs_review by an explicit, audited decision."""
     from worker.services.review import resolve_review
 
@@ -129,7 +130,7 @@ def review(order_id: str, body: ReviewBody, deps: DepsParam, who: Caller) -> dic
 
 
 @app.post("/webhooks/{gateway}")
-async def receive_webhook(gateway: str, request: Request, deps: DepsParam) -> JSONResponse:
+async def receive_webhook(gateway: Annotated[str, Path(max_length=32, pattern=ID_PATTERN)], request: Request, deps: DepsParam) -> JSONResponse:
     """A gateway's webhook: verified on the raw bytes, stored, acknowledged, then processed by a worker."""
     if gateway not in deps.gateways:
         raise HTTPException(status_code=404, detail=f"no gateway named {gateway!r}")

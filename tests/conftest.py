@@ -29,6 +29,7 @@ from ops.serve import ThreadedServer  # noqa: E402
 from worker.settings import Settings  # noqa: E402
 
 API_TOKEN = "test-token-0123456789"
+from tests.support import GATEWAY_ORGS  # noqa: E402
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 TABLES = ("support_actions", "order_transitions", "inbox_events", "ledger_entries", "gateway_payments", "orders",
           "members", "organisations")
@@ -86,21 +87,35 @@ def simulator():
         yield server
 
 
-def settings_for(pg_url: str, simulator: SimulatorServer, **overrides) -> Settings:
+@pytest.fixture(scope="session")
+def web_server():
+    """The API on a real port for the whole run; each request uses the Deps the test installed."""
+    from ops.web import app
+
+    with ThreadedServer(app) as server:
+        yield server
+
+
+def settings_for(pg_url: str, simulator: SimulatorServer, web_url: str, **overrides) -> Settings:
+    keys = simulator.sim.payglocal.adapter_kwargs()
     return Settings(database_url=pg_url, broker_url=REDIS_URL, razorpay_base_url=simulator.base_url,
                     razorpay_key_id=simulator.config.key_id, razorpay_key_secret=simulator.config.key_secret,
                     razorpay_webhook_secret=simulator.config.webhook_secret,
+                    payglocal_base_url=simulator.base_url, payglocal_merchant_id=keys["merchant_id"],
+                    payglocal_private_key_pem=keys["private_key_pem"], payglocal_private_kid=keys["private_kid"],
+                    payglocal_public_keys=keys["payglocal_public_keys"], payglocal_public_kid=keys["payglocal_public_kid"],
+                    payglocal_callback_url=f"{web_url}/webhooks/payglocal",
                     api_tokens={"tests": API_TOKEN, "tests-previous": "rotating-out-token"}, **overrides)
 
 
 @pytest.fixture
-def deps(pg_url, simulator, redis_client):
+def deps(pg_url, simulator, redis_client, web_server):
     """Deps on the run's Postgres database and the simulator; tables emptied after each test."""
     from worker.deps import build_deps, set_deps
 
     simulator.sim.reset()
     simulator.sim.set_knobs(**DEFAULT_KNOBS)
-    built = build_deps(settings_for(pg_url, simulator))
+    built = build_deps(settings_for(pg_url, simulator, web_server.base_url))
     set_deps(built)
     yield built
     set_deps(None)
@@ -129,21 +144,27 @@ def worker(broker, deps):
 
 
 @pytest.fixture
-def web(deps, simulator):
-    """The API on a real port; the simulator sends its webhooks there."""
-    from ops.web import app
-
-    with ThreadedServer(app) as server:
-        simulator.sim.set_knobs(webhook_url=f"{server.base_url}/webhooks/razorpay")
-        yield server
+def web(deps, simulator, web_server):
+    """The API on a real port; the simulator sends its webhooks (and PayGlocal's callbacks) there."""
+    simulator.sim.set_knobs(webhook_url=f"{web_server.base_url}/webhooks/razorpay")
+    yield web_server
+    simulator.sim.set_knobs(webhook_url=None)
 
 
 @pytest.fixture
 def org(deps):
-    """An Indian organisation with an admin and an operator."""
+    """An Indian organisation (Razorpay) with an admin and an operator, and a US one (PayGlocal)."""
     from worker.services.organisations import add_member, create_organisation
 
     create_organisation("org-in", "Acme India", "IN", deps=deps)
     add_member("admin-1", "org-in", "admin@acme.example", "admin", deps=deps)
     add_member("operator-1", "org-in", "ops@acme.example", "operator", deps=deps)
+    create_organisation("org-us", "Acme US", "US", deps=deps)
+    add_member("admin-us", "org-us", "admin@acme-us.example", "admin", deps=deps)
     return "org-in"
+
+
+@pytest.fixture(params=["razorpay", "payglocal"])
+def gateway(request, org):
+    """Run the test once per gateway: the organisation whose region routes to it."""
+    return GATEWAY_ORGS[request.param]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from sqlalchemy import func, select
 
 from db.models import InboxEvent, LedgerEntry, Order, Organisation
@@ -11,9 +13,33 @@ from worker.services.orders import PurchaseRequest, create_order
 AUTH = {"Authorization": "Bearer test-token-0123456789"}
 
 
-def new_order(deps, org: str = "org-in", *, plan: str = "payg", credits: int | None = 5_000, **extra):
+@dataclass(frozen=True)
+class GatewayOrg:
+    """An organisation whose region routes to one gateway, and how that gateway's checkout answers."""
+
+    gateway: str
+    org: str
+    admin: str
+
+    def callback(self, paid: dict) -> tuple[str, str]:
+        """The (payment id, signature) the checkout handler passes to ``verify_payment``."""
+        if self.gateway == "razorpay":
+            return paid["razorpay_payment_id"], paid["razorpay_signature"]
+        return paid["gid"], paid["x-gl-token"]
+
+    def payment_id(self, paid: dict) -> str:
+        return paid.get("razorpay_payment_id") or paid.get("id") if self.gateway == "razorpay" else paid["gid"]
+
+
+GATEWAY_ORGS = {"razorpay": GatewayOrg("razorpay", "org-in", "admin-1"),
+                "payglocal": GatewayOrg("payglocal", "org-us", "admin-us")}
+ADMINS = {g.org: g.admin for g in GATEWAY_ORGS.values()}
+
+
+def new_order(deps, org: str | GatewayOrg = "org-in", *, plan: str = "payg", credits: int | None = 5_000, **extra):
     """Create an order through the service, as POST /orders does; returns the stored Order."""
-    request = PurchaseRequest(organisation_id=org, requested_by="admin-1", plan=plan, refund_policy_accepted=True,
+    org = org.org if isinstance(org, GatewayOrg) else org
+    request = PurchaseRequest(organisation_id=org, requested_by=ADMINS[org], plan=plan, refund_policy_accepted=True,
                               credits=credits if plan == "payg" else None, **extra)
     return create_order(request, deps=deps).order
 
@@ -31,7 +57,8 @@ def ledger_count(deps, order_id: str | None = None) -> int:
         return session.execute(stmt).scalar_one()
 
 
-def balance(deps, org: str = "org-in") -> int:
+def balance(deps, org: str | GatewayOrg = "org-in") -> int:
+    org = org.org if isinstance(org, GatewayOrg) else org
     with deps.sessions() as session:
         return session.get(Organisation, org).credit_balance
 

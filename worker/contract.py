@@ -13,20 +13,25 @@ class BadMessage(Exception):
     """A queue message whose arguments break the documented contract."""
 
 
+#: Identifiers: letters, digits and ``_ . : -`` only; free text: anything but NUL.
+ID_PATTERN = r"^[A-Za-z0-9_.:-]+$"
+TEXT_PATTERN = r"^[^\x00]*$"
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
 class VerifyPaymentArgs(_Strict):
-    order_id: str = Field(min_length=1, max_length=40)
-    payment_id: str = Field(min_length=1, max_length=64)
-    signature: str = Field(min_length=1, max_length=4_096)
+    order_id: str = Field(min_length=1, max_length=40, pattern=ID_PATTERN)
+    payment_id: str = Field(min_length=1, max_length=64, pattern=ID_PATTERN)
+    signature: str = Field(min_length=1, max_length=4_096, pattern=TEXT_PATTERN)
 
 
 class RecheckOrderArgs(_Strict):
-    order_id: str = Field(min_length=1, max_length=40)
-    requested_by: str = Field(min_length=1, max_length=120)
-    reason: str | None = Field(default=None, max_length=2_000)
+    order_id: str = Field(min_length=1, max_length=40, pattern=ID_PATTERN)
+    requested_by: str = Field(min_length=1, max_length=120, pattern=TEXT_PATTERN)
+    reason: str | None = Field(default=None, max_length=2_000, pattern=TEXT_PATTERN)
 
 
 class InboxEventArgs(_Strict):
@@ -34,7 +39,7 @@ class InboxEventArgs(_Strict):
 
 
 class OrderArgs(_Strict):
-    order_id: str = Field(min_length=1, max_length=40)
+    order_id: str = Field(min_length=1, max_length=40, pattern=ID_PATTERN)
 
 
 def parse(model: type[_Strict], **kwargs) -> _Strict:

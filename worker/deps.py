@@ -50,7 +50,27 @@ def build_gateways(settings: Settings, *, transport=None) -> dict[str, PaymentGa
         transport=transport,
         event_hooks=metrics_hooks("razorpay"),
     )
-    return {razorpay.name: razorpay}
+    gateways: dict[str, PaymentGateway] = {razorpay.name: razorpay}
+    if settings.payglocal_merchant_id:
+        gateways["payglocal"] = build_payglocal(settings, transport=transport)
+    return gateways
+
+
+def build_payglocal(settings: Settings, *, transport=None) -> PaymentGateway:
+    from gateways.payglocal import PayGlocalGateway
+    from worker.gateway_metrics import metrics_hooks
+
+    missing = [name for name in ("payglocal_private_key_pem", "payglocal_private_kid", "payglocal_public_kid",
+                                 "payglocal_callback_url") if not getattr(settings, name)]
+    if missing or not settings.payglocal_public_keys:
+        raise ValueError(f"PayGlocal is enabled (merchant id set) but these settings are missing: "
+                         f"{', '.join(missing + ([] if settings.payglocal_public_keys else ['payglocal_public_keys']))}")
+    return PayGlocalGateway(
+        merchant_id=settings.payglocal_merchant_id, private_key_pem=settings.payglocal_private_key_pem.get_secret_value(),
+        private_kid=settings.payglocal_private_kid, payglocal_public_keys=settings.payglocal_public_keys,
+        payglocal_public_kid=settings.payglocal_public_kid, base_url=settings.payglocal_base_url,
+        callback_url=settings.payglocal_callback_url, transport=transport,
+        callback_max_age_s=settings.payglocal_callback_max_age_s, event_hooks=metrics_hooks("payglocal"))
 
 
 def guard(gateways: dict[str, PaymentGateway], settings: Settings, coordination: Coordination) -> dict[str, GuardedGateway]:

@@ -23,8 +23,8 @@ class Region(BaseModel):
 
 DEFAULT_REGIONS = {
     "IN": Region(currency="INR", tax_rate_bp=1800, gateway="razorpay"),
-    "US": Region(currency="USD", tax_rate_bp=0, gateway="razorpay"),
-    "GB": Region(currency="GBP", tax_rate_bp=2000, gateway="razorpay"),
+    "US": Region(currency="USD", tax_rate_bp=0, gateway="payglocal"),
+    "GB": Region(currency="GBP", tax_rate_bp=2000, gateway="payglocal"),
 }
 
 
@@ -70,6 +70,20 @@ class Settings(BaseSettings):
     #: The previous webhook secret, accepted too while a rotation is under way.
     razorpay_webhook_secret_previous: SecretStr | None = None
     razorpay_manual_capture: bool = False
+
+    #: PayGlocal: sandbox by default; production's host must be set explicitly (PayGlocal's own
+    #: documents name two). The gateway is enabled when a merchant id is set.
+    payglocal_base_url: str = "https://api.uat.payglocal.in"
+    payglocal_merchant_id: str | None = None
+    payglocal_private_key_pem: SecretStr | None = None
+    payglocal_private_kid: str | None = None
+    #: PayGlocal's public keys by kid (several during a rotation), PEM.
+    payglocal_public_keys: dict[str, str] = {}
+    #: The kid of the PayGlocal key request bodies are encrypted to.
+    payglocal_public_kid: str | None = None
+    #: Our public URL that the shopper's browser posts the callback form to.
+    payglocal_callback_url: str | None = None
+    payglocal_callback_max_age_s: int = 900
 
     regions: dict[str, Region] = DEFAULT_REGIONS
     #: Price of one credit, per currency, in minor units.

@@ -30,15 +30,15 @@ def sweep_and_check(deps) -> list[str]:
     return claimed
 
 
-def test_a_lost_webhook_is_always_recovered_by_the_sweep(deps, org, simulator, clock):
-    order = new_order(deps)
+def test_a_lost_webhook_is_always_recovered_by_the_sweep(deps, gateway, simulator, clock):
+    order = new_order(deps, gateway)
     simulator.sim.pay(order.gateway_order_id, "success", deliver_webhooks=False)
     assert sweep_and_check(deps) == []  # not due yet
     clock.advance(timedelta(seconds=31))
     assert sweep_and_check(deps) == [order.id]
     stored = order_row(deps, order.id)
     assert (stored.state, stored.next_check_at) == ("paid", None)
-    assert ledger_count(deps) == 1 and balance(deps) == 5_000
+    assert ledger_count(deps) == 1 and balance(deps, gateway) == 5_000
 
 
 def test_checks_back_off_then_abandon_at_the_window_then_watch_rarely_until_the_horizon(deps, org, simulator, clock):
@@ -86,14 +86,14 @@ def test_a_webhook_that_moves_the_order_resets_its_schedule(deps, org, simulator
     ("authorize_only", True, "paid", 5_000),   # manual capture: we capture
     ("decline", False, "pending", 0),          # a declined card is never retried by us; open until the window
 ], ids=["captured", "authorized-auto-capture", "authorized-manual-capture", "all-attempts-failed"])
-def test_each_gateway_outcome_on_a_poll(deps, org, simulator, clock, outcome, manual, final_state, credits):
+def test_each_gateway_outcome_on_a_poll(deps, gateway, simulator, clock, outcome, manual, final_state, credits):
     deps.settings = deps.settings.model_copy(update={"razorpay_manual_capture": manual})
-    order = new_order(deps)
+    order = new_order(deps, gateway)
     simulator.sim.pay(order.gateway_order_id, outcome, deliver_webhooks=False)
     clock.advance(timedelta(seconds=30))
     sweep_and_check(deps)
     assert order_row(deps, order.id).state == final_state
-    assert balance(deps) == credits and ledger_count(deps) == (1 if credits else 0)
+    assert balance(deps, gateway) == credits and ledger_count(deps) == (1 if credits else 0)
 
 
 def test_an_order_the_gateway_does_not_know_goes_to_review(deps, org, simulator, clock):
@@ -120,8 +120,8 @@ def test_a_refund_after_credit_goes_to_review_with_the_refund_recorded_and_no_si
     assert balance(deps) == 5_000 and ledger_count(deps) == 1
 
 
-def test_an_unreachable_gateway_leaves_the_order_untouched_for_the_sweep_to_come_back(deps, org, simulator, clock):
-    order = new_order(deps)
+def test_an_unreachable_gateway_leaves_the_order_untouched_for_the_sweep_to_come_back(deps, gateway, simulator, clock):
+    order = new_order(deps, gateway)
     simulator.sim.pay(order.gateway_order_id, "success", deliver_webhooks=False)
     simulator.sim.set_knobs(error_rate=1.0)
     clock.advance(timedelta(seconds=30))

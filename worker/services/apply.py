@@ -45,8 +45,9 @@ def apply_evidence(session: Session, order: Order, evidence: Evidence, *, now: d
     known = {p.gateway_payment_id for p in queries.payments_of(session, order.id)}
     new_attempt = any(p.gateway_payment_id not in known for p in evidence.payments
                       if p.gateway_order_id in (None, order.gateway_order_id))
-    if new_attempt:
-        order.last_attempt_at = now
+    if new_attempt and evidence.source in (Source.WEBHOOK, Source.CALLBACK):
+        order.last_attempt_at = now  # a customer retrying right now gets a fresh payment window; an attempt a
+        # poll discovers happened at some unknown earlier time and does not extend it
     before = snapshot(session, order)
     decision = decide(before, evidence, now=now, policy=policy)
     evolve(before, decision)  # raises IllegalTransition before anything is written

@@ -20,7 +20,7 @@ from worker.domain.order_state import Decision, Evidence, Source
 from worker.logging import get_logger
 from worker.metrics import WEBHOOKS_RECEIVED
 from worker.services.apply import apply_evidence
-from worker.services.reconcile import capture_authorized
+from worker.services.reconcile import capture_authorized, reconcile_order
 
 #: Headers never stored: they may carry credentials of a proxy in front of us.
 DROPPED_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization"})
@@ -37,7 +37,7 @@ class Stored:
 
 
 def storable_headers(headers: Mapping[str, str]) -> dict[str, str]:
-    return {k.lower(): v for k, v in headers.items() if k.lower() not in DROPPED_HEADERS}
+    return {k.lower(): v.replace("\x00", "\\x00") for k, v in headers.items() if k.lower() not in DROPPED_HEADERS}
 
 
 def store_webhook(gateway_name: str, raw_body: bytes, headers: Mapping[str, str], *, deps: Deps) -> Stored:
@@ -47,6 +47,8 @@ def store_webhook(gateway_name: str, raw_body: bytes, headers: Mapping[str, str]
             "received_at": now, "attempts": 0}
     try:
         event = deps.gateway(gateway_name).verify_webhook(raw_body, headers)
+        if any("\x00" in (text or "") for text in (event.event_id, event.event_type, event.gateway_order_id)):
+            raise MalformedEvent("NUL bytes in the event id, type or order id")
     except (SignatureInvalid, MalformedEvent) as exc:
         reason = f"{'bad_signature' if isinstance(exc, SignatureInvalid) else 'malformed'}: {exc}"
         with deps.sessions.begin() as session:
@@ -104,16 +106,23 @@ def process_inbox_event(inbox_id: int, *, deps: Deps) -> Decision | None:
         except (SignatureInvalid, MalformedEvent) as exc:
             return _finish(row, "rejected", f"no longer verifies: {exc}", now, log)
         payment = event.payment
-        if payment is None or not event.gateway_order_id:
-            return _finish(row, "ignored", f"event {event.event_type} carries no payment we act on", now, log)
+        if not event.gateway_order_id:
+            return _finish(row, "ignored", f"event {event.event_type} names no order", now, log)
         order = queries.find_order_by_gateway_id(session, row.gateway, event.gateway_order_id, lock=True)
         if order is None:
             return _finish(row, "rejected", f"unknown order {event.gateway_order_id}", now, log)
         row.order_id = order.id
-        decision = apply_evidence(session, order, Evidence(Source.WEBHOOK, (payment,)), now=now, policy=deps.policy,
-                              schedule=deps.schedule)
-        _finish(row, "processed", decision.reason, now, log.bind(order_id=order.id, payment_id=payment.gateway_payment_id))
         order_id, gateway_name = order.id, order.gateway
+        if payment is None:  # a prompt to check (PayGlocal's browser callback), never proof of payment
+            _finish(row, "processed", "prompted a gateway check", now, log.bind(order_id=order_id))
+            decision = None
+        else:
+            decision = apply_evidence(session, order, Evidence(Source.WEBHOOK, (payment,)), now=now,
+                                      policy=deps.policy, schedule=deps.schedule)
+            _finish(row, "processed", decision.reason, now,
+                    log.bind(order_id=order_id, payment_id=payment.gateway_payment_id))
+    if decision is None:
+        return reconcile_order(order_id, deps=deps, source=Source.CALLBACK)
     if decision.capture:
         return capture_authorized(order_id, gateway_name, decision, Source.WEBHOOK, deps=deps)
     return decision

@@ -92,6 +92,9 @@ def _new_order(session, request: PurchaseRequest, *, deps: Deps, now: datetime) 
     region = deps.settings.regions.get(organisation.region)
     if region is None:
         raise OrderRejected("region_not_supported", f"online payment is not available in region {organisation.region!r}")
+    if region.gateway not in deps.gateways:
+        raise OrderRejected("gateway_not_configured",
+                            f"online payment through {region.gateway} is not configured for region {organisation.region}")
     priced = quote(plan=plan, credits=request.credits, custom_amount_minor=request.custom_amount_minor,
                    currency=region.currency, tax_rate_bp=region.tax_rate_bp, prices=deps.prices)
     return Order(

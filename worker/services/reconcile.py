@@ -97,6 +97,8 @@ def _may_poll(order: Order, *, deps: Deps) -> bool:
     now = deps.clock.now()
     min_gap = timedelta(seconds=deps.settings.min_poll_interval_s.get(order.gateway, 0))
     if order.last_checked_at is not None and now - order.last_checked_at < min_gap:
+        with deps.sessions.begin() as session:  # come back as soon as the gateway allows, not a lease later
+            session.get(Order, order.id).next_check_at = order.last_checked_at + min_gap
         return False
     with deps.sessions.begin() as session:
         return queries.take_check_lease(session, order.id, now=now,
