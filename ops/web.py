@@ -134,13 +134,32 @@ async def receive_webhook(gateway: Annotated[str, Path(max_length=32, pattern=ID
     """A gateway's webhook: verified on the raw bytes, stored, acknowledged, then processed by a worker."""
     if gateway not in deps.gateways:
         raise HTTPException(status_code=404, detail=f"no gateway named {gateway!r}")
-    raw = await request.body()
+    limit = deps.settings.max_body_bytes
+    raw, complete = await _read_at_most(request, limit)
+    if not complete:
+        stored = await run_in_threadpool(inbox.store_rejected, gateway, raw, dict(request.headers),
+                                         f"oversized: more than {limit} bytes (the first {limit} kept)", deps=deps)
+        return JSONResponse(status_code=413, content={"status": "rejected", "inbox_id": stored.inbox_id,
+                                                      "reason": stored.reason})
     stored = await run_in_threadpool(inbox.store_webhook, gateway, raw, dict(request.headers), deps=deps)
     if stored.enqueue:
         _enqueue_inbox(stored.inbox_id, gateway)
-    code = 400 if stored.status == "rejected" else 200
+    code = 200
+    if stored.status == "rejected":
+        code = 415 if stored.reason.startswith("unsupported_content_type") else 400
     return JSONResponse(status_code=code, content={"status": stored.status, "inbox_id": stored.inbox_id,
                                                    **({"reason": stored.reason} if stored.reason else {})})
+
+
+async def _read_at_most(request: Request, limit: int) -> tuple[bytes, bool]:
+    """Up to ``limit`` bytes of the body, and whether that was all of it."""
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            return b"".join(chunks)[:limit], False
+    return b"".join(chunks), True
 
 
 def _enqueue_inbox(inbox_id: int, gateway: str) -> None:

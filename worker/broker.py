@@ -15,7 +15,7 @@ import dramatiq
 from dramatiq.brokers.stub import StubBroker
 from dramatiq.middleware import CurrentMessage
 
-from worker.middleware import DeadLetters, LogContext
+from worker.middleware import ConfigureLogging, DeadLetters, LogContext
 from worker.settings import Settings, get_settings
 
 #: Queues, highest priority first. Support and billing never wait behind the sweep.
@@ -42,6 +42,7 @@ def build_broker(settings: Settings) -> dramatiq.Broker:
         broker = RabbitmqBroker(url=url)
     else:
         raise ValueError(f"unsupported broker URL scheme in {url.split(':', 1)[0]!r}: use redis://, amqp:// or stub://")
+    broker.add_middleware(ConfigureLogging())
     broker.add_middleware(CurrentMessage())
     broker.add_middleware(LogContext())
     broker.add_middleware(DeadLetters())

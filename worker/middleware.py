@@ -22,6 +22,17 @@ class LogContext(Middleware):
     after_skip_message = after_process_message
 
 
+class ConfigureLogging(Middleware):
+    """Worker processes started by the ``dramatiq`` CLI log structlog JSON, configured once at boot."""
+
+    def after_process_boot(self, broker) -> None:
+        from worker.logging import configure_logging
+        from worker.settings import get_settings
+
+        settings = get_settings()
+        configure_logging(level=settings.log_level, json=settings.log_json)
+
+
 class DeadLetters(Middleware):
     """Counts and logs every message sent to the dead-letter queue, with the reason."""
 

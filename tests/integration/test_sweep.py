@@ -179,3 +179,21 @@ def test_only_one_scheduler_leads_and_another_takes_over_when_the_lock_expires(r
         assert second.hold() and not first.hold()
     finally:
         redis_client.delete(key)
+
+
+def test_a_webhook_stored_but_never_enqueued_is_processed_by_the_inbox_sweep(deps, org, simulator, clock):
+    """The broker was down when the webhook was acknowledged: the inbox row is the truth."""
+    from worker.services.inbox import process_inbox_event, store_webhook
+    from worker.services.sweep import requeue_stale_inbox
+
+    order = new_order(deps)
+    simulator.sim.pay(order.gateway_order_id, "success", deliver_webhooks=False)
+    event = next(e for e in simulator.sim.webhook_events() if e.event == "payment.captured")
+    stored = store_webhook("razorpay", event.body, event.headers, deps=deps)
+    assert stored.enqueue  # ...but the enqueue is lost
+    assert requeue_stale_inbox(deps=deps) == []  # too fresh: its own enqueue may still be on its way
+    clock.advance(timedelta(seconds=61))
+    assert requeue_stale_inbox(deps=deps) == [stored.inbox_id]
+    assert requeue_stale_inbox(deps=deps) == []  # not again within a minute
+    process_inbox_event(stored.inbox_id, deps=deps)
+    assert order_row(deps, order.id).state == "paid" and balance(deps) == 5_000

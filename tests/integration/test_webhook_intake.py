@@ -69,9 +69,50 @@ def test_a_correctly_signed_but_unparseable_body_is_kept_as_malformed(post, deps
     assert row.status == "rejected" and row.reason.startswith("malformed") and row.body == body
 
 
-def test_an_oversized_body_is_refused_with_413(post, deps, org, simulator):
+def test_an_oversized_body_is_refused_with_413_and_its_start_kept(post, deps, org, simulator):
     body = b"{" + b" " * (deps.settings.max_body_bytes + 1) + b"}"
     assert post(body, **signed_headers(simulator, body)).status_code == 413
+    [row] = inbox_rows(deps)
+    assert row.status == "rejected" and row.reason.startswith("oversized") and row.body == body[:len(row.body)]
+    assert len(row.body) == deps.settings.max_body_bytes
+
+
+def test_a_webhook_with_the_wrong_content_type_is_kept_and_answered_415(post, deps, org, simulator):
+    order = new_order(deps)
+    body = captured_event(order)
+    response = post(body, **{**signed_headers(simulator, body), "Content-Type": "text/plain"})
+    assert response.status_code == 415
+    [row] = inbox_rows(deps)
+    assert row.status == "rejected" and row.reason.startswith("unsupported_content_type") and row.body == body
+
+
+def test_a_replayed_old_event_is_a_duplicate_and_credits_nothing_more(post, deps, org, simulator):
+    from worker.services.inbox import process_inbox_event
+    from tests.support import balance
+
+    order = new_order(deps)
+    body = captured_event(order)
+    post(body, **signed_headers(simulator, body))
+    [row] = inbox_rows(deps)
+    process_inbox_event(row.id, deps=deps)
+    assert balance(deps) == 5_000
+    replay = post(body, **signed_headers(simulator, body))  # days later, the gateway replays the same event
+    assert replay.json()["status"] == "duplicate" and len(inbox_rows(deps)) == 1
+    assert balance(deps) == 5_000
+
+
+def test_a_payglocal_callback_with_a_bad_token_is_kept_with_the_reason(post, web, deps, org, simulator):
+    from tests.support import GATEWAY_ORGS
+
+    order = new_order(deps, GATEWAY_ORGS["payglocal"])
+    paid = simulator.sim.pay(order.gateway_order_id, "success", deliver_webhooks=False)
+    token = paid["x-gl-token"]
+    forged = token[:-6] + ("AAAAAA" if not token.endswith("AAAAAA") else "BBBBBB")
+    with httpx.Client(base_url=web.base_url, timeout=10) as client:
+        response = client.post("/webhooks/payglocal", data={"x-gl-token": forged})
+    assert response.status_code == 400
+    [row] = inbox_rows(deps)
+    assert row.status == "rejected" and row.reason.startswith("bad_signature") and row.order_id == order.id
 
 
 def test_processing_a_webhook_for_an_unknown_order_keeps_it_as_rejected(post, deps, org, simulator):

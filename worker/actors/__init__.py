@@ -10,13 +10,3 @@ from worker.actors.webhooks import process_inbox_event  # noqa: E402
 
 __all__ = ["check_order", "process_inbox_event", "recheck_order", "verify_payment"]
 
-
-def _configure_logging() -> None:
-    from worker.logging import configure_logging
-    from worker.settings import get_settings
-
-    settings = get_settings()
-    configure_logging(level=settings.log_level, json=settings.log_json)
-
-
-_configure_logging()

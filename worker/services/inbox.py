@@ -40,11 +40,36 @@ def storable_headers(headers: Mapping[str, str]) -> dict[str, str]:
     return {k.lower(): v.replace("\x00", "\\x00") for k, v in headers.items() if k.lower() not in DROPPED_HEADERS}
 
 
+#: What each gateway posts; anything else is kept and refused.
+CONTENT_TYPES = {"razorpay": "application/json", "payglocal": "application/x-www-form-urlencoded"}
+
+
+def store_rejected(gateway_name: str, raw_body: bytes, headers: Mapping[str, str], reason: str, *, deps: Deps,
+                   outcome: str = "rejected", order_id: str | None = None) -> Stored:
+    """Keep input we refuse, with the reason, for support (never with an event id)."""
+    now = deps.clock.now()
+    with deps.sessions.begin() as session:
+        row = InboxEvent(gateway=gateway_name, kind="webhook", headers=storable_headers(headers), body=raw_body,
+                         received_at=now, attempts=0, status="rejected", reason=reason, processed_at=now,
+                         order_id=order_id)
+        session.add(row)
+        session.flush()
+    get_logger(gateway=gateway_name).warning("webhook_rejected", inbox_id=row.id, reason=reason)
+    WEBHOOKS_RECEIVED.labels(gateway_name, "webhook", outcome).inc()
+    return Stored(row.id, "rejected", reason)
+
+
 def store_webhook(gateway_name: str, raw_body: bytes, headers: Mapping[str, str], *, deps: Deps) -> Stored:
     """Verify and store one webhook delivery. Never loses the body, whatever it is."""
     now = deps.clock.now()
     base = {"gateway": gateway_name, "kind": "webhook", "headers": storable_headers(headers), "body": raw_body,
             "received_at": now, "attempts": 0}
+    content_type = {k.lower(): v for k, v in headers.items()}.get("content-type", "")
+    expected = CONTENT_TYPES.get(gateway_name)
+    if expected and content_type.split(";")[0].strip().lower() != expected:
+        return store_rejected(gateway_name, raw_body, headers,
+                              f"unsupported_content_type: {content_type[:100] or 'none'}, expected {expected}",
+                              deps=deps)
     try:
         event = deps.gateway(gateway_name).verify_webhook(raw_body, headers)
         if any("\x00" in (text or "") for text in (event.event_id, event.event_type, event.gateway_order_id)):
@@ -53,15 +78,10 @@ def store_webhook(gateway_name: str, raw_body: bytes, headers: Mapping[str, str]
         reason = f"{'bad_signature' if isinstance(exc, SignatureInvalid) else 'malformed'}: {exc}"
         with deps.sessions.begin() as session:
             order_id = _nudge_claimed_order(session, gateway_name, raw_body, deps=deps)
-            if order_id:
-                reason += f"; order {order_id} brought forward for a gateway check"
-            row = InboxEvent(**base, status="rejected", reason=reason, processed_at=now, order_id=order_id)
-            session.add(row)
-            session.flush()
-        get_logger(gateway=gateway_name).warning("webhook_rejected", inbox_id=row.id, reason=reason)
-        outcome = "bad_signature" if isinstance(exc, SignatureInvalid) else "rejected"
-        WEBHOOKS_RECEIVED.labels(gateway_name, "webhook", outcome).inc()
-        return Stored(row.id, "rejected", reason)
+        if order_id:
+            reason += f"; order {order_id} brought forward for a gateway check"
+        return store_rejected(gateway_name, raw_body, headers, reason, deps=deps, order_id=order_id,
+                              outcome="bad_signature" if isinstance(exc, SignatureInvalid) else "rejected")
     with deps.sessions.begin() as session:
         inbox_id = queries.insert_ignore(session, InboxEvent, {
             **base, "event_id": event.event_id, "event_type": event.event_type, "status": "pending",
