@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal, DecimalException
+
+#: Three ASCII upper-case letters (``str.isupper`` would also accept ``ÄÖÜ``).
+CURRENCY_CODE = re.compile(r"[A-Z]{3}")
+#: More decimal places of scale than any real amount has: beyond it an input is refused.
+MAX_SCALE = 40
 
 #: Currencies whose minor unit is not 1/100 (Razorpay's exponent table).
 EXPONENTS: dict[str, int] = {
@@ -27,7 +33,7 @@ class Money:
     def __post_init__(self) -> None:
         if isinstance(self.minor, bool) or not isinstance(self.minor, int):
             raise TypeError(f"amount must be an integer number of minor units, got {self.minor!r}")
-        if len(self.currency) != 3 or not self.currency.isalpha() or not self.currency.isupper():
+        if not isinstance(self.currency, str) or not CURRENCY_CODE.fullmatch(self.currency):
             raise ValueError(f"currency must be an upper-case ISO 4217 code, got {self.currency!r}")
 
     def __add__(self, other: Money) -> Money:
@@ -53,12 +59,22 @@ def parse_major(text: str, currency: str) -> Money:
     """A decimal string in major units ('295.00') as exact minor units. Raises ValueError."""
     try:
         value = Decimal(text.strip())
-    except (InvalidOperation, AttributeError) as exc:
+    except (DecimalException, AttributeError) as exc:
         raise ValueError(f"not a decimal amount: {text!r}") from exc
-    scaled = value.scaleb(exponent(currency))
-    if scaled != scaled.to_integral_value() or not value.is_finite():
+    if not value.is_finite():
+        raise ValueError(f"not a finite amount: {text!r}")
+    sign, digits, exp = value.as_tuple()  # exact integer arithmetic: no 28-digit context, no rounding
+    shift = exp + exponent(currency)
+    if abs(shift) > MAX_SCALE:
+        raise ValueError(f"{text!r} is out of any plausible range")
+    coefficient = int("".join(map(str, digits)) or "0")
+    if shift >= 0:
+        minor = coefficient * 10**shift
+    elif coefficient % 10**-shift:
         raise ValueError(f"{text!r} has more decimals than {currency} allows")
-    return Money(int(scaled), currency.upper())
+    else:
+        minor = coefficient // 10**-shift
+    return Money(-minor if sign else minor, currency.upper())
 
 
 def apply_rate_bp(minor: int, rate_bp: int) -> int:

@@ -54,10 +54,10 @@ ALLOWED: dict[OrderState, frozenset[OrderState]] = {
     OrderState.FAILED: frozenset({OrderState.PAID, OrderState.NEEDS_REVIEW}),
     OrderState.ABANDONED: frozenset({OrderState.PAID, OrderState.NEEDS_REVIEW}),
     OrderState.PAID: frozenset({OrderState.NEEDS_REVIEW}),
-    OrderState.NEEDS_REVIEW: frozenset({OrderState.PAID, OrderState.FAILED}),  # only by a support decision
+    OrderState.NEEDS_REVIEW: frozenset(),  # the machine never leaves it: only a support decision does
 }
 
-#: What each support decision on an order in review leads to (``decide`` never leaves needs_review).
+#: What each support decision on an order in review leads to; the only way out of needs_review.
 REVIEW_DECISIONS: dict[str, OrderState] = {"credit": OrderState.PAID, "close": OrderState.FAILED,
                                            "refund": OrderState.FAILED}
 

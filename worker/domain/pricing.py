@@ -46,6 +46,9 @@ def quote(*, plan: Plan, credits: int | None, custom_amount_minor: int | None, c
           prices: PriceList) -> Quote:
     """Price a purchase. Raises OrderRejected with a clear message for anything not allowed."""
     credits = credits or 0
+    if plan == Plan.ENTERPRISE:
+        raise OrderRejected("enterprise_not_purchasable",
+                            "Enterprise cannot be bought online; talk to our team at 9pic.ai/contact")
     if plan == Plan.PAYG:
         if isinstance(credits, bool) or not isinstance(credits, int):
             raise OrderRejected("invalid_credits", "credits must be a whole number")
@@ -63,6 +66,8 @@ def quote(*, plan: Plan, credits: int | None, custom_amount_minor: int | None, c
         if custom_amount_minor > prices.max_custom_amount_minor:
             raise OrderRejected("above_maximum", "the custom amount is larger than we accept online")
         subtotal = custom_amount_minor
+    if exponent(currency) == 3 and subtotal % 10:
+        raise OrderRejected("invalid_amount", f"{currency} amounts must be whole multiples of 0.010")
     tax = _round_for_currency(apply_rate_bp(subtotal, tax_rate_bp), currency)
     return Quote(plan, credits, currency, subtotal, tax_rate_bp, tax, subtotal + tax)
 
