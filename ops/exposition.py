@@ -48,9 +48,10 @@ class StateCollector:
                 by_state.add_metric([gateway, state], count)
             open_rows = session.execute(select(Order.gateway, Order.created_at if age is None else age)
                                         .where(Order.state.in_(("created", "pending")))).all()
-            for gateway, count in session.execute(select(InboxEvent.gateway, func.count())
-                                                  .where(InboxEvent.status == "pending").group_by(InboxEvent.gateway)):
-                inbox.add_metric([gateway], count)
+            pending_inbox = dict(session.execute(select(InboxEvent.gateway, func.count())
+                                                 .where(InboxEvent.status == "pending").group_by(InboxEvent.gateway)).all())
+        for gateway in set(pending_inbox) | set(self.deps.gateways):
+            inbox.add_metric([gateway], pending_inbox.get(gateway, 0))
         counts: dict[tuple[str, str], int] = {}
         for gateway, value in open_rows:
             seconds = value if age is not None else (now - value).total_seconds()
