@@ -80,7 +80,8 @@ def metrics(deps: DepsParam) -> PlainTextResponse:
 def create_order(body: CreateOrderBody, deps: DepsParam, who: Caller) -> dict[str, Any]:
     """Plan → Credits → Review: validate, price and create the order at the region's gateway."""
     created = orders.create_order(orders.PurchaseRequest(**body.model_dump()), deps=deps)
-    return {**views.order_summary(created.order), "checkout": created.checkout}
+    return {**views.order_summary(created.order), "checkout": created.checkout,
+            "payment_button": views.payment_button(created.order.gateway)}
 
 
 @app.get("/orders/{order_id}")

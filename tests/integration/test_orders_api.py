@@ -27,6 +27,7 @@ def test_payg_order_is_priced_in_the_region_currency_with_tax_and_created_at_the
     assert (order["currency"], order["subtotal_minor"], order["tax_minor"], order["amount_minor"]) == (
         "INR", 1_000_000, 180_000, 1_180_000)
     assert order["state"] == "created" and order["gateway"] == "razorpay"
+    assert order["payment_button"] == "Pay with Razorpay"
     remote = next(o for o in simulator.sim.state()["razorpay"]["orders"] if o["id"] == order["gateway_order_id"])
     assert remote["receipt"] == order["order_id"] and remote["amount"] == 1_180_000
     assert order["checkout"]["order_id"] == order["gateway_order_id"]
@@ -113,3 +114,12 @@ def test_a_recheck_slower_than_its_time_limit_answers_202_and_still_finishes(cli
     while order_row(deps, created["order_id"]).state != "paid" and time.monotonic() < deadline:
         time.sleep(0.1)
     assert order_row(deps, created["order_id"]).state == "paid"
+
+
+def test_a_us_organisation_pays_in_dollars_through_payglocal(client, simulator):
+    response = client.post("/orders", json=body(organisation_id="org-us", requested_by="admin-us"))
+    assert response.status_code == 201, response.text
+    order = response.json()
+    assert (order["currency"], order["amount_minor"], order["gateway"]) == ("USD", 15_000, "payglocal")
+    assert order["payment_button"] == "Pay with PayGlocal"
+    assert order["gateway_order_id"].startswith("gl_") and order["checkout"]["redirect_url"]

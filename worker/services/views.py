@@ -10,6 +10,14 @@ from worker.deps import Deps
 from worker.domain.errors import UnknownOrder
 
 
+#: How the Payment step names each gateway ("Pay with Razorpay").
+GATEWAY_LABELS = {"razorpay": "Razorpay", "payglocal": "PayGlocal"}
+
+
+def payment_button(gateway: str) -> str:
+    return f"Pay with {GATEWAY_LABELS.get(gateway, gateway)}"
+
+
 def order_summary(order: Order) -> dict[str, Any]:
     return {
         "order_id": order.id, "organisation_id": order.organisation_id, "plan": order.plan, "credits": order.credits,
