@@ -3,8 +3,9 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
+BENCH_STAMP := $(VENV)/.installed-bench-$(shell sha1sum pyproject.toml | cut -c1-12)
 
-.PHONY: install tools demo test test-fast clean
+.PHONY: install tools demo test test-fast chaos bench audit clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required")'
@@ -31,6 +32,26 @@ test: install tools
 ## Only the tests that need no services.
 test-fast: install
 	$(BIN)/pytest -q -p no:cacheprovider tests/unit
+
+## 10,000 orders through web, two workers and the scheduler (own Redis and database) while workers are killed,
+## Redis restarts and database connections are cut; prints a table, fails if a credit is lost or doubled (ops/chaos).
+chaos: install
+	$(BIN)/python -m ops.chaos --orders 10000
+
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev,bench]'
+	touch $(BENCH_STAMP)
+
+## Benchmarks against Postgres + Redis (see bench/__main__.py); each figure is a ratio against a baseline
+## measured in the same run. Writes bench/results/latest.{json,md} and bench/RESULTS.md. BENCH_ARGS=--quick for a short run.
+bench: $(BENCH_STAMP)
+	$(BIN)/python -m bench $(BENCH_ARGS)
+
+## Known vulnerabilities in the pinned dependencies. pip-audit needs PyPI's per-release JSON API or OSV:
+## neither answers from this workplace's machines (PyPI gives 404, api.osv.dev does not resolve), so it is not in CI.
+audit: install
+	$(BIN)/pip install --quiet --disable-pip-version-check pip-audit==2.10.1
+	$(BIN)/pip-audit --strict --skip-editable
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis recon-demo.db*
