@@ -95,7 +95,7 @@ def verify_payment(order_id: OrderId, body: VerifyPaymentBody, deps: DepsParam, 
     """The checkout handler's callback, as the billing backend forwards it: enqueued for a worker."""
     from worker.actors import verify_payment as actor
 
-    views.order_detail(order_id, deps=deps)  # 404 for an order we do not hold
+    views.ensure_order_exists(order_id, deps=deps)  # 404 for an order we do not hold
     actor.send(order_id, body.payment_id, body.signature)
     return {"status": "queued"}
 
@@ -108,7 +108,7 @@ async def recheck(order_id: OrderId, body: RecheckBody, deps: DepsParam, who: Ca
     from worker.services.reconcile import recheck_order
 
     requested_by = f"{body.requested_by} (token {who})"
-    await run_in_threadpool(views.order_detail, order_id, deps=deps)  # 404 for an order we do not hold
+    await run_in_threadpool(views.ensure_order_exists, order_id, deps=deps)  # 404 for an order we do not hold
     if not body.wait:
         actor.send(order_id, requested_by, body.reason)
         return JSONResponse(status_code=202, content={"status": "queued"})
@@ -144,7 +144,7 @@ async def receive_webhook(gateway: Annotated[str, Path(max_length=32, pattern=ID
                                                       "reason": stored.reason})
     stored = await run_in_threadpool(inbox.store_webhook, gateway, raw, dict(request.headers), deps=deps)
     if stored.enqueue:
-        _enqueue_inbox(stored.inbox_id, gateway)
+        await run_in_threadpool(_enqueue_inbox, stored.inbox_id, gateway)
     code = 200
     if stored.status == "rejected":
         code = 415 if stored.reason.startswith("unsupported_content_type") else 400

@@ -18,8 +18,9 @@ from worker.metrics import (CREDITS_GRANTED, ORDER_TIME_TO_PAID, ORDERS_ABANDONE
 from worker.services.credit import grant_once
 
 
-def snapshot(session: Session, order: Order) -> OrderSnapshot:
-    flagged = frozenset(p.gateway_payment_id for p in queries.payments_of(session, order.id) if p.flag_reason)
+def snapshot(session: Session, order: Order, payments: list | None = None) -> OrderSnapshot:
+    payments = queries.payments_of(session, order.id) if payments is None else payments
+    flagged = frozenset(p.gateway_payment_id for p in payments if p.flag_reason)
     return OrderSnapshot(
         order_id=order.id, state=OrderState(order.state), plan=Plan(order.plan), amount_minor=order.amount_minor,
         currency=order.currency, gateway_order_id=order.gateway_order_id or "", created_at=order.created_at,
@@ -42,13 +43,14 @@ def apply_evidence(session: Session, order: Order, evidence: Evidence, *, now: d
                    schedule: Schedule) -> Decision:
     """Decide on a row locked by the caller, then record payments, the grant, the transition and the
     order's next check."""
-    known = {p.gateway_payment_id for p in queries.payments_of(session, order.id)}
+    stored = queries.payments_of(session, order.id)
+    known = {p.gateway_payment_id for p in stored}
     new_attempt = any(p.gateway_payment_id not in known for p in evidence.payments
                       if p.gateway_order_id in (None, order.gateway_order_id))
     if new_attempt and evidence.source in (Source.WEBHOOK, Source.CALLBACK):
         order.last_attempt_at = now  # a customer retrying right now gets a fresh payment window; an attempt a
         # poll discovers happened at some unknown earlier time and does not extend it
-    before = snapshot(session, order)
+    before = snapshot(session, order, stored)
     decision = decide(before, evidence, now=now, policy=policy)
     evolve(before, decision)  # raises IllegalTransition before anything is written
     for payment in evidence.payments:

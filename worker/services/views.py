@@ -48,6 +48,15 @@ def order_detail(order_id: str, *, deps: Deps) -> dict[str, Any]:
         }
 
 
+def ensure_order_exists(order_id: str, *, deps: Deps) -> None:
+    """404 material: raises UnknownOrder, without loading the order's timeline."""
+    from sqlalchemy import select
+
+    with deps.sessions() as session:
+        if session.execute(select(Order.id).where(Order.id == order_id)).first() is None:
+            raise UnknownOrder(f"no order {order_id!r}")
+
+
 def open_order_ids(*, deps: Deps) -> list[str]:
     """Orders still waiting for money (created or pending) that have a gateway order."""
     from sqlalchemy import select
