@@ -197,3 +197,19 @@ def test_a_webhook_stored_but_never_enqueued_is_processed_by_the_inbox_sweep(dep
     assert requeue_stale_inbox(deps=deps) == []  # not again within a minute
     process_inbox_event(stored.inbox_id, deps=deps)
     assert order_row(deps, order.id).state == "paid" and balance(deps) == 5_000
+
+
+def test_an_order_whose_creation_never_finished_is_closed_by_the_sweep(deps, org, simulator, clock):
+    """The process died between storing the order and storing the gateway's answer."""
+    from sqlalchemy import update
+
+    from db.models import Order
+
+    order = new_order(deps)
+    with deps.sessions.begin() as session:
+        session.execute(update(Order).where(Order.id == order.id).values(gateway_order_id=None))
+    assert order_row(deps, order.id).next_check_at is not None
+    clock.advance(deps.policy.abandon_after + timedelta(seconds=1))
+    assert sweep_and_check(deps) == [order.id]
+    stored = order_row(deps, order.id)
+    assert (stored.state, stored.state_reason) == ("abandoned", "no_attempt")

@@ -47,6 +47,8 @@ def create_order(request: PurchaseRequest, *, deps: Deps) -> CreatedOrder:
     now = deps.clock.now()
     with deps.sessions.begin() as session:
         order = _new_order(session, request, deps=deps, now=now)
+        # Checked from the start: if this process dies before the gateway answers, the sweep closes it.
+        order.next_check_at = first_check_at(order, deps=deps)
         session.add(order)
     gateway = deps.gateway(order.gateway)
     log = get_logger(order_id=order.id, gateway=order.gateway)
@@ -112,3 +114,4 @@ def _close_after_gateway_error(order_id: str, *, deps: Deps, now: datetime) -> N
         session.add(OrderTransition(order_id=order_id, from_state=order.state, to_state=OrderState.ABANDONED.value,
                                     reason="gateway_error", source="create", created_at=now))
         order.state, order.state_reason, order.updated_at = OrderState.ABANDONED.value, "gateway_error", now
+        order.next_check_at = None  # there is no gateway order to check

@@ -68,9 +68,11 @@ def reconcile_order(order_id: str, *, deps: Deps, source: Source = Source.POLL) 
     untouched for the sweep to come back to. Support's recheck lets gateway errors propagate.
     """
     order = _load(order_id, deps=deps)
-    if not order.gateway_order_id:
-        return None
     log = get_logger(order_id=order_id, gateway=order.gateway)
+    if not order.gateway_order_id:
+        # Creation never finished (the process died, the database went away): the customer never got a
+        # checkout, so nothing can have been paid. The window closes it like any order with no attempt.
+        return _decide(order_id, Evidence(source, complete=True), deps=deps)
     if source == Source.POLL and not _may_poll(order, deps=deps):
         log.info("check_skipped", reason="another check holds the order or it was polled too recently")
         CHECKS.labels(order.gateway, source.value, "skipped").inc()
@@ -123,7 +125,12 @@ def recheck_order(order_id: str, requested_by: str, *, deps: Deps, reason: str |
         leased = queries.take_check_lease(session, order_id, now=now,
                                           until=now + timedelta(seconds=deps.settings.check_lease_s))
     if not leased:
-        return _join_running_check(before, requested_by, reason, deps=deps, wait_s=join_wait_s)
+        joined = _join_running_check(before, requested_by, reason, deps=deps, wait_s=join_wait_s)
+        if joined.reason == "joined_running_check":
+            return joined
+        # The check holding the order did not finish: its worker may have died with the lease (a
+        # redelivered message finds its own dead lease). Support still gets an answer: check now.
+        get_logger(order_id=order_id, gateway=before.gateway).warning("recheck_took_over_stale_check")
     try:
         decision = reconcile_order(order_id, deps=deps, source=Source.RECHECK)
     finally:
@@ -158,9 +165,10 @@ def _join_running_check(before: Order, requested_by: str, reason: str | None, *,
                           "joined_running_check" if finished else "running_check_still_busy",
                           [{"id": p.gateway_payment_id, "status": p.status, "amount_minor": p.amount_minor,
                             "currency": p.currency} for p in queries.payments_of(session, before.id)])
-        session.add(SupportAction(order_id=before.id, action="recheck", requested_by=requested_by, reason=reason,
-                                  outcome={"from_state": before.state, "state": after.state, "reason": outcome.reason},
-                                  created_at=deps.clock.now()))
+        if finished:  # otherwise the caller takes over the check, and audits that
+            session.add(SupportAction(order_id=before.id, action="recheck", requested_by=requested_by, reason=reason,
+                                      outcome={"from_state": before.state, "state": after.state,
+                                               "reason": outcome.reason}, created_at=deps.clock.now()))
     return outcome
 
 

@@ -18,6 +18,8 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import Engine, text
 
+from ops.chaos.customers import webhook_backlog
+
 #: ``worker.broker.QUEUES``, spelled out: importing ``worker.broker`` would build a broker from the environment.
 QUEUES = ("recon_priority", "recon_webhooks", "recon_sweep")
 
@@ -37,6 +39,7 @@ class Tally:
     mismatch: list[str] = field(default_factory=list)  #: organisations whose balance != their ledger
     stuck: list[str] = field(default_factory=list)  #: open orders past the late-payment horizon
     open_in_horizon: int = 0  #: open orders still within the horizon (legitimately waiting)
+    open_scheduled: int = 0  #: open orders with a gateway check still planned: the service is not done with them
     no_gateway_order: list[str] = field(default_factory=list)  #: open orders never created at the gateway
     inbox: dict[str, int] = field(default_factory=dict)
     inbox_rejected: dict[str, int] = field(default_factory=dict)  #: reasons, abridged
@@ -56,8 +59,8 @@ def _scalars(connection, sql: str, **params) -> list:
 def measure(engine: Engine, sim, redis_client, namespace: str, *, horizon_s: float, log_dir: Path | None = None) -> Tally:
     """Snapshot the run: gateway truth from the simulator, our truth from Postgres, dead letters from Redis/logs."""
     tally = Tally()
-    gateway = sim.razorpay.snapshot()
-    captured = {o["receipt"] for o in gateway["orders"] if o["status"] == "paid"}
+    with sim.razorpay.lock:  # not snapshot(): a deep copy of every entity every few seconds slows the gateway
+        captured = {o["receipt"] for o in sim.razorpay.orders.values() if o["status"] == "paid"}
     cutoff = datetime.now(UTC) - timedelta(seconds=horizon_s)
     with engine.connect() as c:
         tally.by_state = dict(c.execute(text("SELECT state, count(*) FROM orders GROUP BY state")).all())
@@ -75,6 +78,8 @@ def measure(engine: Engine, sim, redis_client, namespace: str, *, horizon_s: flo
                                cut=cutoff)
         tally.open_in_horizon = c.execute(text("SELECT count(*) FROM orders WHERE state IN ('created', 'pending') "
                                                "AND created_at >= :cut"), {"cut": cutoff}).scalar_one()
+        tally.open_scheduled = c.execute(text("SELECT count(*) FROM orders WHERE state IN ('created', 'pending') "
+                                              "AND next_check_at IS NOT NULL")).scalar_one()
         tally.no_gateway_order = _scalars(c, "SELECT id FROM orders WHERE state IN ('created', 'pending') "
                                              "AND gateway_order_id IS NULL")
         tally.inbox = dict(c.execute(text("SELECT status, count(*) FROM inbox_events GROUP BY status")).all())
@@ -85,8 +90,9 @@ def measure(engine: Engine, sim, redis_client, namespace: str, *, horizon_s: flo
     tally.lost = sorted(captured - credited)
     tally.phantom = sorted(credited - captured)
     tally.dead_letters = {q: _zcard(redis_client, f"{namespace}:{q}.XQ") for q in QUEUES}
-    tally.dead_letter_reasons = dead_letters_logged(log_dir) if log_dir else {}
-    tally.webhooks = sim.webhooks.stats()
+    if log_dir:
+        tally.dead_letter_reasons = {**dead_letters_logged(log_dir), **dead_letters_held(redis_client, namespace)}
+    tally.webhooks = sim.webhooks.stats() if log_dir else {"pending": webhook_backlog(sim)}  # stats(): see there
     return tally
 
 
@@ -95,6 +101,18 @@ def _zcard(client, key: str) -> int:
         return int(client.zcard(key))
     except Exception:  # noqa: BLE001  (Redis may be down mid-run; the final snapshot is taken with it up)
         return -1
+
+
+def dead_letters_held(client, namespace: str) -> dict[str, int]:
+    """What the dead-letter queues hold now, by queue, actor and the last line of the stored traceback."""
+    found: Counter[str] = Counter()
+    for queue in QUEUES:
+        for key in client.zrange(f"{namespace}:{queue}.XQ", 0, -1):
+            raw = client.hget(f"{namespace}:{queue}.XQ.msgs", key)
+            message = json.loads(raw) if raw else {}
+            error = (message.get("options", {}).get("traceback") or "no traceback").strip().splitlines()[-1][:80]
+            found[f"(held) {queue}/{message.get('actor_name')}: {error}"] += 1
+    return dict(found)
 
 
 def dead_letters_logged(log_dir: Path) -> dict[str, int]:
@@ -115,9 +133,11 @@ def dead_letters_logged(log_dir: Path) -> dict[str, int]:
 
 
 def settled(tally: Tally) -> bool:
-    """Nothing more can happen: every capture credited, no stored event waiting, no order legitimately open."""
+    """Nothing more can happen: every capture credited, no webhook on its way, no stored event waiting, no order
+    within its horizon still open, and no open order with a check planned (a lagging check is not a stuck order)."""
     idle = tally.webhooks.get("pending", 0) == 0 and tally.webhooks.get("in_flight", 0) == 0
-    return idle and not tally.lost and tally.inbox_pending == 0 and tally.open_in_horizon == 0
+    return (idle and not tally.lost and tally.inbox_pending == 0 and tally.open_in_horizon == 0
+            and tally.open_scheduled == 0)
 
 
 def failures(tally: Tally) -> list[str]:
@@ -153,7 +173,8 @@ def render(tally: Tally, run: dict, console: Console | None = None) -> None:
     table.add_row("balance mismatch", bad(tally.mismatch), "organisations: balance != sum of ledger credits")
     table.add_row("stuck (open past the horizon)", bad(tally.stuck),
                   f"of which never created at the gateway: {len(tally.no_gateway_order)}")
-    table.add_row("open within the horizon", f"{tally.open_in_horizon:,}", "legitimately waiting")
+    table.add_row("open within the horizon", f"{tally.open_in_horizon:,}",
+                  f"legitimately waiting; open with a check planned: {tally.open_scheduled:,}")
     table.add_row("inbox unprocessed", bad(tally.inbox_pending), _fmt(tally.inbox))
     for reason, n in sorted(tally.inbox_rejected.items(), key=lambda kv: -kv[1])[:6]:
         table.add_row("  inbox rejected/ignored", f"{n:,}", reason)
@@ -165,7 +186,7 @@ def render(tally: Tally, run: dict, console: Console | None = None) -> None:
                   _fmt({k: v for k, v in tally.webhooks.items() if k != "deliveries"}))
     for key, label in (("kills", "worker kills (kill -9)"), ("worker_restarts", "worker restarts"),
                        ("redis_restarts", "Redis restarts"), ("db_terminations", "DB terminations"),
-                       ("unexpected_exits", "unexpected process exits")):
+                       ("unexpected_exits", "unexpected process exits"), ("fault_errors", "fault injection errors")):
         table.add_row(label, f"{run.get(key, 0)}", str(run.get(key + "_detail", ""))[:90])
     table.add_row("driver", f"{run.get('orders_driven', 0):,}", _fmt(run.get("driver", {})))
     table.add_row("drive phase", f"{run.get('drive_s', 0):.0f} s", f"{run.get('orders_per_s', 0):.1f} orders/s")

@@ -18,7 +18,7 @@ import redis
 from rich.console import Console
 from sqlalchemy import create_engine, text
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PG_ADMIN_URL = os.environ.get("RECON_CHAOS_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 
 
@@ -90,11 +90,18 @@ class RedisServer:
         wait_until(self._up, 20, f"redis-server on port {self.port} did not start")
 
     def stop(self) -> None:
-        try:
-            self.client.shutdown(nosave=True)
-        except redis.RedisError:
-            pass  # the shutdown closes the connection under us
-        wait_until(lambda: not self._up(), 20, f"redis-server on port {self.port} did not stop")
+        """SIGTERM, as an orchestrator stops it: with ``--save ""`` nothing is written, everything queued is gone."""
+        pidfile = self.run_dir / "redis.pid"
+        if pidfile.exists():
+            try:
+                os.kill(int(pidfile.read_text().strip()), signal.SIGTERM)
+            except (ProcessLookupError, ValueError):
+                pass
+        wait_until(lambda: not self._listening(), 20, f"redis-server on port {self.port} did not stop", every=0.05)
+
+    def _listening(self) -> bool:
+        with socket.socket() as probe:
+            return probe.connect_ex(("127.0.0.1", self.port)) == 0
 
     def _up(self) -> bool:
         try:
@@ -169,11 +176,16 @@ class Faults:
                       + [(f, "terminate_db") for f in spread(cfg.db_terminations, 0.6, 0.8)])
 
     def run(self, customers, drive_done: threading.Event, stop: threading.Event) -> None:
+        """Strike at each point of :meth:`plan` (fractions of the customers started); the rest once the drive ends."""
         for fraction, action in self.plan():
             while customers.done < fraction * self.cfg.orders and not drive_done.is_set():
                 if stop.wait(0.1):
                     return
-            getattr(self, action)()
+            try:
+                getattr(self, action)()
+            except Exception as exc:  # noqa: BLE001  (shown in the table; the run goes on)
+                self.stats["fault_errors"] += 1
+                self.console.log(f"[red]{action} failed: {exc!r}[/red]")
 
     def kill(self) -> None:
         def ready() -> list[Proc]:  # up for a few seconds, so busy with messages
@@ -187,11 +199,13 @@ class Faults:
         self.console.log(f"kill -9 {worker.name} ({'process group' if whole else 'worker child only'})")
 
     def restart_redis(self) -> None:
+        down_at = time.monotonic()
         self.redis.stop()
         time.sleep(1.0)
         self.redis.start()
         self.stats["redis_restarts"] += 1
-        self.console.log(f"Redis on port {self.redis.port} restarted empty")
+        self.details["redis_restarts"].append(f"down {time.monotonic() - down_at:.1f} s")
+        self.console.log(f"Redis on port {self.redis.port} restarted empty after {time.monotonic() - down_at:.1f} s")
 
     def terminate_db(self) -> None:
         terminated = self.database.terminate_connections()

@@ -1,0 +1,19 @@
+"""``make chaos``: thousands of orders through the real processes while workers are ``kill -9``-ed, Redis is
+restarted empty and database connections are cut; afterwards every capture must be credited exactly once.
+
+Everything listens on 127.0.0.1 and is stopped at the end, failure or not: a redis-server of its own on a
+spare port, a Postgres database of its own (migrated, then dropped), the gateway simulator with faults
+(5xx, 429, slow answers; each webhook three times, shuffled), and the Procfile's processes as supervised
+subprocesses (``recon web``, two ``dramatiq worker.actors``, ``recon scheduler``): one that exits is restarted.
+
+- ``stack``: the own Redis, the own database, supervised process groups, the faults.
+- ``customers``: orders, checkouts, callbacks, support rechecks and late banks, through the API and the simulator.
+- ``checks``: what the run is judged on, and the table.
+- ``run``: puts it together: stand up, drive while shaking, drain, judge, tear down.
+
+    python -m ops.chaos --orders 10000        # exit status 1 if anything was lost, doubled or left stuck
+"""
+
+from ops.chaos.run import ChaosConfig, ChaosResult, run_chaos
+
+__all__ = ["ChaosConfig", "ChaosResult", "run_chaos"]

@@ -1,0 +1,227 @@
+"""A chaos run, start to end: stand everything up, drive the customers while the faults strike, stop the
+faults, drain (bounded), judge, and tear everything down whatever happened."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+from rich.console import Console
+from sqlalchemy import create_engine
+from sqlalchemy.exc import OperationalError
+
+from ops.chaos import checks
+from ops.chaos.customers import Customers
+from ops.chaos.stack import Database, Faults, Proc, RedisServer, free_port, supervise, wait_until
+
+BIN = Path(sys.executable).parent
+
+
+@dataclass
+class ChaosConfig:
+    """One run: its size, its processes, the service's timings (short, so that the run can end) and the faults."""
+
+    orders: int = 10_000
+    concurrency: int = 12  #: customers in flight at once
+    workers: int = 2  #: ``dramatiq worker.actors --processes 1 --threads <threads>`` processes
+    threads: int = 8
+    organisations: int = 20
+    kills: int = 6  #: ``kill -9`` of a worker (its process group, or only its forked child)
+    redis_restarts: int = 1  #: Redis stopped and started empty: queued messages are lost
+    db_terminations: int = 1  #: every database connection of the run terminated at once
+    abandon_after_s: int = 20
+    check_backoff_s: tuple[int, ...] = (2, 4, 8)
+    sweep_interval_s: float = 1.0
+    closed_check_every_s: int = 10
+    horizon_s: int = 120  #: RECON_LATE_PAYMENT_HORIZON_S
+    gateway_rate_per_s: int = 400
+    error_rate: float = 0.05  #: gateway API calls answered 5xx ...
+    rate_limit_rate: float = 0.03  #: ... or 429 ...
+    timeout_rate: float = 0.02  #: ... or only after ``timeout_sleep_s``
+    timeout_sleep_s: float = 3.0
+    max_webhook_backlog: int = 1_500  #: customers wait while the gateway has more webhook deliveries queued
+    drain_timeout_s: float = 600.0  #: the drain stops with a failure after this long
+    seed: int = 7
+    redis_port: int = 0  #: 0: the first free port from 6390
+    log_level: str = "INFO"
+    keep_logs: bool = False
+
+
+@dataclass
+class ChaosResult:
+    ok: bool
+    failures: list[str]
+    tally: checks.Tally
+    run: dict
+
+
+@dataclass
+class _Running:
+    """What :func:`_stand_up` started (everything registered on the exit stack for the teardown)."""
+
+    database: Database
+    redis: RedisServer
+    sim: object
+    web_url: str
+    token: str
+    namespace: str
+    workers: list[Proc]
+    stop: threading.Event = field(default_factory=threading.Event)
+
+
+def run_chaos(cfg: ChaosConfig, console: Console | None = None) -> ChaosResult:
+    """Stand everything up, drive ``cfg.orders`` customers while the faults strike, drain, judge, tear down."""
+    console = console or Console(width=140)
+    started = time.monotonic()
+    run_dir = Path(tempfile.mkdtemp(prefix="recon-chaos-"))
+    stats: Counter[str] = Counter()
+    details: dict[str, list[str]] = {"kills": [], "unexpected_exits": [], "redis_restarts": [], "db_terminations": []}
+    with ExitStack() as stack:
+        up = _stand_up(stack, cfg, run_dir, stats, details, console)
+        customers = Customers(cfg, up.sim.sim, up.web_url, up.token, _organisations(cfg, up))
+        stack.callback(customers.close)
+        faults = Faults(cfg, up.workers, up.redis, up.database, stats, details, console)
+        drive_done = threading.Event()
+        shaker = threading.Thread(target=faults.run, args=(customers, drive_done, up.stop), daemon=True)
+        shaker.start()
+        drive_started = time.monotonic()
+        customers.drive(console)
+        drive_done.set()
+        shaker.join()
+        drive_s = time.monotonic() - drive_started
+        console.log(f"drove {customers.done:,} customers in {drive_s:.0f} s; faults off, draining")
+        up.sim.sim.set_knobs(error_rate=0.0, rate_limit_rate=0.0, timeout_rate=0.0)
+        wait_until(lambda: customers.outstanding == 0, cfg.abandon_after_s + 120, "late customer actions did not finish")
+        engine = create_engine(up.database.url, pool_pre_ping=True)
+        stack.callback(engine.dispose)
+        drain_started = time.monotonic()
+        timed_out = _drain(cfg, up, engine, console)
+        tally = checks.measure(engine, up.sim.sim, up.redis.client, up.namespace, horizon_s=cfg.horizon_s,
+                               log_dir=run_dir)
+        run = {**stats, "orders_driven": customers.done, "driver": dict(customers.counts), "drive_s": drive_s,
+               "orders_per_s": customers.done / max(drive_s, 1e-9), "drain_s": time.monotonic() - drain_started,
+               "drain_timed_out": timed_out, "elapsed_s": time.monotonic() - started, "log_dir": str(run_dir),
+               **{f"{key}_detail": " ".join(values) for key, values in details.items()}}
+        problems = checks.failures(tally) + ([f"the drain did not settle within {cfg.drain_timeout_s:.0f} s"]
+                                             if timed_out else [])
+        checks.render(tally, run, console)
+    for problem in problems:
+        console.print(f"[red]FAILED[/red] {problem}")
+    if not problems and not cfg.keep_logs:
+        shutil.rmtree(run_dir, ignore_errors=True)
+    console.print("[green]chaos run passed[/green]" if not problems else f"[red]chaos run failed[/red]; logs in {run_dir}")
+    return ChaosResult(not problems, problems, tally, run)
+
+
+def _stand_up(stack: ExitStack, cfg: ChaosConfig, run_dir: Path, stats: Counter, details: dict,
+              console: Console) -> _Running:
+    """Database, Redis, simulator, then web, scheduler and workers under a supervisor; each torn down by ``stack``."""
+    from gateways.simulator import SimulatorConfig, SimulatorServer
+
+    run_id = secrets.token_hex(4)
+    database = Database(f"recon_chaos_{run_id}")
+    stack.callback(database.drop)  # before create(): a failed migration still drops it
+    database.create()
+    redis_server = RedisServer(cfg.redis_port, run_dir)
+    redis_server.start()
+    stack.callback(redis_server.stop)
+    web_url = f"http://127.0.0.1:{free_port()}"
+    sim = stack.enter_context(SimulatorServer(SimulatorConfig(
+        seed=cfg.seed, webhook_url=f"{web_url}/webhooks/razorpay", webhook_duplicates=3, shuffle_webhooks=True,
+        webhook_backoff_s=0.5, error_rate=cfg.error_rate, rate_limit_rate=cfg.rate_limit_rate,
+        timeout_rate=cfg.timeout_rate, timeout_sleep_s=cfg.timeout_sleep_s)))
+    up = _Running(database, redis_server, sim, web_url, secrets.token_urlsafe(24), f"recon-chaos-{run_id}", [])
+    env = _environment(cfg, up, run_dir)
+    recon, dramatiq_cli = str(BIN / "recon"), str(BIN / "dramatiq")
+    procs = [Proc("web", [recon, "web", "--host", "127.0.0.1", "--port", web_url.rsplit(":", 1)[1]], env, run_dir),
+             Proc("scheduler", [recon, "scheduler"], env, run_dir)]
+    up.workers = [Proc(f"worker-{n}", [dramatiq_cli, "worker.actors", "--processes", "1", "--threads",
+                                       str(cfg.threads)], env, run_dir) for n in range(1, cfg.workers + 1)]
+    for proc in procs + up.workers:
+        proc.start()
+        stack.callback(proc.stop)
+    supervisor = threading.Thread(target=supervise, args=(procs + up.workers, up.stop, stats, details, console),
+                                  daemon=True, name="chaos-supervisor")
+    supervisor.start()
+    stack.callback(supervisor.join, 5)
+    stack.callback(up.stop.set)
+    wait_until(lambda: _ready(web_url), 60, "recon web did not become ready")
+    wait_until(lambda: redis_server.client.zcard(f"{up.namespace}:__heartbeats__") >= cfg.workers, 60,
+               "the workers did not start consuming")
+    console.log(f"up: web {web_url}, {cfg.workers} workers, scheduler, Redis :{redis_server.port}, database "
+                f"{database.name}; logs in {run_dir}")
+    return up
+
+
+def _drain(cfg: ChaosConfig, up: _Running, engine, console: Console) -> bool:
+    """Wait until nothing more can happen (see :func:`checks.settled`); True if the bound ran out first."""
+    drain_started = logged = time.monotonic()
+    while time.monotonic() - drain_started < cfg.drain_timeout_s:
+        try:
+            tally = checks.measure(engine, up.sim.sim, up.redis.client, up.namespace, horizon_s=cfg.horizon_s)
+        except OperationalError as exc:  # the shared Postgres may refuse a connection for a moment: measure again
+            console.log(f"[yellow]measuring failed, trying again: {str(exc).splitlines()[0]}[/yellow]")
+            time.sleep(2)
+            continue
+        if checks.settled(tally):
+            return False
+        if time.monotonic() - logged > 15:
+            logged = time.monotonic()
+            console.log(f"draining: captured not yet credited {len(tally.lost)}, inbox pending {tally.inbox_pending}, "
+                        f"open {tally.open_in_horizon} (checks planned {tally.open_scheduled}), past the horizon "
+                        f"{len(tally.stuck)}, webhooks queued "
+                        f"{tally.webhooks.get('pending')}")
+        time.sleep(2)
+    return True
+
+
+def _environment(cfg: ChaosConfig, up: _Running, run_dir: Path) -> dict[str, str]:
+    """The processes' environment: ours only (no RECON_* inherited), as a Procfile's would be."""
+    (run_dir / "metrics").mkdir(exist_ok=True)
+    sim = up.sim.config
+    env = {key: value for key, value in os.environ.items() if not key.startswith("RECON_")}
+    env.update({
+        "RECON_DATABASE_URL": up.database.url, "RECON_BROKER_URL": up.redis.url, "RECON_BROKER_NAMESPACE": up.namespace,
+        "RECON_RAZORPAY_BASE_URL": up.sim.base_url, "RECON_RAZORPAY_KEY_ID": sim.key_id,
+        "RECON_RAZORPAY_KEY_SECRET": sim.key_secret, "RECON_RAZORPAY_WEBHOOK_SECRET": sim.webhook_secret,
+        "RECON_API_TOKENS": json.dumps({"chaos": up.token}), "RECON_ABANDON_AFTER_S": str(cfg.abandon_after_s),
+        "RECON_CHECK_BACKOFF_S": json.dumps(list(cfg.check_backoff_s)), "RECON_SWEEP_INTERVAL_S": str(cfg.sweep_interval_s),
+        "RECON_CLOSED_CHECK_EVERY_S": str(cfg.closed_check_every_s), "RECON_LATE_PAYMENT_HORIZON_S": str(cfg.horizon_s),
+        "RECON_GATEWAY_RATE_PER_S": json.dumps({"razorpay": cfg.gateway_rate_per_s, "payglocal": 20}),
+        "RECON_LOG_LEVEL": cfg.log_level, "RECON_LOG_JSON": "true", "PYTHONUNBUFFERED": "1",
+        "PROMETHEUS_MULTIPROC_DIR": str(run_dir / "metrics"),
+    })
+    return env
+
+
+def _organisations(cfg: ChaosConfig, up: _Running) -> list[str]:
+    """Organisations in India, each with an admin who pays (through the service, as ``recon org`` does)."""
+    from worker.deps import build_deps
+    from worker.services.organisations import add_member, create_organisation
+    from worker.settings import Settings
+
+    deps = build_deps(Settings(database_url=up.database.url, broker_url=up.redis.url, broker_namespace=up.namespace))
+    orgs = [f"chaos-org-{n:02d}" for n in range(cfg.organisations)]
+    for org in orgs:
+        create_organisation(org, f"Chaos {org}", "IN", deps=deps)
+        add_member(f"{org}-admin", org, f"admin@{org}.example", "admin", deps=deps)
+    deps.engine.dispose()
+    return orgs
+
+
+def _ready(web_url: str) -> bool:
+    try:
+        return httpx.get(f"{web_url}/readyz", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
