@@ -213,3 +213,25 @@ def test_an_order_whose_creation_never_finished_is_closed_by_the_sweep(deps, org
     assert sweep_and_check(deps) == [order.id]
     stored = order_row(deps, order.id)
     assert (stored.state, stored.state_reason) == ("abandoned", "no_attempt")
+
+
+def test_a_callback_whose_processing_was_interrupted_is_finished_by_the_inbox_sweep(deps, org, simulator, clock):
+    """verify_payment stored the callback, then its worker died before asking the gateway."""
+    from db.models import InboxEvent
+    from worker.services.inbox import process_inbox_event
+    from worker.services.sweep import requeue_stale_inbox
+
+    order = new_order(deps)
+    paid = simulator.sim.pay(order.gateway_order_id, "success", deliver_webhooks=False)
+    with deps.sessions.begin() as session:
+        row = InboxEvent(gateway="razorpay", kind="callback", event_id=f"callback:{paid['razorpay_payment_id']}",
+                         event_type="checkout.callback", order_id=order.id, headers={}, body=b"{}", status="pending",
+                         attempts=1, received_at=clock.now())
+        session.add(row)
+        session.flush()
+        inbox_id = row.id
+    clock.advance(timedelta(seconds=61))
+    assert requeue_stale_inbox(deps=deps) == [inbox_id]
+    process_inbox_event(inbox_id, deps=deps)
+    assert order_row(deps, order.id).state == "paid" and balance(deps) == 5_000
+    assert [r.status for r in inbox_rows(deps)] == ["processed"]

@@ -121,31 +121,41 @@ def process_inbox_event(inbox_id: int, *, deps: Deps) -> Decision | None:
             return None
         row.attempts += 1
         log = get_logger(gateway=row.gateway, inbox_id=row.id, event_type=row.event_type)
-        try:
-            event = deps.gateway(row.gateway).verify_webhook(row.body, row.headers)
-        except (SignatureInvalid, MalformedEvent) as exc:
-            return _finish(row, "rejected", f"no longer verifies: {exc}", now, log)
-        payment = event.payment
-        if not event.gateway_order_id:
-            return _finish(row, "ignored", f"event {event.event_type} names no order", now, log)
-        order = queries.find_order_by_gateway_id(session, row.gateway, event.gateway_order_id, lock=True)
-        if order is None:
-            return _finish(row, "rejected", f"unknown order {event.gateway_order_id}", now, log)
-        row.order_id = order.id
-        order_id, gateway_name = order.id, order.gateway
-        if payment is None:  # a prompt to check (PayGlocal's browser callback), never proof of payment
-            _finish(row, "processed", "prompted a gateway check", now, log.bind(order_id=order_id))
-            decision = None
+        if row.kind == "callback":  # verified when stored, its processing interrupted: ask the gateway again
+            _finish(row, "processed", "callback re-checked at the gateway", now, log.bind(order_id=row.order_id))
+            applied = (None, row.order_id, row.gateway)
         else:
-            decision = apply_evidence(session, order, Evidence(Source.WEBHOOK, (payment,)), now=now,
-                                      policy=deps.policy, schedule=deps.schedule)
-            _finish(row, "processed", decision.reason, now,
-                    log.bind(order_id=order_id, payment_id=payment.gateway_payment_id))
+            applied = _apply_webhook(session, row, now=now, log=log, deps=deps)
+    if applied is None:
+        return None
+    decision, order_id, gateway_name = applied
     if decision is None:
-        return reconcile_order(order_id, deps=deps, source=Source.CALLBACK)
+        return reconcile_order(order_id, deps=deps, source=Source.CALLBACK) if order_id else None
     if decision.capture:
         return capture_authorized(order_id, gateway_name, decision, Source.WEBHOOK, deps=deps)
     return decision
+
+
+def _apply_webhook(session, row: InboxEvent, *, now, log, deps: Deps):
+    """Verify again, find the order, decide; None when the row is closed without an order to act on."""
+    try:
+        event = deps.gateway(row.gateway).verify_webhook(row.body, row.headers)
+    except (SignatureInvalid, MalformedEvent) as exc:
+        return _finish(row, "rejected", f"no longer verifies: {exc}", now, log)
+    payment = event.payment
+    if not event.gateway_order_id:
+        return _finish(row, "ignored", f"event {event.event_type} names no order", now, log)
+    order = queries.find_order_by_gateway_id(session, row.gateway, event.gateway_order_id, lock=True)
+    if order is None:
+        return _finish(row, "rejected", f"unknown order {event.gateway_order_id}", now, log)
+    row.order_id = order.id
+    if payment is None:  # a prompt to check (PayGlocal's browser callback), never proof of payment
+        _finish(row, "processed", "prompted a gateway check", now, log.bind(order_id=order.id))
+        return None, order.id, order.gateway
+    decision = apply_evidence(session, order, Evidence(Source.WEBHOOK, (payment,)), now=now, policy=deps.policy,
+                              schedule=deps.schedule)
+    _finish(row, "processed", decision.reason, now, log.bind(order_id=order.id, payment_id=payment.gateway_payment_id))
+    return decision, order.id, order.gateway
 
 
 def _finish(row: InboxEvent, status: str, reason: str, now, log) -> None:
