@@ -28,7 +28,7 @@ from tests.support import balance, ledger_count, new_order, order_row
 ROOT = Path(__file__).resolve().parents[2]
 DRAMATIQ = str(Path(sys.executable).with_name("dramatiq"))
 #: Generous, so that a slow machine does not make this a timing test: redelivery takes ~15-30 s.
-REDELIVERED_WITHIN_S = 90
+REDELIVERED_WITHIN_S = 180  # a bound on waiting for the effect, not a performance goal
 
 
 def start_worker(env: dict[str, str], log: Path) -> subprocess.Popen:

@@ -18,4 +18,6 @@ def verify_payment(message: VerifyPaymentArgs) -> None:
 @recon_actor(name="recheck_order", queue=PRIORITY_QUEUE, contract=RecheckOrderArgs, max_retries=5, max_backoff=60_000)
 def recheck_order(message: RecheckOrderArgs) -> None:
     """Support's Recheck: re-query the gateway, finalise or mark failed, audit who asked."""
-    reconcile.recheck_order(message.order_id, message.requested_by, reason=message.reason, deps=get_deps())
+    # Queued rechecks join a running check only briefly: after a crash the running check may be our own.
+    reconcile.recheck_order(message.order_id, message.requested_by, reason=message.reason, deps=get_deps(),
+                            join_wait_s=5)
