@@ -45,6 +45,7 @@ class ChaosConfig:
     sweep_interval_s: float = 1.0
     closed_check_every_s: int = 10
     horizon_s: int = 120  #: RECON_LATE_PAYMENT_HORIZON_S
+    check_lease_s: int = 45  #: RECON_CHECK_LEASE_S, scaled down with the rest (a check killed mid-way holds it)
     gateway_rate_per_s: int = 400
     error_rate: float = 0.05  #: gateway API calls answered 5xx ...
     rate_limit_rate: float = 0.03  #: ... or 429 ...
@@ -198,6 +199,7 @@ def _environment(cfg: ChaosConfig, up: _Running, run_dir: Path) -> dict[str, str
         "RECON_API_TOKENS": json.dumps({"chaos": up.token}), "RECON_ABANDON_AFTER_S": str(cfg.abandon_after_s),
         "RECON_CHECK_BACKOFF_S": json.dumps(list(cfg.check_backoff_s)), "RECON_SWEEP_INTERVAL_S": str(cfg.sweep_interval_s),
         "RECON_CLOSED_CHECK_EVERY_S": str(cfg.closed_check_every_s), "RECON_LATE_PAYMENT_HORIZON_S": str(cfg.horizon_s),
+        "RECON_CHECK_LEASE_S": str(cfg.check_lease_s),
         "RECON_GATEWAY_RATE_PER_S": json.dumps({"razorpay": cfg.gateway_rate_per_s, "payglocal": 20}),
         "RECON_LOG_LEVEL": cfg.log_level, "RECON_LOG_JSON": "true", "PYTHONUNBUFFERED": "1",
         "PROMETHEUS_MULTIPROC_DIR": str(run_dir / "metrics"),
