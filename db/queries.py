@@ -128,11 +128,17 @@ def nudge_order(session: Session, order_id: str, *, now: datetime, not_checked_s
 
 def claim_stale_inbox(session: Session, *, received_before: datetime, requeued_before: datetime, now: datetime,
                       limit: int) -> list[int]:
-    """Pending inbox rows whose processing never happened (lost enqueue, broker down), to enqueue again."""
-    stmt = (select(InboxEvent.id).where(InboxEvent.status == "pending", InboxEvent.received_at < received_before)
+    """Pending inbox rows whose processing never happened (lost enqueue, broker down), to enqueue again.
+
+    A row is enqueued again only once its last enqueue is older than half its age: 1, 2, 4, 8 … minutes
+    apart. A slow queue (not a lost message) then gets a few extra messages, not one per row per minute.
+    """
+    stmt = (select(InboxEvent.id, InboxEvent.received_at, InboxEvent.requeued_at)
+            .where(InboxEvent.status == "pending", InboxEvent.received_at < received_before)
             .where((InboxEvent.requeued_at.is_(None)) | (InboxEvent.requeued_at < requeued_before))
             .order_by(InboxEvent.id).limit(limit).with_for_update(skip_locked=True))
-    ids = list(session.execute(stmt).scalars())
+    ids = [row_id for row_id, received_at, requeued_at in session.execute(stmt)
+           if requeued_at is None or now - requeued_at >= (now - received_at) / 2]
     if ids:
         session.execute(update(InboxEvent).where(InboxEvent.id.in_(ids)).values(requeued_at=now))
     return ids

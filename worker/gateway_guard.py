@@ -18,12 +18,14 @@ from collections.abc import Mapping
 from contextlib import contextmanager
 
 import pybreaker
+from redis.exceptions import RedisError
 from dramatiq.rate_limits import WindowRateLimiter
 from tenacity import Retrying, retry_if_result, stop_after_delay, wait_random
 
 from gateways.errors import (GatewayNotFound, GatewayPermanent, GatewayRateLimited, GatewayTransient, MalformedEvent,
                              SignatureInvalid)
 from gateways.port import CallbackResult, PaymentGateway, RemoteOrder, RemotePayment, WebhookEvent
+from worker.logging import get_logger
 from worker.metrics import CIRCUIT_OPEN, GATEWAY_RATE_LIMITED, GATEWAY_REQUESTS
 
 #: "high" for support and billing work (the default), "low" for sweeps.
@@ -120,6 +122,11 @@ class GuardedGateway:
 
         waiting = Retrying(stop=stop_after_delay(self._max_wait_s), wait=wait_random(0.005, 0.05),
                            retry=retry_if_result(lambda ok: not ok), retry_error_callback=lambda _state: False)
-        if not waiting(take):
+        try:
+            acquired = waiting(take)
+        except RedisError as exc:  # the shared limiter is down: fail open, the gateway's own 429s still apply
+            get_logger(gateway=self.name).warning("rate_limiter_unavailable", error=type(exc).__name__)
+            return
+        if not acquired:
             GATEWAY_RATE_LIMITED.labels(self.name, "local").inc()
             raise GatewayRateLimited(f"{self.name}: no rate-limit slot within {self._max_wait_s}s", retry_after=1)

@@ -33,6 +33,19 @@ MUST_BE_NON_ZERO = [
 MUST_BE_PRESENT = ["recon_queue_depth", "recon_queue_oldest_message_age_seconds", "recon_inbox_pending"]
 
 
+def kill_leftovers(namespace: str) -> None:
+    """honcho starts each process in a group of its own: stop any whose environment carries our namespace."""
+    marker = f"RECON_BROKER_NAMESPACE={namespace}".encode()
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            if marker in (proc / "environ").read_bytes().split(b"\0"):
+                os.kill(int(proc.name), signal.SIGKILL)
+        except (OSError, ProcessLookupError):
+            continue
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -93,6 +106,7 @@ def test_every_metric_is_non_zero_after_traffic_through_the_procfile_processes(d
             honcho.wait(timeout=30)
         except subprocess.TimeoutExpired:
             os.killpg(honcho.pid, signal.SIGKILL)
+        kill_leftovers(namespace)
         for key in redis_client.scan_iter(match=f"{namespace}*", count=500):
             redis_client.delete(key)
 

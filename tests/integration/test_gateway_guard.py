@@ -75,3 +75,16 @@ def test_the_circuit_opens_after_repeated_failures_pauses_sweeps_and_closes_by_i
     with low_priority():
         assert guard.fetch_order("order_A").gateway_order_id == "order_A"
     assert not guard.sweep_paused
+
+
+def test_a_redis_outage_does_not_stop_gateway_calls(redis_client):
+    """The shared limiter lives in Redis; when Redis is gone calls go ahead (the gateway's 429s still count)."""
+    import redis
+
+    dead = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)  # nothing listens on port 1
+    gateway, fake = make_gateway(answer, retry_attempts=1)
+    guard = GuardedGateway(gateway, backend=RedisBackend(client=dead), namespace="recon-test-dead",
+                           breaker_storage=pybreaker.CircuitMemoryStorage(pybreaker.STATE_CLOSED), rate_per_s=3,
+                           sweep_share=0.67, max_wait_s=0.0)
+    assert guard.fetch_order("order_A").gateway_order_id == "order_A"
+    assert len(fake.calls("GET")) == 2

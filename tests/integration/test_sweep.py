@@ -235,3 +235,19 @@ def test_a_callback_whose_processing_was_interrupted_is_finished_by_the_inbox_sw
     process_inbox_event(inbox_id, deps=deps)
     assert order_row(deps, order.id).state == "paid" and balance(deps) == 5_000
     assert [r.status for r in inbox_rows(deps)] == ["processed"]
+
+
+def test_the_inbox_sweep_backs_off_so_a_slow_queue_is_not_flooded(deps, org, simulator, clock):
+    from worker.services.inbox import store_webhook
+    from worker.services.sweep import requeue_stale_inbox
+
+    order = new_order(deps)
+    simulator.sim.pay(order.gateway_order_id, "success", deliver_webhooks=False)
+    event = simulator.sim.webhook_events()[0]
+    stored = store_webhook("razorpay", event.body, event.headers, deps=deps)
+    requeued_at = []
+    for minute in range(1, 17):
+        clock._now = order_row(deps, order.id).created_at + timedelta(minutes=minute, seconds=1)
+        if requeue_stale_inbox(deps=deps) == [stored.inbox_id]:
+            requeued_at.append(minute)
+    assert requeued_at == [1, 3, 7, 15]  # gaps of 2, 4, 8 minutes, not one re-enqueue a minute
