@@ -12,9 +12,6 @@ from sqlalchemy.orm import Session
 
 from db.models import GatewayPayment, InboxEvent, LedgerEntry, Order, Organisation, OrderTransition
 
-#: Forward-only ranking of payment statuses: a stale snapshot never overwrites a newer one.
-PAYMENT_STATUS_RANK = {"unknown": 0, "created": 0, "failed": 1, "authorized": 2, "captured": 3, "refunded": 4}
-
 
 def insert_ignore(session: Session, model: type, values: dict[str, Any], conflict: Sequence[str]) -> Any | None:
     """INSERT … ON CONFLICT DO NOTHING; returns the new primary key, or None when the row existed."""
@@ -53,14 +50,15 @@ def payments_of(session: Session, order_id: str) -> list[GatewayPayment]:
 
 
 def record_payment(session: Session, *, order_id: str, gateway: str, values: dict[str, Any], now: datetime) -> None:
-    """Insert or move forward the stored status of one payment attempt."""
+    """Insert or update the stored status of one payment attempt. The caller holds the order's row lock
+    and passes the freshest status it knows (``worker.domain.order_state.freshest``)."""
     key = {"gateway": gateway, "gateway_payment_id": values["gateway_payment_id"]}
     new_id = insert_ignore(session, GatewayPayment, {**key, **values, "order_id": order_id, "first_seen_at": now,
                                                      "updated_at": now}, conflict=list(key))
     if new_id is not None:
         return
     row = session.execute(select(GatewayPayment).filter_by(**key)).scalar_one()
-    if PAYMENT_STATUS_RANK.get(values["status"], 0) >= PAYMENT_STATUS_RANK.get(row.status, 0):
+    if any(getattr(row, name) != value for name, value in values.items()):
         for name, value in values.items():
             setattr(row, name, value)
         row.updated_at = now

@@ -165,7 +165,11 @@ def _add_control_routes(app: FastAPI, sim: Simulator) -> None:
     async def late_authorize(request: Request) -> JSONResponse:
         body = await _json_object(request)
         deliver = bool(body.get("deliver_webhooks", True))
-        return JSONResponse(sim.late_authorize(_required(body, "gateway_payment_id"), deliver_webhooks=deliver))
+        late_by = body.get("minutes_after_creation")
+        if late_by is not None and (isinstance(late_by, bool) or not isinstance(late_by, (int, float))):
+            raise SimulatorError("minutes_after_creation must be a number", status=400)
+        return JSONResponse(sim.late_authorize(_required(body, "gateway_payment_id"), deliver_webhooks=deliver,
+                                               minutes_after_creation=late_by))
 
     @app.post("/_sim/razorpay/refund")
     async def refund(request: Request) -> JSONResponse:

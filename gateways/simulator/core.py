@@ -52,11 +52,13 @@ class Simulator:
             gateway_order_id, outcome, deliver_webhooks=deliver_webhooks, amount_minor=amount_minor, currency=currency
         )
 
-    def late_authorize(self, gateway_payment_id: str, *, deliver_webhooks: bool = True) -> dict[str, Any]:
+    def late_authorize(self, gateway_payment_id: str, *, deliver_webhooks: bool = True,
+                       minutes_after_creation: float | None = None) -> dict[str, Any]:
         """A failed Razorpay payment (or PayGlocal gid) is authorised late; see :meth:`RazorpaySim.late_authorize`."""
         if gateway_payment_id.startswith(PAYGLOCAL_PREFIX):
             return self.late_authorize_payglocal(gateway_payment_id)
-        return self.razorpay.late_authorize(gateway_payment_id, deliver_webhooks=deliver_webhooks)
+        return self.razorpay.late_authorize(gateway_payment_id, deliver_webhooks=deliver_webhooks,
+                                            minutes_after_creation=minutes_after_creation)
 
     def refund(
         self, gateway_payment_id: str, amount_minor: int | None = None, *, deliver_webhooks: bool = True

@@ -28,6 +28,7 @@ from gateways.simulator.razorpay_rules import (
     SimulatorError,
     collection,
     parse_capture,
+    parse_capture_windows,
     parse_list_params,
     order_entity,
     parse_order_request,
@@ -56,6 +57,7 @@ class RazorpaySim:
             self.payments: dict[str, dict[str, Any]] = {}
             self.refunds: dict[str, dict[str, Any]] = {}
             self._capture_mode: dict[str, str | None] = {}
+            self._windows: dict[str, tuple[int | None, int]] = {}  #: order id -> (A, M) in minutes
             self._order_payments: dict[str, list[str]] = {}
             self._by_receipt: dict[str, str] = {}
             self._ids = derived_rng(seed if seed is not None else self.config.seed, "razorpay-ids")
@@ -108,6 +110,8 @@ class RazorpaySim:
             order_id = self._new_id("order_", self.orders)
             self.orders[order_id] = order_entity(order_id, amount, currency, receipt, notes)
             self._capture_mode[order_id] = capture
+            payment_options = body.get("payment") if isinstance(body.get("payment"), dict) else {"capture": capture}
+            self._windows[order_id] = parse_capture_windows(payment_options)
             self._order_payments[order_id] = []
             if receipt is not None:
                 self._by_receipt[receipt] = order_id
@@ -251,11 +255,21 @@ class RazorpaySim:
                        error_step=None, error_reason=None)  # fmt: skip
         payment["acquirer_data"]["bank_transaction_id"] = "".join(self._ids.choice(string.digits) for _ in range(7))
 
-    def late_authorize(self, gateway_payment_id: str, *, deliver_webhooks: bool = True) -> dict[str, Any]:
-        """The bank reports success for a failed payment: failed → authorized (→ captured).
+    #: A late authorisation arrives this long after its payment was created unless told otherwise: past the
+    #: shortest auto-capture window (12 min), since Razorpay marks a silent payment failed after 10 minutes
+    #: and only then keeps polling the bank (after-capture.md §1.3).
+    LATE_AUTHORISATION_MINUTES = 15.0
 
-        If another payment already paid the order, Razorpay refunds this one at once.
+    def late_authorize(self, gateway_payment_id: str, *, deliver_webhooks: bool = True,
+                       minutes_after_creation: float | None = None) -> dict[str, Any]:
+        """The bank reports success for a failed payment, ``minutes_after_creation`` after it was created.
+
+        Razorpay's capture windows decide what follows (after-capture.md §1.2, counted from creation):
+        within the order's auto-capture window A it is captured; after A and before the manual window M
+        it stays ``authorized`` and the merchant must capture it; after M it is refunded (``captured``
+        false). If another payment already paid the order it is refunded at once (§1.3).
         """
+        late_by = self.LATE_AUTHORISATION_MINUTES if minutes_after_creation is None else float(minutes_after_creation)
         with self.lock:
             payment = self.payments.get(gateway_payment_id)
             if payment is None:
@@ -263,11 +277,14 @@ class RazorpaySim:
             if payment["status"] != "failed":
                 raise SimulatorError(f"only a failed payment can be late-authorized, not {payment['status']!r}")
             order = self.orders[payment["order_id"]]
+            automatic, limit = self._windows.get(order["id"], (None, 0))
+            if self._capture_mode.get(order["id"]) is None and not self.config.auto_capture:
+                automatic = None  # the account captures manually
             self._authorize(payment)
             events = [self._event("payment.authorized", payment=payment)]
-            if order["status"] == "paid":
+            if order["status"] == "paid" or late_by > limit:
                 self._do_refund(payment, payment["amount"], events)
-            elif self._auto_capture(order["id"]):
+            elif automatic is not None and late_by <= automatic:
                 self._do_capture(payment, order, events)
             self.webhooks.publish(events, deliver=deliver_webhooks)
             return self._with_checkout_fields(payment)

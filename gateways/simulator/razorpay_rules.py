@@ -112,6 +112,32 @@ def parse_amount(body: Mapping[str, Any], currency: str | None) -> int:
     return amount
 
 
+#: The Dashboard's default and maximum capture window, 3 days in minutes (after-capture.md §1.2): used
+#: for orders that carry no ``capture_options``.
+DASHBOARD_EXPIRY_MINUTES = 3 * 24 * 60
+#: ``automatic_expiry_period`` may not be shorter than 12 minutes (after-capture.md §1.1).
+MIN_AUTOMATIC_EXPIRY_MINUTES = 12
+
+
+def parse_capture_windows(payment: Any) -> tuple[int | None, int]:
+    """``(A, M)`` in minutes from an order's ``payment.capture_options`` (after-capture.md §1.1-1.2).
+
+    A is the auto-capture window (None on manual-capture orders), M the manual window after which an
+    uncaptured authorisation is refunded; both count from the payment's creation.
+    """
+    options = payment.get("capture_options") if isinstance(payment, dict) else None
+    options = options if isinstance(options, dict) else {}
+    manual = isinstance(payment, dict) and payment.get("capture") == "manual"
+    automatic = options.get("automatic_expiry_period", None if manual else DASHBOARD_EXPIRY_MINUTES)
+    if automatic is not None and (not _is_int(automatic) or automatic < MIN_AUTOMATIC_EXPIRY_MINUTES):
+        raise _bad("The automatic expiry period must be at least 12 minutes.", "payment.capture_options")
+    limit = options.get("manual_expiry_period", DASHBOARD_EXPIRY_MINUTES if automatic is None else
+                        max(automatic, DASHBOARD_EXPIRY_MINUTES))
+    if not _is_int(limit) or (automatic is not None and limit < automatic):
+        raise _bad("The manual expiry period must be at least the automatic expiry period.", "payment.capture_options")
+    return (None if manual else automatic), limit
+
+
 def parse_order_request(body: Any) -> tuple[int, str, str | None, dict[str, Any] | list[Any], str | None]:
     """Validate a ``POST /v1/orders`` body: ``(amount, currency, receipt, notes, capture)``.
 

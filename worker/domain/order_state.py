@@ -6,11 +6,17 @@ knows as :class:`Evidence`; :func:`decide` turns the order we hold plus that evi
 
 Lifecycle::
 
-    created ──► pending ──► paid ──► needs_review
-       │           │          ▲
-       │           ├─► failed ┤  (late authorisation: failed/abandoned may still be paid)
-       │           └─► abandoned
-       └──────────────────────┘
+    created ──► pending ──► paid ◄──────────────┐
+       │           │          │ odd money         │ support: credit (or any decision
+       │           ├─► failed ┤                   │ on an order already credited)
+       │           │          ▼                   │
+       │           └─► abandoned ──► needs_review ┤
+       │                                          └──► closed (support: close | refund, no credit)
+       └──────────────────────┘   (late authorisation: failed/abandoned may still be paid)
+
+Payments are judged by the most advanced status known for each (:func:`freshest`): a stale snapshot
+(a webhook delivered late, a replayed body) never undoes a newer one. Entering needs_review never
+grants; a credit granted earlier stays, and an order once credited is never granted again.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ class OrderState(StrEnum):
     FAILED = "failed"  #: every attempt was declined and the payment window has passed
     ABANDONED = "abandoned"  #: window closed, gateway error or no attempt before the timeout
     NEEDS_REVIEW = "needs_review"  #: money and order disagree: a person decides
+    CLOSED = "closed"  #: support closed an uncredited order in review without credit (close or refund)
 
 
 class Source(StrEnum):
@@ -49,22 +56,41 @@ class Plan(StrEnum):
 
 #: Every move the state machine may make. Forward only, except late payment of failed/abandoned.
 ALLOWED: dict[OrderState, frozenset[OrderState]] = {
-    OrderState.CREATED: frozenset(set(OrderState) - {OrderState.CREATED}),
+    OrderState.CREATED: frozenset({OrderState.PENDING, OrderState.PAID, OrderState.FAILED, OrderState.ABANDONED,
+                                   OrderState.NEEDS_REVIEW}),
     OrderState.PENDING: frozenset({OrderState.PAID, OrderState.FAILED, OrderState.ABANDONED, OrderState.NEEDS_REVIEW}),
     OrderState.FAILED: frozenset({OrderState.PAID, OrderState.NEEDS_REVIEW}),
     OrderState.ABANDONED: frozenset({OrderState.PAID, OrderState.NEEDS_REVIEW}),
     OrderState.PAID: frozenset({OrderState.NEEDS_REVIEW}),
-    OrderState.NEEDS_REVIEW: frozenset(),  # the machine never leaves it: only a support decision does
+    # Only a support decision leaves needs_review (:func:`decide_review`); :func:`decide` never does.
+    OrderState.NEEDS_REVIEW: frozenset({OrderState.PAID, OrderState.CLOSED}),
+    OrderState.CLOSED: frozenset({OrderState.NEEDS_REVIEW}),  # money that arrives after support closed it
 }
 
-#: What each support decision on an order in review leads to; the only way out of needs_review.
-REVIEW_DECISIONS: dict[str, OrderState] = {"credit": OrderState.PAID, "close": OrderState.FAILED,
-                                           "refund": OrderState.FAILED}
+#: The support decisions on an order in review.
+REVIEW_DECISIONS = frozenset({"credit", "close", "refund"})
 
 #: States in which we still wait for money and apply timeouts.
 OPEN_STATES = frozenset({OrderState.CREATED, OrderState.PENDING})
-#: Payment statuses that mean an attempt is still in flight: no timeout while one exists.
+#: Payment statuses that keep an open order from closing while its payment window is open.
 IN_FLIGHT = frozenset({RemoteStatus.CREATED, RemoteStatus.AUTHORIZED, RemoteStatus.UNKNOWN})
+#: ... and once it has passed: a payment still ``created`` then was never completed (an untouched
+#: PayGlocal page stays CREATED forever); the order is abandoned and may still be paid late.
+IN_FLIGHT_AFTER_WINDOW = frozenset({RemoteStatus.AUTHORIZED, RemoteStatus.UNKNOWN})
+
+#: Statuses only move forward: created → authorized → captured → refunded, and failed may still become
+#: authorized or captured (late authorisation). UNKNOWN ranks lowest: it never overrides what we know.
+STATUS_RANK: dict[RemoteStatus, int] = {RemoteStatus.UNKNOWN: 0, RemoteStatus.CREATED: 0, RemoteStatus.FAILED: 1,
+                                        RemoteStatus.AUTHORIZED: 2, RemoteStatus.CAPTURED: 3,
+                                        RemoteStatus.REFUNDED: 4}
+
+
+def freshest(known: RemotePayment | None, new: RemotePayment) -> RemotePayment:
+    """The more advanced of two snapshots of one payment (ties: the one with more refunded)."""
+    if known is None:
+        return new
+    key = lambda p: (STATUS_RANK[p.status], p.amount_refunded_minor)  # noqa: E731
+    return new if key(new) >= key(known) else known
 
 
 class IllegalTransition(Exception):
@@ -148,24 +174,40 @@ def matches(order: OrderSnapshot, payment: RemotePayment) -> bool:
 
 
 def decide(order: OrderSnapshot, evidence: Evidence, *, now: datetime, policy: Policy) -> Decision:
-    """Decide the next state of ``order`` given ``evidence``. Never raises for odd input."""
+    """Decide the next state of ``order`` given ``evidence``. Never raises for odd input.
+
+    ``evidence.payments`` should already hold the freshest snapshot of each payment (see :func:`freshest`).
+    """
     payments = tuple(p for p in evidence.payments if p.gateway_order_id in (None, order.gateway_order_id))
     if order.state == OrderState.NEEDS_REVIEW:
         return Decision(order.state, order.state, "awaiting_review")
-    if order.state == OrderState.PAID:
-        return _decide_paid(order, payments)
+    if order.granted_payment_id is not None:  # credited once: whatever state it is in, never granted again
+        return _decide_credited(order, payments)
+    if order.state == OrderState.CLOSED:
+        return _decide_closed(order, payments)
     if evidence.order_missing:
         return Decision(order.state, OrderState.NEEDS_REVIEW, "unknown_at_gateway")
     return _decide_unpaid(order, evidence, payments, now=now, policy=policy)
 
 
-def _decide_paid(order: OrderSnapshot, payments: tuple[RemotePayment, ...]) -> Decision:
-    new_money = [
-        p for p in payments
-        if p.status == RemoteStatus.CAPTURED and p.gateway_payment_id != order.granted_payment_id
-        and p.gateway_payment_id not in order.flagged_payment_ids
-    ]
-    refunded = [p for p in payments if p.status == RemoteStatus.REFUNDED and p.gateway_payment_id == order.granted_payment_id]
+def _unflagged(order: OrderSnapshot, payments: tuple[RemotePayment, ...]) -> list[RemotePayment]:
+    """Payments no person has been asked about yet."""
+    return [p for p in payments if p.gateway_payment_id not in order.flagged_payment_ids]
+
+
+def _decide_closed(order: OrderSnapshot, payments: tuple[RemotePayment, ...]) -> Decision:
+    """Support closed it without credit; money that arrives afterwards needs a person again."""
+    new_money = [p for p in _unflagged(order, payments) if _money_kept(p)]
+    if new_money:
+        return Decision(order.state, OrderState.NEEDS_REVIEW, "money_after_close", flagged=tuple(new_money))
+    return Decision(order.state, order.state, "closed_by_support")
+
+
+def _decide_credited(order: OrderSnapshot, payments: tuple[RemotePayment, ...]) -> Decision:
+    """A credited order: new evidence may send it to a person, never to a second grant."""
+    fresh = _unflagged(order, payments)
+    refunded = [p for p in fresh if p.status == RemoteStatus.REFUNDED and p.gateway_payment_id == order.granted_payment_id]
+    new_money = [p for p in fresh if p.status == RemoteStatus.CAPTURED and p.gateway_payment_id != order.granted_payment_id]
     if refunded:
         return Decision(order.state, OrderState.NEEDS_REVIEW, "refunded_after_credit", flagged=tuple(refunded))
     if new_money:
@@ -186,34 +228,50 @@ def _decide_unpaid(
     good = [p for p in kept if p.status == RemoteStatus.CAPTURED and matches(order, p)]
     odd = [p for p in kept if p not in good]
     late = order.state in (OrderState.FAILED, OrderState.ABANDONED)
+    # Entering review never grants: the good payment waits for the person who decides (needs_review gets
+    # no credit), so no credit is ever given for an order whose money disagrees with it.
     if odd:
         reason = "amount_or_currency_mismatch" if any(not matches(order, p) for p in odd) else "partly_refunded"
-        return Decision(order.state, OrderState.NEEDS_REVIEW, reason, grant=good[0] if good else None, flagged=tuple(odd))
+        return Decision(order.state, OrderState.NEEDS_REVIEW, reason, flagged=tuple(odd))
+    if len(good) > 1:
+        return Decision(order.state, OrderState.NEEDS_REVIEW, "second_captured_payment", flagged=tuple(good[1:]))
     if good:
-        grant, rest = good[0], good[1:]
-        if rest:
-            return Decision(order.state, OrderState.NEEDS_REVIEW, "second_captured_payment", grant=grant, flagged=tuple(rest))
-        return Decision(order.state, OrderState.PAID, "late_payment" if late else "captured", grant=grant)
-    authorized = [p for p in payments if p.status == RemoteStatus.AUTHORIZED]
-    if authorized and any(not matches(order, p) for p in authorized):
-        return Decision(order.state, OrderState.NEEDS_REVIEW, "amount_or_currency_mismatch", flagged=tuple(authorized))
-    capture = tuple(authorized) if order.manual_capture else ()
+        return Decision(order.state, OrderState.PAID, "late_payment" if late else "captured", grant=good[0])
+    authorized = sorted((p for p in payments if p.status == RemoteStatus.AUTHORIZED), key=lambda p: p.gateway_payment_id)
+    if any(not matches(order, p) for p in authorized):
+        return Decision(order.state, OrderState.NEEDS_REVIEW, "amount_or_currency_mismatch",
+                        flagged=tuple(p for p in authorized if not matches(order, p)))
+    # An authorised payment is captured whatever the order's capture mode: past an auto-capture window
+    # (12 min) Razorpay leaves a late authorisation uncaptured and refunds it days later (razorpay.md
+    # §3.4). One at a time: a second authorisation on the order is left for the gateway to refund.
+    capture = tuple(authorized[:1])
     if late:
-        return Decision(order.state, order.state, "late_authorized_capturing" if capture else "still_" + order.state.value, capture=capture)
+        return Decision(order.state, order.state, "late_authorized_capturing" if capture else "still_" + order.state.value,
+                        capture=capture)
     seen_attempt = bool(payments) or evidence.source == Source.CALLBACK
     base = OrderState.PENDING if seen_attempt or order.state == OrderState.PENDING else OrderState.CREATED
-    if authorized:
-        return Decision(order.state, base, "authorized_capturing" if capture else "authorized_awaiting_capture", capture=capture)
+    if capture:
+        return Decision(order.state, base, "authorized_capturing", capture=capture)
     timed_out = now >= window_closes_at(order, policy)
-    if not evidence.complete or not timed_out or any(p.status in IN_FLIGHT for p in payments):
-        return Decision(order.state, base, "attempt_failed" if payments else "awaiting_payment")
+    in_flight = IN_FLIGHT_AFTER_WINDOW if timed_out else IN_FLIGHT
+    if not evidence.complete or not timed_out or any(p.status in in_flight for p in payments):
+        return Decision(order.state, base, _waiting_reason(payments))
     return _close(order, payments)
+
+
+def _waiting_reason(payments: tuple[RemotePayment, ...]) -> str:
+    if not payments:
+        return "awaiting_payment"
+    if any(p.status in IN_FLIGHT for p in payments):
+        return "attempt_in_progress"
+    return "attempt_failed"
 
 
 def _close(order: OrderSnapshot, payments: tuple[RemotePayment, ...]) -> Decision:
     """The window has passed with nothing captured or in flight: failed or abandoned, with why."""
-    kinds = {p.failure_kind or FailureKind.OTHER for p in payments}
-    if not payments:
+    tried = [p for p in payments if p.status != RemoteStatus.CREATED]  # never completed: no attempt
+    kinds = {p.failure_kind or FailureKind.OTHER for p in tried}
+    if not tried:
         return Decision(order.state, OrderState.ABANDONED, "no_attempt")
     if kinds == {FailureKind.DECLINED}:
         return Decision(order.state, OrderState.FAILED, "declined")
@@ -225,10 +283,47 @@ def _close(order: OrderSnapshot, payments: tuple[RemotePayment, ...]) -> Decisio
 
 
 def evolve(order: OrderSnapshot, decision: Decision) -> OrderSnapshot:
-    """The snapshot after ``decision`` is applied (what the service layer persists)."""
+    """The snapshot after ``decision`` is applied (what the service layer persists).
+
+    Raises:
+        IllegalTransition: the move is not in :data:`ALLOWED`, or the decision would grant an order
+            already credited or grant on the way into review.
+    """
     check_transition(order.state, decision.to_state)
-    if decision.grant is not None and order.granted_payment_id is not None:
+    if decision.grant is not None and (order.granted_payment_id is not None
+                                       or decision.to_state != OrderState.PAID):
         raise IllegalTransition(order.state, decision.to_state)
     flagged = order.flagged_payment_ids | {p.gateway_payment_id for p in decision.flagged}
     granted = decision.grant.gateway_payment_id if decision.grant else order.granted_payment_id
     return replace(order, state=decision.to_state, granted_payment_id=granted, flagged_payment_ids=flagged)
+
+
+def decide_review(order: OrderSnapshot, decision: str, payments: tuple[RemotePayment, ...]) -> Decision:
+    """Support's decision on an order in review, as the state machine's move.
+
+    ``credit`` grants the order on a captured payment (a matching one first), unless it is already
+    credited; ``close`` ends it without credit; ``refund`` also marks the money we hold for a refund:
+    on an order already credited, only the payments beyond the credited one. An order credited before
+    it went to review stays ``paid`` whatever the decision: its credit stands.
+
+    Raises:
+        ValueError: an unknown decision, or ``credit`` with no captured payment to credit.
+        IllegalTransition: the order is not in review.
+    """
+    if decision not in REVIEW_DECISIONS:
+        raise ValueError(f"decision must be one of {sorted(REVIEW_DECISIONS)}")
+    if order.state != OrderState.NEEDS_REVIEW:
+        raise IllegalTransition(order.state, OrderState.PAID if decision == "credit" else OrderState.CLOSED)
+    reason = f"review_{decision}"
+    held = tuple(p for p in payments if p.status in (RemoteStatus.CAPTURED, RemoteStatus.AUTHORIZED)
+                 and p.gateway_payment_id != order.granted_payment_id)
+    to_refund = held if decision == "refund" else ()
+    if order.granted_payment_id is not None:
+        return Decision(order.state, OrderState.PAID, reason, flagged=to_refund)
+    if decision != "credit":
+        return Decision(order.state, OrderState.CLOSED, reason, flagged=to_refund)
+    captured = sorted((p for p in payments if p.status == RemoteStatus.CAPTURED),
+                      key=lambda p: (not matches(order, p), p.gateway_payment_id))
+    if not captured:
+        raise ValueError(f"order {order.order_id} has no captured payment to credit")
+    return Decision(order.state, OrderState.PAID, reason, grant=captured[0])

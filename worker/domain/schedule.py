@@ -3,7 +3,8 @@
 Open orders are checked on a back-off schedule (30 s, 1 min, 2 min, 5 min, 15 min, then hourly by
 default), never later than the moment the payment window closes, so abandonment happens on time.
 Failed and abandoned orders are still watched, rarely, until the gateway's late-payment horizon;
-after that only a webhook can finalise them. Paid and needs-review orders are not checked.
+after that only a webhook can finalise them, and no order is polled any more. Paid, needs-review
+and closed orders are not checked.
 """
 
 from __future__ import annotations
@@ -32,13 +33,12 @@ class Schedule:
 def next_check_at(*, state: OrderState, checks_done: int, now: datetime, window_closes_at: datetime,
                   horizon_at: datetime, schedule: Schedule) -> datetime | None:
     """The next check for an order in ``state`` after ``checks_done`` checks since its last change."""
-    if state in (OrderState.PAID, OrderState.NEEDS_REVIEW):
-        return None
+    if state in (OrderState.PAID, OrderState.NEEDS_REVIEW, OrderState.CLOSED) or now >= horizon_at:
+        return None  # past the horizon no order is polled, whatever its state: only a webhook can move it
     if state in (OrderState.FAILED, OrderState.ABANDONED):
-        due = now + schedule.closed_every
-        return min(due, horizon_at) if now < horizon_at else None
+        return min(now + schedule.closed_every, horizon_at)
     step = schedule.backoff[min(checks_done, len(schedule.backoff) - 1)]
     due = now + step
     if now < window_closes_at:
         due = min(due, window_closes_at)
-    return min(due, horizon_at) if now < horizon_at else due
+    return min(due, horizon_at)

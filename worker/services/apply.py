@@ -8,9 +8,12 @@ from sqlalchemy.orm import Session
 
 from db import queries
 from db.models import Order, OrderTransition
-from gateways.port import RemotePayment, RemoteStatus
+from dataclasses import replace
+
+from db.models import GatewayPayment
+from gateways.port import FailureKind, RemotePayment, RemoteStatus
 from worker.domain.order_state import (Decision, Evidence, OrderSnapshot, OrderState, Plan, Policy, Source, decide,
-                                      evolve, horizon_at, window_closes_at)
+                                      evolve, freshest, horizon_at, window_closes_at)
 from worker.domain.schedule import Schedule, next_check_at
 from worker.logging import get_logger
 from worker.metrics import (CREDITS_GRANTED, ORDER_TIME_TO_PAID, ORDERS_ABANDONED, ORDERS_GRANTED, ORDERS_LATE_PAID,
@@ -27,6 +30,27 @@ def snapshot(session: Session, order: Order, payments: list | None = None) -> Or
         manual_capture=order.manual_capture, granted_payment_id=order.granted_payment_id, flagged_payment_ids=flagged,
         last_attempt_at=order.last_attempt_at,
     )
+
+
+def stored_payment(row: GatewayPayment, order: Order) -> RemotePayment:
+    """A stored payment row in the port's terms (the newest status we have seen of it)."""
+    return RemotePayment(row.gateway_payment_id, order.gateway_order_id, RemoteStatus(row.status), row.amount_minor,
+                         row.currency, amount_refunded_minor=row.amount_refunded_minor or 0,
+                         failure_kind=FailureKind(row.failure_kind) if row.failure_kind else None,
+                         failure_reason=row.failure_reason, wire_status=row.status)
+
+
+def with_known_payments(evidence: Evidence, order: Order, stored: list[GatewayPayment]) -> Evidence:
+    """The evidence plus every payment we stored, each at its most advanced known status.
+
+    A webhook carries a snapshot from when it was sent, and Razorpay does not order them: a late
+    ``payment.captured`` must not undo the ``refunded`` we already know (a replayed body with a fresh
+    event id, which the signature does not cover, is just another stale snapshot)."""
+    known = {row.gateway_payment_id: stored_payment(row, order) for row in stored}
+    for payment in evidence.payments:
+        if payment.gateway_order_id in (None, order.gateway_order_id):
+            known[payment.gateway_payment_id] = freshest(known.get(payment.gateway_payment_id), payment)
+    return replace(evidence, payments=tuple(known.values()))
 
 
 def payment_values(payment: RemotePayment) -> dict:
@@ -51,10 +75,12 @@ def apply_evidence(session: Session, order: Order, evidence: Evidence, *, now: d
         order.last_attempt_at = now  # a customer retrying right now gets a fresh payment window; an attempt a
         # poll discovers happened at some unknown earlier time and does not extend it
     before = snapshot(session, order, stored)
-    decision = decide(before, evidence, now=now, policy=policy)
+    seen = with_known_payments(evidence, order, stored)
+    decision = decide(before, seen, now=now, policy=policy)
     evolve(before, decision)  # raises IllegalTransition before anything is written
-    for payment in evidence.payments:
-        if payment.gateway_order_id in (None, order.gateway_order_id):
+    reported = {p.gateway_payment_id for p in evidence.payments}
+    for payment in seen.payments:
+        if payment.gateway_payment_id in reported:
             queries.record_payment(session, order_id=order.id, gateway=order.gateway, values=payment_values(payment), now=now)
     for payment in decision.flagged:
         queries.flag_payment(session, gateway=order.gateway, gateway_payment_id=payment.gateway_payment_id,

@@ -1,4 +1,8 @@
-"""Orders in needs_review leave it only by an explicit, audited support decision, with a reason."""
+"""Orders in needs_review leave it only by an explicit, audited support decision, with a reason.
+
+The decision is the state machine's (:func:`worker.domain.order_state.decide_review`): this module
+locks the order, applies the move, flags what is to be refunded and writes the audit trail.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +10,15 @@ from dataclasses import dataclass
 
 from db import queries
 from db.models import OrderTransition, SupportAction
-from gateways.port import RemotePayment, RemoteStatus
 from worker.deps import Deps
 from worker.domain.errors import ReconError, UnknownOrder
-from worker.domain.order_state import REVIEW_DECISIONS, OrderState
+from worker.domain.order_state import REVIEW_DECISIONS, IllegalTransition, decide_review, evolve
 from worker.logging import get_logger
+from worker.services.apply import record_grant, snapshot, stored_payment
 from worker.services.credit import grant_once
+
+#: What a payment support asked to refund is flagged with (refunds themselves are support's, at the gateway).
+REFUND_REQUESTED = "refund_requested"
 
 
 class NotInReview(ReconError):
@@ -27,7 +34,11 @@ class Resolution:
 
 
 def resolve_review(order_id: str, decision: str, *, reason: str, requested_by: str, deps: Deps) -> Resolution:
-    """Credit the order, close it without credit, or mark it for refund at the gateway."""
+    """Credit the order, close it without credit, or close it and mark the money we hold for refund.
+
+    An order credited before it went to review keeps its credit and returns to ``paid`` whatever the
+    decision; ``refund`` then marks only the payments beyond the credited one.
+    """
     if decision not in REVIEW_DECISIONS:
         raise ValueError(f"decision must be one of {sorted(REVIEW_DECISIONS)}")
     if not reason or not reason.strip():
@@ -37,37 +48,34 @@ def resolve_review(order_id: str, decision: str, *, reason: str, requested_by: s
         order = queries.get_order(session, order_id, lock=True)
         if order is None:
             raise UnknownOrder(f"no order {order_id!r}")
-        if order.state != OrderState.NEEDS_REVIEW.value:
-            raise NotInReview(f"order {order_id} is {order.state}, not needs_review")
-        to_state = REVIEW_DECISIONS[decision]
-        granted = decision == "credit" and _grant_best_payment(session, order, now=now)
-        if decision == "refund":
-            for payment in queries.payments_of(session, order_id):
-                if payment.status in ("captured", "authorized"):
-                    payment.flag_reason = "refund_requested"
-        session.add(OrderTransition(order_id=order_id, from_state=order.state, to_state=to_state.value,
-                                    reason=f"review_{decision}", source="support", created_at=now))
-        session.add(SupportAction(order_id=order_id, action=f"review_{decision}", requested_by=requested_by,
-                                  reason=reason, outcome={"from_state": order.state, "state": to_state.value,
-                                                          "granted": granted}, created_at=now))
+        stored = queries.payments_of(session, order_id)
+        before = snapshot(session, order, stored)
+        try:
+            move = decide_review(before, decision, tuple(stored_payment(row, order) for row in stored))
+        except IllegalTransition:
+            raise NotInReview(f"order {order_id} is {order.state}, not needs_review") from None
+        except ValueError as exc:
+            raise NotInReview(str(exc)) from None
+        evolve(before, move)
+        granted = move.grant is not None and grant_once(session, order, move.grant, now=now)
+        if granted:
+            order.granted_payment_id, order.paid_at = move.grant.gateway_payment_id, now
+            record_grant(order, now=now)
+        for payment in move.flagged:
+            queries.flag_payment(session, gateway=order.gateway, gateway_payment_id=payment.gateway_payment_id,
+                                 reason=REFUND_REQUESTED)
+        session.add(OrderTransition(order_id=order_id, from_state=order.state, to_state=move.to_state.value,
+                                    reason=move.reason, source="support", created_at=now,
+                                    gateway_payment_id=move.grant.gateway_payment_id if granted else None))
+        session.add(SupportAction(order_id=order_id, action=move.reason, requested_by=requested_by,
+                                  reason=reason, outcome={"from_state": order.state, "state": move.to_state.value,
+                                                          "granted": granted,
+                                                          "refund_requested": [p.gateway_payment_id
+                                                                               for p in move.flagged]},
+                                  created_at=now))
         order.state, order.state_reason, order.next_check_at, order.updated_at = (
-            to_state.value, f"review_{decision}", None, now)
+            move.to_state.value, move.reason, None, now)
     get_logger(order_id=order_id, gateway=order.gateway).info("review_resolved", decision=decision,
-                                                              requested_by=requested_by)
-    return Resolution(order_id, decision, to_state.value, granted)
+                                                              requested_by=requested_by, state=move.to_state.value)
+    return Resolution(order_id, decision, move.to_state.value, granted)
 
-
-def _grant_best_payment(session, order, *, now) -> bool:
-    """Grant the order once on the captured payment we hold (support has checked it)."""
-    if order.granted_payment_id:
-        return False
-    captured = [p for p in queries.payments_of(session, order.id) if p.status == "captured"]
-    if not captured:
-        raise NotInReview(f"order {order.id} has no captured payment to credit")
-    row = captured[0]
-    payment = RemotePayment(row.gateway_payment_id, order.gateway_order_id, RemoteStatus.CAPTURED, row.amount_minor,
-                            row.currency)
-    if grant_once(session, order, payment, now=now):
-        order.granted_payment_id, order.paid_at = row.gateway_payment_id, now
-        return True
-    return False

@@ -26,7 +26,9 @@ from worker.domain.order_state import (
     Source,
     check_transition,
     decide,
+    decide_review,
     evolve,
+    freshest,
     horizon_at,
     window_closes_at,
 )
@@ -132,9 +134,12 @@ CASES = [
     Case("a late captured payment of the wrong amount on an abandoned order goes to needs_review without a grant",
          order(S.ABANDONED), webhook(captured(amount=AMOUNT * 2)), AFTER_TIMEOUT, S.NEEDS_REVIEW,
          "amount_or_currency_mismatch", flagged=("pay_1",)),
-    Case("a matching and a mismatching capture together grant the matching one and flag the other for review",
+    Case("a matching and a mismatching capture together go to needs_review with no credit: the person decides",
          order(S.PENDING), poll(captured("pay_2", amount=1), captured("pay_1")), BEFORE_TIMEOUT, S.NEEDS_REVIEW,
-         "amount_or_currency_mismatch", grant="pay_1", flagged=("pay_2",)),
+         "amount_or_currency_mismatch", flagged=("pay_2",)),
+    Case("a good capture next to a partly refunded one goes to needs_review with no credit",
+         order(S.PENDING), poll(captured("pay_1"), pay("pay_2", RS.REFUNDED, refunded=AMOUNT // 2)), BEFORE_TIMEOUT,
+         S.NEEDS_REVIEW, "partly_refunded", flagged=("pay_2",)),
     Case("a partly refunded matching payment before any credit goes to needs_review without a grant",
          order(S.PENDING), webhook(pay("pay_1", RS.REFUNDED, refunded=AMOUNT // 2)), BEFORE_TIMEOUT,
          S.NEEDS_REVIEW, "partly_refunded", flagged=("pay_1",)),
@@ -142,22 +147,27 @@ CASES = [
          order(S.PENDING), webhook(pay("pay_1", RS.REFUNDED, refunded=AMOUNT)), BEFORE_TIMEOUT, S.PENDING,
          "attempt_failed"),
     # --- two captured at once ----------------------------------------------------------------------------
-    Case("two matching captures in one poll grant the lowest payment id once and flag the other for review",
+    Case("two matching captures in one poll go to needs_review with no credit and the second flagged",
          order(S.PENDING), poll(captured("pay_2"), captured("pay_1")), BEFORE_TIMEOUT, S.NEEDS_REVIEW,
-         "second_captured_payment", grant="pay_1", flagged=("pay_2",)),
+         "second_captured_payment", flagged=("pay_2",)),
     # --- authorised, not captured --------------------------------------------------------------------------
-    Case("an authorised matching payment with auto capture leaves the order pending: no grant and no capture",
-         order(S.CREATED), webhook(authorized()), BEFORE_TIMEOUT, S.PENDING, "authorized_awaiting_capture"),
+    Case("an authorised matching payment on an auto-capture order is captured by us too (late past the window)",
+         order(S.CREATED), webhook(authorized()), BEFORE_TIMEOUT, S.PENDING, "authorized_capturing",
+         capture=("pay_1",)),
+    Case("of two authorised matching payments only the lowest id is captured: never two on one order",
+         order(S.PENDING), poll(authorized("pay_2"), authorized("pay_1")), BEFORE_TIMEOUT, S.PENDING,
+         "authorized_capturing", capture=("pay_1",)),
     Case("an authorised matching payment with manual capture asks for that payment to be captured",
          order(S.CREATED, manual_capture=True), webhook(authorized()), BEFORE_TIMEOUT, S.PENDING,
          "authorized_capturing", capture=("pay_1",)),
-    Case("an authorised payment blocks the timeout: a complete poll long after it keeps the order pending",
-         order(S.PENDING), poll(authorized()), AFTER_TIMEOUT, S.PENDING, "authorized_awaiting_capture"),
+    Case("an authorised payment is captured, not timed out, by a complete poll long after the window",
+         order(S.PENDING), poll(authorized()), AFTER_TIMEOUT, S.PENDING, "authorized_capturing", capture=("pay_1",)),
     Case("a late authorisation on an abandoned order with manual capture is captured while the state stays abandoned",
          order(S.ABANDONED, manual_capture=True), webhook(authorized()), AFTER_TIMEOUT, S.ABANDONED,
          "late_authorized_capturing", capture=("pay_1",)),
-    Case("a late authorisation on a failed order with auto capture changes nothing and captures nothing",
-         order(S.FAILED), webhook(authorized()), AFTER_TIMEOUT, S.FAILED, "still_failed"),
+    Case("a late authorisation on a failed auto-capture order is captured: Razorpay leaves it authorised",
+         order(S.FAILED), webhook(authorized()), AFTER_TIMEOUT, S.FAILED, "late_authorized_capturing",
+         capture=("pay_1",)),
     Case("an authorised payment of the wrong amount goes to needs_review and is not captured",
          order(S.PENDING, manual_capture=True), webhook(authorized(amount=AMOUNT + 100)), BEFORE_TIMEOUT,
          S.NEEDS_REVIEW, "amount_or_currency_mismatch", flagged=("pay_1",)),
@@ -201,13 +211,17 @@ CASES = [
          order(S.PENDING), poll(failed("pay_1"), failed("pay_2", kind=FailureKind.OTHER)), AFTER_TIMEOUT,
          S.ABANDONED, "attempts_failed"),
     # --- in-flight attempts and incomplete evidence never time out ---------------------------------------
-    Case("a created (in-flight) attempt blocks the timeout even next to declined ones",
-         order(S.PENDING), poll(failed("pay_1"), pay("pay_2", RS.CREATED)), AFTER_TIMEOUT, S.PENDING,
-         "attempt_failed"),
+    Case("a created (in-flight) attempt blocks the timeout while the window is open",
+         order(S.PENDING), poll(failed("pay_1"), pay("pay_2", RS.CREATED)), JUST_BEFORE_TIMEOUT, S.PENDING,
+         "attempt_in_progress"),
+    Case("past the window an attempt still created never completed: the declined one next to it fails the order",
+         order(S.PENDING), poll(failed("pay_1"), pay("pay_2", RS.CREATED)), AFTER_TIMEOUT, S.FAILED, "declined"),
+    Case("an untouched PayGlocal page (CREATED forever) past the window abandons the order: no_attempt",
+         order(S.PENDING), poll(pay("pay_1", RS.CREATED)), AFTER_TIMEOUT, S.ABANDONED, "no_attempt"),
     Case("an attempt with an unknown status blocks the timeout",
-         order(S.PENDING), poll(pay("pay_1", RS.UNKNOWN)), AFTER_TIMEOUT, S.PENDING, "attempt_failed"),
+         order(S.PENDING), poll(pay("pay_1", RS.UNKNOWN)), AFTER_TIMEOUT, S.PENDING, "attempt_in_progress"),
     Case("an unknown status alone never marks a created order failed: it is pending",
-         order(S.CREATED), webhook(pay("pay_1", RS.UNKNOWN)), AFTER_TIMEOUT, S.PENDING, "attempt_failed"),
+         order(S.CREATED), webhook(pay("pay_1", RS.UNKNOWN)), AFTER_TIMEOUT, S.PENDING, "attempt_in_progress"),
     Case("a declined webhook long after the timeout is incomplete evidence: pending, never failed",
          order(S.CREATED), webhook(failed()), AFTER_TIMEOUT, S.PENDING, "attempt_failed"),
     Case("an empty incomplete recheck long after the timeout leaves a created order created",
@@ -309,11 +323,11 @@ def test_decide(case: Case) -> None:
         case.order.order_id, case.order.amount_minor, case.order.currency, case.order.gateway_order_id)
 
 
-def test_decide_picks_the_same_grant_whatever_the_order_of_payments_in_the_evidence() -> None:
+def test_decide_flags_the_same_payment_whatever_the_order_of_payments_in_the_evidence() -> None:
     forwards = decide(order(S.PENDING), poll(captured("pay_1"), captured("pay_2")), now=BEFORE_TIMEOUT, policy=POLICY)
     backwards = decide(order(S.PENDING), poll(captured("pay_2"), captured("pay_1")), now=BEFORE_TIMEOUT, policy=POLICY)
     assert forwards == backwards
-    assert forwards.grant is not None and forwards.grant.gateway_payment_id == "pay_1"
+    assert forwards.grant is None and [p.gateway_payment_id for p in forwards.flagged] == ["pay_2"]
 
 
 def test_the_window_closes_abandon_after_creation_or_after_the_latest_attempt() -> None:
@@ -348,7 +362,8 @@ FORBIDDEN_MOVES = [
     pytest.param(S.FAILED, S.ABANDONED, id="a failed order cannot become abandoned"),
     pytest.param(S.ABANDONED, S.FAILED, id="an abandoned order cannot become failed"),
     pytest.param(S.ABANDONED, S.CREATED, id="an abandoned order cannot reopen as created"),
-    pytest.param(S.NEEDS_REVIEW, S.PAID, id="needs_review cannot be left for paid by the machine"),
+    pytest.param(S.NEEDS_REVIEW, S.FAILED, id="needs_review cannot be left for failed"),
+    pytest.param(S.CLOSED, S.PAID, id="a closed order cannot be paid without a person"),
     pytest.param(S.NEEDS_REVIEW, S.ABANDONED, id="needs_review cannot be left for abandoned by the machine"),
 ]
 
@@ -378,12 +393,17 @@ def test_evolve_raises_for_a_second_grant_on_a_reviewed_credited_order() -> None
                                                                   grant=captured("pay_2")))
 
 
+def test_evolve_raises_for_a_grant_on_the_way_into_review() -> None:
+    with pytest.raises(IllegalTransition):
+        evolve(order(S.PENDING), Decision(S.PENDING, S.NEEDS_REVIEW, "second_captured_payment",
+                                          grant=captured("pay_1"), flagged=(captured("pay_2"),)))
+
+
 def test_evolve_records_the_grant_and_accumulates_flags_without_touching_the_input() -> None:
     before = order(S.PENDING, flagged=frozenset({"pay_0"}))
-    decision = Decision(S.PENDING, S.NEEDS_REVIEW, "second_captured_payment", grant=captured("pay_1"),
-                        flagged=(captured("pay_2"),))
+    decision = Decision(S.PENDING, S.PAID, "captured", grant=captured("pay_1"), flagged=(captured("pay_2"),))
     after = evolve(before, decision)
-    assert after.state == S.NEEDS_REVIEW
+    assert after.state == S.PAID
     assert after.granted_payment_id == "pay_1"
     assert after.flagged_payment_ids == {"pay_0", "pay_2"}
     assert before.state == S.PENDING and before.granted_payment_id is None and before.flagged_payment_ids == {"pay_0"}
@@ -404,6 +424,8 @@ EXPECTED_MOVES = {
     (S.FAILED, S.PAID), (S.FAILED, S.NEEDS_REVIEW),
     (S.ABANDONED, S.PAID), (S.ABANDONED, S.NEEDS_REVIEW),
     (S.PAID, S.NEEDS_REVIEW),
+    (S.NEEDS_REVIEW, S.PAID), (S.NEEDS_REVIEW, S.CLOSED),  # support decisions only (decide_review)
+    (S.CLOSED, S.NEEDS_REVIEW),
 }
 
 
@@ -422,3 +444,104 @@ def test_check_transition_follows_allowed_for_every_pair(from_state: OrderState,
     else:
         with pytest.raises(IllegalTransition):
             check_transition(from_state, to_state)
+
+
+# --- the freshest status wins (stale and replayed snapshots) ------------------------------------------------
+
+@pytest.mark.parametrize(("known", "new", "wins"), [
+    pytest.param(pay("p", RS.REFUNDED, refunded=AMOUNT), captured("p"), "known", id="refunded beats a stale captured"),
+    pytest.param(captured("p"), authorized("p"), "known", id="captured beats a stale authorised"),
+    pytest.param(authorized("p"), failed("p"), "known", id="authorised beats a stale failed"),
+    pytest.param(failed("p"), captured("p"), "new", id="failed may still become captured (late authorisation)"),
+    pytest.param(captured("p"), pay("p", RS.UNKNOWN), "known", id="an unknown status never undoes what we know"),
+    pytest.param(pay("p", RS.REFUNDED, refunded=10), pay("p", RS.REFUNDED, refunded=20), "new",
+                 id="a larger refund beats a smaller one"),
+    pytest.param(pay("p", RS.REFUNDED, refunded=20), pay("p", RS.REFUNDED, refunded=10), "known",
+                 id="a smaller refund never undoes a larger one"),
+])
+def test_freshest_keeps_the_most_advanced_snapshot(known: RemotePayment, new: RemotePayment, wins: str) -> None:
+    assert freshest(known, new) is (known if wins == "known" else new)
+    assert freshest(None, new) is new
+
+
+def test_a_stale_captured_snapshot_after_the_refund_we_know_grants_nothing() -> None:
+    """Defect 1: refund.processed applied first, then payment.captured delivered late (or replayed with a
+    fresh event id): the service decides on the freshest status of each payment, so nothing is granted."""
+    known = pay("pay_1", RS.REFUNDED, refunded=AMOUNT)
+    merged = webhook(freshest(known, captured("pay_1")))
+    decision = decide(order(S.ABANDONED), merged, now=AFTER_TIMEOUT, policy=POLICY)
+    assert decision.grant is None and decision.to_state == S.ABANDONED
+
+
+# --- credited orders and closed orders ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("state", [S.PAID, S.FAILED, S.ABANDONED, S.CLOSED], ids=lambda s: f"credited and {s.value}")
+@pytest.mark.parametrize("evidence", [
+    pytest.param(poll(captured("pay_1")), id="its own capture again"),
+    pytest.param(poll(captured("pay_1"), captured("pay_2")), id="a second capture"),
+    pytest.param(poll(pay("pay_1", RS.REFUNDED, refunded=AMOUNT)), id="its payment refunded"),
+    pytest.param(webhook(authorized("pay_3")), id="a new authorisation"),
+    pytest.param(MISSING, id="the gateway not knowing the order"),
+])
+def test_a_credited_order_is_never_granted_again_and_never_raises(state: OrderState, evidence: Evidence) -> None:
+    """Defect 2: an order credited once (even one a support decision left in another state before this
+    fix) takes any new evidence without a grant, a capture or an illegal move."""
+    before = order(state, granted="pay_1")
+    decision = decide(before, evidence, now=AFTER_TIMEOUT, policy=POLICY)
+    assert decision.grant is None and decision.capture == ()
+    assert evolve(before, decision).granted_payment_id == "pay_1"
+
+
+def test_a_closed_order_sends_new_money_to_review_and_ignores_what_support_already_saw() -> None:
+    seen = order(S.CLOSED, flagged=frozenset({"pay_1"}))
+    assert decide(seen, poll(captured("pay_1", amount=1)), now=AFTER_TIMEOUT, policy=POLICY).to_state == S.CLOSED
+    later = decide(seen, webhook(captured("pay_2")), now=AFTER_TIMEOUT, policy=POLICY)
+    assert (later.to_state, later.reason, later.grant) == (S.NEEDS_REVIEW, "money_after_close", None)
+    assert [p.gateway_payment_id for p in later.flagged] == ["pay_2"]
+
+
+def test_a_refund_after_credit_goes_to_review_once_not_again_after_support_kept_the_credit() -> None:
+    refunded = poll(pay("pay_1", RS.REFUNDED, refunded=AMOUNT))
+    first = decide(order(S.PAID, granted="pay_1"), refunded, now=AFTER_TIMEOUT, policy=POLICY)
+    assert (first.to_state, first.reason) == (S.NEEDS_REVIEW, "refunded_after_credit")
+    kept = order(S.PAID, granted="pay_1", flagged=frozenset({"pay_1"}))
+    assert not decide(kept, refunded, now=AFTER_TIMEOUT, policy=POLICY).changed
+
+
+# --- support decisions --------------------------------------------------------------------------------------
+
+REVIEW_CASES = [
+    pytest.param(order(S.NEEDS_REVIEW), "credit", (captured("pay_2", amount=1), captured("pay_1")),
+                 S.PAID, "pay_1", (), id="credit grants the matching capture first"),
+    pytest.param(order(S.NEEDS_REVIEW), "credit", (captured("pay_2", amount=1),), S.PAID, "pay_2", (),
+                 id="credit grants a mismatching capture when it is the only one (support checked it)"),
+    pytest.param(order(S.NEEDS_REVIEW), "close", (captured("pay_1", amount=1),), S.CLOSED, None, (),
+                 id="close ends an uncredited order without credit"),
+    pytest.param(order(S.NEEDS_REVIEW), "refund", (captured("pay_1", amount=1), authorized("pay_2"),
+                                                   failed("pay_3")), S.CLOSED, None, ("pay_1", "pay_2"),
+                 id="refund closes it and marks the money held for a refund"),
+    pytest.param(order(S.NEEDS_REVIEW, granted="pay_1"), "refund", (captured("pay_1"), captured("pay_2")),
+                 S.PAID, None, ("pay_2",), id="refund on a credited order marks only the extra payment"),
+    pytest.param(order(S.NEEDS_REVIEW, granted="pay_1"), "close", (pay("pay_1", RS.REFUNDED, refunded=AMOUNT),),
+                 S.PAID, None, (), id="close on a credited order keeps its credit: it is paid"),
+    pytest.param(order(S.NEEDS_REVIEW, granted="pay_1"), "credit", (captured("pay_1"), captured("pay_2")),
+                 S.PAID, None, (), id="credit on a credited order grants nothing more"),
+]
+
+
+@pytest.mark.parametrize(("before", "choice", "payments", "to", "grant", "refund"), REVIEW_CASES)
+def test_decide_review(before, choice, payments, to, grant, refund) -> None:
+    move = decide_review(before, choice, payments)
+    assert (move.to_state, move.reason) == (to, f"review_{choice}")
+    assert (move.grant.gateway_payment_id if move.grant else None) == grant
+    assert tuple(p.gateway_payment_id for p in move.flagged) == refund
+    evolve(before, move)  # the state machine's table accepts every support move
+
+
+def test_decide_review_refuses_orders_not_in_review_and_credit_without_money() -> None:
+    with pytest.raises(IllegalTransition):
+        decide_review(order(S.PAID, granted="pay_1"), "close", ())
+    with pytest.raises(ValueError, match="no captured payment"):
+        decide_review(order(S.NEEDS_REVIEW), "credit", (authorized("pay_1"),))
+    with pytest.raises(ValueError, match="decision must be one of"):
+        decide_review(order(S.NEEDS_REVIEW), "approve", ())
