@@ -46,4 +46,12 @@ class SignatureInvalid(GatewayError):
 
 
 class MalformedEvent(GatewayError):
-    """A correctly signed body that we cannot parse or that lacks what we need."""
+    """A body that we cannot parse or that lacks what we need.
+
+    ``signed`` says whether its signature verified first: the gateway sent it, so it is acknowledged
+    (a 4xx would make the gateway retry for a day and then disable the endpoint); an unsigned one is not.
+    """
+
+    def __init__(self, message: str, *, signed: bool = True, **kwargs):
+        super().__init__(message, **kwargs)
+        self.signed = signed

@@ -93,6 +93,10 @@ class PaymentGateway(Protocol):
         """Create (or find again, by receipt) the gateway order for one of our orders."""
         ...
 
+    def min_amount_minor(self, currency: str, exponent: int) -> int:
+        """The smallest amount the gateway accepts in ``currency``, in minor units (``exponent`` decimals)."""
+        ...
+
     def fetch_order(self, gateway_order_id: str) -> RemoteOrder:
         """The order and all its payment attempts. Raises GatewayNotFound when unknown."""
         ...
@@ -107,6 +111,12 @@ class PaymentGateway(Protocol):
 
     def verify_webhook(self, raw_body: bytes, headers: Mapping[str, str]) -> WebhookEvent:
         """Check the signature over the raw bytes, then parse. Raises SignatureInvalid or MalformedEvent."""
+        ...
+
+    def parse_verified_webhook(self, raw_body: bytes, headers: Mapping[str, str]) -> WebhookEvent:
+        """Parse a delivery that :meth:`verify_webhook` accepted when it was stored, without checking it
+        again: signatures and freshness are intake rules (a rotated-out secret or a slow queue must not
+        refuse what was genuine when it arrived). Raises MalformedEvent or SignatureInvalid if unreadable."""
         ...
 
     def claimed_order_id(self, raw_body: bytes) -> str | None:

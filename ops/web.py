@@ -91,13 +91,18 @@ def get_order(order_id: OrderId, deps: DepsParam, who: Caller) -> dict[str, Any]
 
 
 @app.post("/orders/{order_id}/verify", status_code=202)
-def verify_payment(order_id: OrderId, body: VerifyPaymentBody, deps: DepsParam, who: Caller) -> dict[str, str]:
-    """The checkout handler's callback, as the billing backend forwards it: enqueued for a worker."""
-    from worker.actors import verify_payment as actor
-
-    views.ensure_order_exists(order_id, deps=deps)  # 404 for an order we do not hold
-    actor.send(order_id, body.payment_id, body.signature)
-    return {"status": "queued"}
+def verify_payment(order_id: OrderId, body: VerifyPaymentBody, deps: DepsParam, who: Caller) -> JSONResponse:
+    """The checkout handler's callback, as the billing backend forwards it: verified and stored here, then
+    processed by a worker. The stored row is the truth: with the broker down it is still kept (202) and
+    the inbox sweep enqueues it later. A callback whose signature fails is kept with the reason (400)."""
+    stored = inbox.store_callback(order_id, body.payment_id, body.signature, deps=deps)
+    if stored.status == "rejected":
+        return JSONResponse(status_code=400, content={"status": "rejected", "inbox_id": stored.inbox_id,
+                                                      "reason": stored.reason})
+    if stored.enqueue:
+        _enqueue_inbox(stored.inbox_id, order_id=order_id)
+    return JSONResponse(status_code=202, content={"status": "queued" if stored.status == "accepted" else "duplicate",
+                                                  "inbox_id": stored.inbox_id})
 
 
 @app.post("/orders/{order_id}/recheck")
@@ -144,9 +149,9 @@ async def receive_webhook(gateway: Annotated[str, Path(max_length=32, pattern=ID
                                                       "reason": stored.reason})
     stored = await run_in_threadpool(inbox.store_webhook, gateway, raw, dict(request.headers), deps=deps)
     if stored.enqueue:
-        await run_in_threadpool(_enqueue_inbox, stored.inbox_id, gateway)
-    code = 200
-    if stored.status == "rejected":
+        await run_in_threadpool(_enqueue_inbox, stored.inbox_id, gateway=gateway)
+    code = 200  # stored and signed by the gateway: acknowledged even when refused (see inbox.Stored)
+    if stored.status == "rejected" and not stored.authentic:
         code = 415 if stored.reason.startswith("unsupported_content_type") else 400
     return JSONResponse(status_code=code, content={"status": stored.status, "inbox_id": stored.inbox_id,
                                                    **({"reason": stored.reason} if stored.reason else {})})
@@ -163,11 +168,11 @@ async def _read_at_most(request: Request, limit: int) -> tuple[bytes, bool]:
     return b"".join(chunks), True
 
 
-def _enqueue_inbox(inbox_id: int, gateway: str) -> None:
+def _enqueue_inbox(inbox_id: int, **context: str) -> None:
     """Enqueue after the inbox row committed. If the broker is down the row waits for the inbox sweep."""
     from worker.actors import process_inbox_event
 
     try:
         process_inbox_event.send(inbox_id)
     except Exception as exc:  # noqa: BLE001  (the row is stored: acknowledging is still right)
-        get_logger(gateway=gateway).error("inbox_enqueue_failed", inbox_id=inbox_id, error=str(exc))
+        get_logger(**context).error("inbox_enqueue_failed", inbox_id=inbox_id, error=str(exc))

@@ -74,6 +74,9 @@ class GuardedGateway:
     def create_order(self, **kwargs) -> RemoteOrder:
         return self._call(self.inner.create_order, **kwargs)
 
+    def min_amount_minor(self, currency: str, exponent: int) -> int:
+        return self.inner.min_amount_minor(currency, exponent)
+
     def fetch_order(self, gateway_order_id: str) -> RemoteOrder:
         return self._call(self.inner.fetch_order, gateway_order_id)
 
@@ -85,6 +88,9 @@ class GuardedGateway:
 
     def verify_webhook(self, raw_body: bytes, headers: Mapping[str, str]) -> WebhookEvent:
         return self.inner.verify_webhook(raw_body, headers)
+
+    def parse_verified_webhook(self, raw_body: bytes, headers: Mapping[str, str]) -> WebhookEvent:
+        return self.inner.parse_verified_webhook(raw_body, headers)
 
     def verify_callback(self, gateway_order_id: str, gateway_payment_id: str, signature: str) -> CallbackResult:
         return self.inner.verify_callback(gateway_order_id, gateway_payment_id, signature)

@@ -169,6 +169,10 @@ class PayGlocalGateway:
             return dataclasses.replace(found, checkout={"gid": found.gateway_order_id})
         return mapping.initiated_order(envelope, receipt=receipt, amount_minor=amount_minor, currency=currency)
 
+    def min_amount_minor(self, currency: str, exponent: int) -> int:
+        """PayGlocal documents no minimum beyond a positive ``totalAmount`` (payglocal.md §3)."""
+        return 1
+
     def fetch_order(self, gateway_order_id: str) -> RemoteOrder:
         """The transaction (status enquiry) as an order with its single payment.
 
@@ -238,9 +242,18 @@ class PayGlocalGateway:
         The event carries no payment (``payment=None``): the caller must query the status.
 
         Raises:
-            MalformedEvent: not a form post with exactly one ``x-gl-token`` field.
+            MalformedEvent: not a form post with exactly one ``x-gl-token`` field (``signed`` False).
             SignatureInvalid: the token does not verify, is stale, or is another merchant's.
         """
+        return self._event(self._verify_token(self._form_token(raw_body, headers)))
+
+    def parse_verified_webhook(self, raw_body: bytes, headers: Mapping[str, str]) -> WebhookEvent:
+        """The event of a callback verified when it was stored: its token is read, not checked again
+        (its 15-minute freshness is an intake rule; a slow queue must not refuse a genuine callback)."""
+        return self._event(tokens.stored_claims(self._form_token(raw_body, headers)))
+
+    @staticmethod
+    def _form_token(raw_body: bytes, headers: Mapping[str, str]) -> str:
         if not isinstance(raw_body, (bytes, bytearray, memoryview)):
             raise TypeError("verify_webhook needs the raw body bytes, not a decoded or parsed body")
         lowered = {str(key).lower(): str(value) for key, value in headers.items()}
@@ -248,9 +261,15 @@ class PayGlocalGateway:
         if content_type != FORM_CONTENT_TYPE:
             raise MalformedEvent(
                 f"only PayGlocal's browser callback form ({FORM_CONTENT_TYPE}) is accepted, not {content_type!r}; "
-                "server webhooks are not supported"
+                "server webhooks are not supported", signed=False,
             )
-        claims = self._verify_token(mapping.callback_form_token(bytes(raw_body)))
+        try:
+            return mapping.callback_form_token(bytes(raw_body))
+        except MalformedEvent as exc:  # nothing was verified yet: the body is not known to be PayGlocal's
+            raise MalformedEvent(exc.args[0], signed=False) from exc
+
+    @staticmethod
+    def _event(claims: tokens.CallbackClaims) -> WebhookEvent:
         return WebhookEvent(
             event_id=f"callback:{claims.gid}:{claims.iat_ms}",
             event_type=CALLBACK_EVENT_TYPE,

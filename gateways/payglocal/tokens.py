@@ -265,6 +265,34 @@ def verify_callback_token(
     ).gid
 
 
+def stored_claims(token: str) -> CallbackClaims:
+    """The claims of a token that was verified when it was stored (the worker's view of an inbox row).
+
+    No signature or freshness check: freshness is an intake rule, and a queue that is slow must not turn
+    a genuine callback into a refused one. Never use this on a token that was not verified at intake.
+
+    Raises:
+        SignatureInvalid: the token cannot be read or names no gid.
+    """
+    try:
+        if not _COMPACT_JWS.match(token.strip()):
+            raise ValueError("not a compact JWS")
+        header_part, payload_part, _ = token.strip().split(".")
+        header = json.loads(base64.urlsafe_b64decode(header_part + "=" * (-len(header_part) % 4)))
+        claims = json.loads(base64.urlsafe_b64decode(payload_part + "=" * (-len(payload_part) % 4)))
+        if not isinstance(claims, dict) or not isinstance(header, dict):
+            raise ValueError("not a JSON object")
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise SignatureInvalid(f"stored PayGlocal token cannot be read: {exc}") from None
+    gid = _text(claims.get("x-gl-gid")) or _text(claims.get("gid"))
+    if gid is None:
+        raise SignatureInvalid("stored PayGlocal token names no gid")
+    return CallbackClaims(gid=gid, iat_ms=_iat_ms(claims.get("iat")), merchant_id=str(claims.get("x-gl-merchantId")),
+                          kid=str(header.get("kid")), order_id=_text(claims.get("x-gl-orderId")),
+                          merchant_unique_id=_text(claims.get("merchantUniqueId")),
+                          status=_text(claims.get("status")), claims=claims)
+
+
 def unverified_gid(token: str) -> str | None:
     """The gid an *unverified* token names (``x-gl-gid`` or ``gid``), or None; never raises.
 

@@ -150,6 +150,10 @@ class RazorpayGateway:
             )
         return dataclasses.replace(order, checkout=self._checkout(order))
 
+    def min_amount_minor(self, currency: str, exponent: int) -> int:
+        """One major unit: "The amount must be at least INR 1.00" (razorpay.md §2)."""
+        return 10**exponent
+
     def fetch_order(self, gateway_order_id: str) -> RemoteOrder:
         """The order and every payment attempt on it (``GET /v1/orders/{id}`` + ``/payments``).
 
@@ -198,10 +202,19 @@ class RazorpayGateway:
             raise SignatureInvalid("webhook has no X-Razorpay-Signature header")
         if not signature.matches_any(self._webhook_secrets, body, sent):
             raise SignatureInvalid("X-Razorpay-Signature does not match the body under any configured webhook secret")
+        return self.parse_verified_webhook(body, headers)
+
+    def parse_verified_webhook(self, raw_body: bytes, headers: Mapping[str, str]) -> WebhookEvent:
+        """Parse a delivery whose signature was checked when it was stored (a webhook secret rotated out
+        since must not refuse it). Raises MalformedEvent: no ``X-Razorpay-Event-Id``, or an unparseable body.
+
+        The event id is not covered by the signature: a signed body re-sent with a fresh id parses as a new
+        event, which the state machine makes harmless (it decides on each payment's freshest status)."""
+        lowered = {str(key).lower(): value for key, value in headers.items()}
         event_id = lowered.get(EVENT_ID_HEADER)
         if not event_id or not event_id.strip():
             raise MalformedEvent("webhook has no X-Razorpay-Event-Id header")
-        return mapping.parse_webhook(body, event_id)
+        return mapping.parse_webhook(bytes(raw_body), event_id)
 
     def claimed_order_id(self, raw_body: bytes) -> str | None:
         """The order id an unverified webhook body names (to prompt a check, never to trust)."""

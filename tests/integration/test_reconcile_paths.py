@@ -11,7 +11,8 @@ from db.models import SupportAction
 from tests.support import balance, inbox_rows, ledger_count, new_order, order_row
 from worker.clock import FrozenClock
 from worker.services.inbox import process_inbox_event
-from worker.services.reconcile import reconcile_order, recheck_order, verify_payment
+from worker.services.callbacks import verify_payment
+from worker.services.reconcile import reconcile_order, recheck_order
 
 
 @pytest.fixture

@@ -82,7 +82,7 @@ def test_a_webhook_that_moves_the_order_resets_its_schedule(deps, org, simulator
 
 @pytest.mark.parametrize("outcome, manual, final_state, credits", [
     ("success", False, "paid", 5_000),
-    ("authorize_only", False, "pending", 0),   # auto-capture expected: wait for the gateway
+    ("authorize_only", False, "paid", 5_000),  # left authorised on an auto-capture order (late): we capture
     ("authorize_only", True, "paid", 5_000),   # manual capture: we capture
     ("decline", False, "pending", 0),          # a declined card is never retried by us; open until the window
 ], ids=["captured", "authorized-auto-capture", "authorized-manual-capture", "all-attempts-failed"])

@@ -6,13 +6,13 @@ from worker.actors._args import recon_actor
 from worker.broker import PRIORITY_QUEUE
 from worker.contract import RecheckOrderArgs, VerifyPaymentArgs
 from worker.deps import get_deps
-from worker.services import reconcile
+from worker.services import callbacks, reconcile
 
 
 @recon_actor(name="verify_payment", queue=PRIORITY_QUEUE, contract=VerifyPaymentArgs)
 def verify_payment(message: VerifyPaymentArgs) -> None:
     """The checkout handler's callback: verify its signature, fetch the payment, decide."""
-    reconcile.verify_payment(message.order_id, message.payment_id, message.signature, deps=get_deps())
+    callbacks.verify_payment(message.order_id, message.payment_id, message.signature, deps=get_deps())
 
 
 @recon_actor(name="recheck_order", queue=PRIORITY_QUEUE, contract=RecheckOrderArgs, max_retries=5, max_backoff=60_000)

@@ -31,6 +31,8 @@ def grant_once(session: Session, order: Order, payment: RemotePayment, *, now: d
         queries.add_credits(session, order.organisation_id, order.credits)
     elif plan == Plan.PRO:
         organisation = session.get(Organisation, order.organisation_id, with_for_update=True)
+        if organisation.plan == "enterprise":  # never downgraded by a Pro order (refused when ordered)
+            return True
         start = max(now, organisation.plan_expires_at or now)
         organisation.plan, organisation.plan_expires_at = "pro", start + PRO_TERM
     return True

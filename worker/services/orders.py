@@ -12,6 +12,7 @@ from worker.deps import Deps
 from worker.domain.errors import GatewayUnavailable, OrderRejected
 from worker.domain.order_state import OrderSnapshot, OrderState, Plan, horizon_at, window_closes_at
 from worker.domain.schedule import next_check_at
+from worker.domain.money import exponent, format_major
 from worker.domain.pricing import parse_plan, quote
 from worker.logging import get_logger
 
@@ -97,8 +98,17 @@ def _new_order(session, request: PurchaseRequest, *, deps: Deps, now: datetime) 
     if region.gateway not in deps.gateways:
         raise OrderRejected("gateway_not_configured",
                             f"online payment through {region.gateway} is not configured for region {organisation.region}")
+    if plan == Plan.PRO and organisation.plan == "enterprise":
+        raise OrderRejected("enterprise_organisation",
+                            "this organisation is on Enterprise: buying Pro online would downgrade it; "
+                            "talk to your account manager")
     priced = quote(plan=plan, credits=request.credits, custom_amount_minor=request.custom_amount_minor,
                    currency=region.currency, tax_rate_bp=region.tax_rate_bp, prices=deps.prices)
+    least = deps.gateway(region.gateway).min_amount_minor(priced.currency, exponent(priced.currency))
+    if priced.total_minor < least:  # refused now, not by the gateway after the order was stored
+        raise OrderRejected("below_gateway_minimum",
+                            f"{region.gateway} accepts payments of at least {format_major(least, priced.currency)} "
+                            f"{priced.currency}; this one is {format_major(priced.total_minor, priced.currency)}")
     return Order(
         id=new_order_id(), organisation_id=organisation.id, requested_by=member.id, plan=plan.value,
         credits=priced.credits if plan == Plan.PAYG else 0, currency=priced.currency,

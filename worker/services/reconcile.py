@@ -1,26 +1,24 @@
 """Ask the gateway what happened and feed the answer to the state machine.
 
-Used by the sweep (poll), by support (recheck) and by the checkout callback (verify_payment).
+Used by the sweep (poll), by support (recheck) and by stored callbacks (:func:`check_payment`).
 Network I/O happens outside any row lock: read, call the gateway, then lock and decide on the
 row as it is *now*, so a webhook that committed meanwhile is seen, not overwritten.
 """
 
 from __future__ import annotations
 
-import json
-
 from tenacity import Retrying, retry_if_result, stop_after_delay, wait_fixed
 from dataclasses import dataclass
 from datetime import timedelta
 
 from db import queries
-from db.models import InboxEvent, Order, SupportAction
-from gateways.errors import GatewayNotFound, GatewayTransient, SignatureInvalid
+from db.models import Order, SupportAction
+from gateways.errors import GatewayNotFound, GatewayPermanent, GatewayTransient
 from worker.deps import Deps
 from worker.domain.errors import UnknownOrder
 from worker.domain.order_state import Decision, Evidence, Source
 from worker.logging import get_logger
-from worker.metrics import CHECKS, WEBHOOKS_RECEIVED
+from worker.metrics import CHECKS
 from worker.services.apply import apply_evidence
 
 
@@ -52,12 +50,35 @@ def _decide(order_id: str, evidence: Evidence, *, deps: Deps) -> Decision:
 
 
 def capture_authorized(order_id: str, gateway_name: str, decision: Decision, source: Source, *, deps: Deps) -> Decision:
-    """Capture what the state machine asked to capture (outside any lock), then feed the result back."""
+    """Capture what the state machine asked to capture (outside any lock), then feed the result back.
+
+    A refused capture (the window closed and the gateway refunded it, the order is already paid there)
+    is answered by fetching the payment: what it is now decides. Nothing is captured on an order that
+    was credited meanwhile."""
     gateway = deps.gateway(gateway_name)
     for payment in decision.capture:
-        captured = gateway.capture(payment.gateway_payment_id, amount_minor=payment.amount_minor, currency=payment.currency)
+        log = get_logger(order_id=order_id, payment_id=payment.gateway_payment_id, gateway=gateway_name)
+        if _load(order_id, deps=deps).granted_payment_id is not None:
+            log.info("capture_skipped", reason="the order was credited meanwhile")
+            break
+        try:
+            captured = gateway.capture(payment.gateway_payment_id, amount_minor=payment.amount_minor,
+                                       currency=payment.currency)
+            log.info("payment_captured")
+        except GatewayPermanent as exc:
+            log.warning("capture_refused", error=str(exc))
+            captured = gateway.fetch_payment(payment.gateway_payment_id)
         decision = _decide(order_id, Evidence(source, (captured,)), deps=deps)
     return decision
+
+
+def check_payment(order_id: str, gateway_payment_id: str, source: Source, *, deps: Deps) -> Decision:
+    """Fetch one payment a callback named and decide (then capture it if asked). A valid callback proves
+    it came from the gateway, not that money was captured: the payment is always fetched first."""
+    order = _load(order_id, deps=deps)
+    payment = deps.gateway(order.gateway).fetch_payment(gateway_payment_id)
+    decision = _decide(order_id, Evidence(source, (payment,)), deps=deps)
+    return capture_authorized(order_id, order.gateway, decision, source, deps=deps) if decision.capture else decision
 
 
 def reconcile_order(order_id: str, *, deps: Deps, source: Source = Source.POLL) -> Decision | None:
@@ -170,52 +191,3 @@ def _join_running_check(before: Order, requested_by: str, reason: str | None, *,
                                       outcome={"from_state": before.state, "state": after.state,
                                                "reason": outcome.reason}, created_at=deps.clock.now()))
     return outcome
-
-
-def verify_payment(order_id: str, gateway_payment_id: str, signature: str, *, deps: Deps) -> Decision | None:
-    """The checkout handler's callback: store it, check its signature, then fetch the payment and decide.
-
-    A valid signature proves the callback came from the gateway, not that money was captured:
-    the payment is always fetched before anything is granted.
-    """
-    order = _load(order_id, deps=deps)
-    gateway = deps.gateway(order.gateway)
-    params = {"payment_id": gateway_payment_id, "signature": signature}
-    log = get_logger(order_id=order_id, payment_id=gateway_payment_id, gateway=order.gateway)
-    try:
-        gateway.verify_callback(order.gateway_order_id or "", gateway_payment_id, signature)
-    except SignatureInvalid as exc:
-        _store_callback(order, gateway_payment_id, params, status="rejected", reason=f"bad_signature: {exc}", deps=deps)
-        log.warning("callback_rejected", reason=str(exc))
-        WEBHOOKS_RECEIVED.labels(order.gateway, "callback", "bad_signature").inc()
-        return None
-    inbox_id = _store_callback(order, gateway_payment_id, params, status="pending", reason=None, deps=deps)
-    WEBHOOKS_RECEIVED.labels(order.gateway, "callback", "accepted").inc()
-    payment = gateway.fetch_payment(gateway_payment_id)
-    with deps.sessions.begin() as session:
-        locked = queries.get_order(session, order_id, lock=True)
-        decision = apply_evidence(session, locked, Evidence(Source.CALLBACK, (payment,)), now=deps.clock.now(),
-                                  policy=deps.policy,
-                              schedule=deps.schedule)
-        row = queries.get_inbox_event(session, inbox_id, lock=True)
-        row.status, row.reason, row.processed_at = "processed", decision.reason, deps.clock.now()
-    return capture_authorized(order_id, order.gateway, decision, Source.CALLBACK, deps=deps) if decision.capture else decision
-
-
-def _store_callback(order: Order, gateway_payment_id: str, params: dict, *, status: str, reason: str | None,
-                    deps: Deps) -> int:
-    """Keep the callback (dedupe valid ones on the payment id); returns the inbox row id."""
-    now = deps.clock.now()
-    values = {"gateway": order.gateway, "kind": "callback", "event_type": "checkout.callback", "order_id": order.id,
-              "gateway_payment_id": gateway_payment_id[:64], "headers": {}, "body": json.dumps(params).encode(),
-              "status": status, "reason": reason, "received_at": now, "attempts": 1,
-              "processed_at": now if status == "rejected" else None}
-    with deps.sessions.begin() as session:
-        if status == "rejected":
-            row = InboxEvent(**values)
-            session.add(row)
-            session.flush()
-            return row.id
-        event_id = f"callback:{gateway_payment_id}"
-        inserted = queries.insert_ignore(session, InboxEvent, {**values, "event_id": event_id}, conflict=["gateway", "event_id"])
-        return inserted if inserted is not None else queries.find_inbox_event(session, order.gateway, event_id).id
