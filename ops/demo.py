@@ -50,7 +50,7 @@ CASES = [
     Case("Gateway error mid-flow", "gateway_error", "abandoned"),
     Case("Webhooks duplicated x3 and shuffled", "success", "paid", 3_000, credits=3_000,
          knobs={"webhook_duplicates": 3, "shuffle_webhooks": True}),
-    Case("Bank timeout, abandoned, then late authorisation", "timeout", "paid", 2_000, credits=2_000,
+    Case("Bank timeout, abandoned, authorised late: we capture", "timeout", "paid", 2_000, credits=2_000,
          then="late_authorize"),
     Case("Pro subscription", "success", "paid", 0, plan="pro", credits=0),
     Case("Custom payment (no credits)", "success", "paid", 0, plan="custom", credits=0,
