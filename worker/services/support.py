@@ -14,7 +14,7 @@ from gateways.errors import GatewayNotFound
 from worker.deps import Deps
 from worker.domain.errors import UnknownOrder
 from worker.domain.order_state import Evidence, Source, decide
-from worker.services.apply import snapshot
+from worker.services.apply import snapshot, with_known_payments
 
 
 def select_orders(*, deps: Deps, state: str, older_than: timedelta, limit: int = 10_000) -> list[str]:
@@ -31,12 +31,14 @@ def dry_run(order_id: str, *, deps: Deps) -> dict[str, Any]:
         order = queries.get_order(session, order_id)
         if order is None:
             raise UnknownOrder(f"no order {order_id!r}")
-        held = snapshot(session, order)
+        stored = queries.payments_of(session, order_id)
+        held = snapshot(session, order, stored)
     try:
         remote = deps.gateway(order.gateway).fetch_order(order.gateway_order_id)
         evidence = Evidence(Source.RECHECK, remote.payments, complete=True)
     except GatewayNotFound:
         remote, evidence = None, Evidence(Source.RECHECK, order_missing=True, complete=True)
+    evidence = with_known_payments(evidence, order, stored)  # as a real recheck would decide
     decision = decide(held, evidence, now=deps.clock.now(), policy=deps.policy)
     grant = decision.grant
     return {
