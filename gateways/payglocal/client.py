@@ -6,10 +6,15 @@ GET is re-signed too.
 
 Error mapping (docs/gateways/payglocal.md §3, §5; PayGlocal says "not found" two ways)::
 
-    404, or 400 with GL-400-999 / "Transaction not found"  -> GatewayNotFound
+    404 in PayGlocal's error envelope, or 400 with GL-400-999 / "Transaction not found" -> GatewayNotFound
     429                                                   -> GatewayRateLimited (retry_after from Retry-After)
     5xx (501 is PayGlocal's "system error"), 408, timeouts -> GatewayTransient
+    4xx with a non-JSON body, 404 without the envelope     -> GatewayTransient (a proxy answered, not PayGlocal)
     any other 4xx (400, 401, 403, 409...)                  -> GatewayPermanent
+
+Only PayGlocal's own envelope may say "not found" (the order then goes to review): an HTML 404 from
+a proxy in front of PayGlocal says nothing about the transaction. The Razorpay adapter also treats
+non-JSON errors as transient.
 
 GETs (status) are retried in-call a few times (:func:`gateways.http.retry_idempotent`); POSTs never
 are: a lost initiate is found again by ``merchantTxnId`` (see :class:`gateways.payglocal.PayGlocalGateway`).
@@ -160,7 +165,12 @@ def _json_or_raise(response: httpx.Response, what: str) -> JsonObject:
         raise GatewayRateLimited(f"{what}: rate limited ({summary or 'no detail'})", retry_after=retry_after, **evidence)
     if status >= 500 or status == 408:
         raise GatewayTransient(f"{what}: server error {summary}".rstrip(), **evidence)
-    if status == 404 or (status == 400 and _is_not_found(payload, response.text)):
+    if payload is None:
+        raise GatewayTransient(f"{what}: error response is not JSON (not PayGlocal's answer)", **evidence)
+    if status == 404 and not _is_payglocal_error(payload):
+        raise GatewayTransient(f"{what}: 404 outside PayGlocal's error envelope: {summary or 'no detail'}",
+                               **evidence)
+    if status == 404 or (status == 400 and _is_not_found(payload)):
         raise GatewayNotFound(f"{what}: not found ({summary or 'no detail'})", **evidence)
     raise GatewayPermanent(f"{what}: {summary or 'no detail'}", **evidence)
 
@@ -190,7 +200,14 @@ def _error_summary(payload: JsonObject | None) -> str:
     return "; ".join(dict.fromkeys(_error_texts(payload)))[:300]
 
 
-def _is_not_found(payload: JsonObject | None, raw: str) -> bool:
-    texts = _error_texts(payload) or [raw]
-    joined = " ".join(texts)
+def _is_not_found(payload: JsonObject) -> bool:
+    joined = " ".join(_error_texts(payload))
     return any(code in joined for code in NOT_FOUND_CODES) or any(p in joined.lower() for p in NOT_FOUND_PHRASES)
+
+
+def _is_payglocal_error(payload: JsonObject) -> bool:
+    """PayGlocal's error envelope (payglocal.md §3, §5): a ``GL-`` reasonCode, an ``errors`` object, or
+    its not-found code or phrase. A proxy's or framework's JSON 404 has none of them."""
+    reason = payload.get("reasonCode")
+    has_code = isinstance(reason, str) and reason.upper().startswith("GL-")
+    return has_code or isinstance(payload.get("errors"), dict) or _is_not_found(payload)

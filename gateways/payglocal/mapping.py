@@ -1,13 +1,16 @@
 """Pure functions from PayGlocal JSON to the port's DTOs, and exact decimal <-> minor-unit amounts.
 
-Rules taken from docs/gateways/payglocal.md §3 and §5:
+Rules taken from docs/gateways/payglocal.md §3 and §5 and after-capture.md §6:
 
-- The transaction state is ``data.status``; the top-level ``status`` is sometimes the outcome of the
-  status *call* (``SUCCESS``, ``CREATED``), so it is read only when ``data.status`` is missing.
-- Only ``SENT_FOR_CAPTURE`` means money was taken. An unknown status maps to ``RemoteStatus.UNKNOWN``
-  (keep checking, alert), never to failed.
-- ``data.Amount`` (capital A) is a decimal string in major units next to ``data.Currency``, sometimes
-  without decimals (``"10"``). It is converted with :class:`decimal.Decimal`, never float.
+- The transaction state is ``data.status``. In the v1 status answer the top-level ``status`` is the
+  outcome of the status *call* (``SUCCESS``, ``CREATED``); in payments-v2 it is the transaction state
+  (after-capture.md §6.2). So it is read only when ``data.status`` is missing.
+- Only ``SENT_FOR_CAPTURE`` means money was taken. Every status PayGlocal is known to send is in
+  :data:`STATUS_MAP`; any other maps to ``RemoteStatus.UNKNOWN`` (keep checking, alert), never to failed.
+- The amount is a decimal string in major units, sometimes without decimals (``"10"``): ``totalAmount``
+  (payments-v2), ``Amount`` (v1, openapi) or ``amount`` (older openapi), with its currency in
+  ``txnCurrency``, ``Currency`` or ``currency`` (:func:`amount_and_currency`). It is converted with
+  :class:`decimal.Decimal`, never float.
 - One PayGlocal transaction is one payment: ``gateway_payment_id == gateway_order_id == gid``.
 - The browser callback is a form body with one field, ``x-gl-token`` (:func:`callback_form_token`).
 
@@ -26,8 +29,15 @@ from urllib.parse import parse_qs
 from gateways.errors import GatewayPermanent, MalformedEvent
 from gateways.port import FailureKind, RemoteOrder, RemotePayment, RemoteStatus
 
-#: PayGlocal transaction statuses (docs §3) -> our status and, for failures, why.
+#: Every PayGlocal status of after-capture.md §6.1 -> our status and, for failures, why. Nothing seen
+#: there is left to the UNKNOWN default by accident: the rows mapped to UNKNOWN are deliberate.
+#:
+#: after-capture.md §8.18 and payglocal.md §3 advise reading the 15 undocumented ``ExternalStatus``
+#: names as "non-final, alert". Where a name says plainly what happened we map it, and stay safe:
+#: nothing undocumented reads as CAPTURED (only SENT_FOR_CAPTURE credits), and FAILED is not final
+#: here either (a failed or abandoned order is still checked, and paid late, until the horizon).
 STATUS_MAP: Mapping[str, tuple[RemoteStatus, FailureKind | None]] = {
+    # Documented (payglocal.md §3, after-capture.md §6.1).
     "CREATED": (RemoteStatus.CREATED, None),
     "INPROGRESS": (RemoteStatus.CREATED, None),
     "AUTHORIZED": (RemoteStatus.AUTHORIZED, None),
@@ -42,9 +52,54 @@ STATUS_MAP: Mapping[str, tuple[RemoteStatus, FailureKind | None]] = {
     "CONFIG_ERROR": (RemoteStatus.FAILED, FailureKind.GATEWAY_ERROR),
     # "final*": under 1% still succeed later, so it is a timeout (the order keeps a late check).
     "CONDITIONAL_DECLINE": (RemoteStatus.FAILED, FailureKind.TIMED_OUT),
+    # Refund accepted: money on its way back, never credited (§5.4).
     "SENT_FOR_REFUND": (RemoteStatus.REFUNDED, None),
-    "REVERSED": (RemoteStatus.FAILED, FailureKind.OTHER),
+    # The result of auth-reversal (§5.4): the hold was released, so we never held the money. REFUNDED
+    # (fully) says so and outranks AUTHORIZED, so a stale AUTHORIZED snapshot cannot bring it back.
+    "REVERSED": (RemoteStatus.REFUNDED, None),
+    # Only ever the top-level outcome of a status call or an SI webhook (§6.1), never a transaction state.
+    "SUCCESS": (RemoteStatus.UNKNOWN, None),
+    # UNDOCUMENTED (openapi ExternalStatus names only, §6.1); each mapping says why it is safe.
+    # Still in flight: the shopper is being stepped up (3DS) or the bank has not answered.
+    "STEP_UP": (RemoteStatus.CREATED, None),
+    "PENDING": (RemoteStatus.CREATED, None),
+    # The money is held but not taken: AUTHORIZED never credits, and capturing again is harmless
+    # (the capture's merchantTxnId is derived from the gid, so PayGlocal sees one capture).
+    "AUTHORIZED_PENDING_CAPTURE": (RemoteStatus.AUTHORIZED, None),
+    "CAPTURE_STARTED": (RemoteStatus.AUTHORIZED, None),
+    # A reversal under way: as REVERSED, money we will not hold.
+    "AUTH_REVERSAL_STARTED": (RemoteStatus.REFUNDED, None),
+    # A refund under way: the money is going back, so it must never be credited.
+    "REFUND_STARTED": (RemoteStatus.REFUNDED, None),
+    # The payment window ran out or the shopper left before paying: no money moved.
+    "EXPIRED": (RemoteStatus.FAILED, FailureKind.WINDOW_CLOSED),
+    "PRE_PAYNOW_ABANDONED": (RemoteStatus.FAILED, FailureKind.WINDOW_CLOSED),
+    # Refused before any money was taken (the shopper failing 3DS is AUTHENTICATION_FAILED).
+    "SYSTEM_DECLINED": (RemoteStatus.FAILED, FailureKind.DECLINED),
+    "MARKED_AS_FRAUD": (RemoteStatus.FAILED, FailureKind.DECLINED),
+    "ALTPAY_DECLINE": (RemoteStatus.FAILED, FailureKind.DECLINED),
+    "AUTHENTICATION_FAILED": (RemoteStatus.FAILED, FailureKind.DECLINED),
+    # Like CONFIG_ERROR: PayGlocal's rules for our MID are misconfigured.
+    "RULE_CONFIG_ERROR": (RemoteStatus.FAILED, FailureKind.GATEWAY_ERROR),
+    # Whether money comes back to the shopper is unknown (a voided refund may mean we keep it), and so
+    # is the meaning of NOT_FOUND inside a successful answer: keep checking and alert, never close.
+    "REFUND_VOIDED": (RemoteStatus.UNKNOWN, None),
+    "NOT_FOUND": (RemoteStatus.UNKNOWN, None),
+    # Not in the enum; seen elsewhere (§6.1). FAILURE is an SI webhook outcome and INITIATED a
+    # refundStatus, neither a transaction state: unknown.
+    "FAILURE": (RemoteStatus.UNKNOWN, None),
+    "INITIATED": (RemoteStatus.UNKNOWN, None),
+    # Only on PayGlocal's "coming soon" lifecycle page (§6.1): read by their names, safely as above.
+    "FAILED": (RemoteStatus.FAILED, FailureKind.DECLINED),
+    "CANCELLED": (RemoteStatus.FAILED, FailureKind.WINDOW_CLOSED),
+    "REFUNDED": (RemoteStatus.REFUNDED, None),
+    "REFUND_INITIATED": (RemoteStatus.REFUNDED, None),
+    # A chargeback: whether we keep the money is open (no dispute API, §7): a person must look.
+    "DISPUTED": (RemoteStatus.UNKNOWN, None),
 }
+
+#: Wire statuses of an auth reversal: the whole hold is released (after-capture.md §5.4).
+_REVERSALS = frozenset({"REVERSED", "AUTH_REVERSAL_STARTED"})
 
 #: Currencies whose minor unit is not 1/100 (ISO 4217); every other currency has 2 decimals.
 CURRENCY_EXPONENTS: Mapping[str, int] = {
@@ -155,8 +210,8 @@ def payment_from_status(envelope: Mapping[str, Any], *, gid: str | None = None) 
         raise GatewayPermanent("payglocal status response names no gid")
     wire_status = transaction_status(envelope)
     status, failure_kind = STATUS_MAP.get(wire_status.upper(), (RemoteStatus.UNKNOWN, None))
-    currency = _currency(_first(data, "Currency", "currency", "txnCurrency"))
-    amount_minor = amount_to_minor(_first(data, "Amount", "amount"), currency)
+    amount_minor, currency = amount_and_currency(data)
+    refunded = refunded_minor(data, wire_status, amount_minor, currency) if status is RemoteStatus.REFUNDED else 0
     failure_reason = None
     if status is RemoteStatus.FAILED:
         parts = (wire_status, _text(data.get("reasonCode")), _text(data.get("detailedMessage")))
@@ -167,12 +222,48 @@ def payment_from_status(envelope: Mapping[str, Any], *, gid: str | None = None) 
         status=status,
         amount_minor=amount_minor,
         currency=currency,
-        # The status call reports no refunded amount; SENT_FOR_REFUND is read as a full refund.
-        amount_refunded_minor=amount_minor if status is RemoteStatus.REFUNDED else 0,
+        amount_refunded_minor=refunded,
         failure_kind=failure_kind,
         failure_reason=failure_reason,
         wire_status=wire_status,
     )
+
+
+def amount_and_currency(data: Mapping[str, Any]) -> tuple[int, str]:
+    """The transaction's amount in minor units and its currency, from any status answer's ``data``.
+
+    The amount is the first present of ``totalAmount`` (payments-v2), ``Amount`` (v1, openapi) and
+    ``amount`` (older openapi); the currency the first of ``txnCurrency``, ``Currency``, ``currency``
+    (after-capture.md §6.2). ``txnCurrency`` comes first: openapi calls it the original payment's
+    currency and ``Currency`` a settlement or display one. Which of the two ``Amount`` is in when they
+    differ is UNDOCUMENTED (§6.2); its card example (``Amount "100"``, ``txnCurrency CAD``,
+    ``Currency INR``) only makes sense in ``txnCurrency``, the currency we asked for. Were it a
+    converted settlement amount, it would disagree with our order (review, no credit) rather than
+    credit money we do not hold.
+
+    Raises:
+        GatewayPermanent: no amount or currency, or a malformed one.
+    """
+    currency = _currency(_first(data, "txnCurrency", "Currency", "currency"))
+    return amount_to_minor(_first(data, "totalAmount", "Amount", "amount"), currency), currency
+
+
+def refunded_minor(data: Mapping[str, Any], wire_status: str, amount_minor: int, currency: str) -> int:
+    """How much of a REFUNDED transaction went back: all of it, unless the answer names a refund amount.
+
+    The status call documents no refunded amount (after-capture.md §5.3), so a refund counts as full
+    (no money kept). A reversal releases the whole hold (§5.4): always full. A ``refundAmount`` that
+    is unreadable, in another currency or above the amount is ignored (full, never credited).
+    """
+    if wire_status.upper() in _REVERSALS or data.get("refundAmount") in (None, ""):
+        return amount_minor
+    if (_text(data.get("refundCurrency")) or currency).upper() != currency:
+        return amount_minor
+    try:
+        refunded = amount_to_minor(data["refundAmount"], currency)
+    except GatewayPermanent:
+        return amount_minor
+    return min(refunded, amount_minor)
 
 
 def order_from_status(envelope: Mapping[str, Any], *, gid: str | None = None) -> RemoteOrder:
@@ -243,7 +334,7 @@ def _first(data: Mapping[str, Any], *keys: str) -> Any:
         value = data.get(key)
         if value is not None and value != "":
             return value
-    raise GatewayPermanent(f"payglocal status response lacks data.{keys[0]}")
+    raise GatewayPermanent(f"payglocal status response lacks data.{' / data.'.join(keys)}")
 
 
 def _currency(value: object) -> str:

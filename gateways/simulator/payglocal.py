@@ -8,6 +8,9 @@ Quirks reproduced on purpose (docs/gateways/payglocal.md §3): the top-level ``s
 answer is the outcome of the call (``SUCCESS`` or ``CREATED``, chosen per gid) while ``data.status``
 holds the transaction state; ``data.Amount`` is a decimal string, for some gids without decimals
 (``"500"``); an unknown id is a 404, except ids starting with ``gl_o-`` (400 ``GL-400-999``).
+:meth:`PayGlocalSim.set_status_shape` switches the status answer to the payments-v2 shape
+(after-capture.md §6.2), for all transactions or one, and :meth:`PayGlocalSim.force_status` (tests
+only) puts a transaction into any wire status, so every status can be driven through the adapter.
 
 The browser callback is a form POST ``x-gl-token=<PayGlocal-signed JWS>`` to the transaction's
 ``merchantCallbackURL``, queued once (a browser does not retry) on the shared sender, so the
@@ -30,7 +33,9 @@ from gateways.simulator.payglocal_auth import PayGlocalApiError, SimKeys, now_ms
 from gateways.simulator.payglocal_rules import (
     LATE_FROM,
     OUTCOME_STATUS,
+    CAPTURABLE,
     REASONS,
+    STATUS_SHAPES,
     minor_or_400,
     parse_initiate,
     timestamp,
@@ -46,6 +51,7 @@ class PayGlocalSim:
         self.webhooks = webhooks
         self.lock = threading.RLock()
         self._keys: SimKeys | None = None
+        self.status_shape = "v1"  #: like a knob, kept across reset (see :meth:`set_status_shape`)
         self.reset()
 
     def reset(self) -> None:
@@ -118,7 +124,7 @@ class PayGlocalSim:
                 raise PayGlocalApiError(400, "Duplicate merchantTxnId", reason_code="GL-400-002")
             if txn["status"] == "SENT_FOR_CAPTURE":
                 raise PayGlocalApiError(400, "Transaction already captured", reason_code="GL-400-010")
-            if txn["status"] != "AUTHORIZED":
+            if txn["status"] not in CAPTURABLE:
                 raise PayGlocalApiError(400, f"Transaction is {txn['status']}, not AUTHORIZED", reason_code="GL-400-011")
             if kind == "P":
                 total = (payload.get("paymentData") or {}).get("totalAmount")
@@ -199,12 +205,40 @@ class PayGlocalSim:
             txn["status"] = "SENT_FOR_REFUND"
             return self._status_envelope(txn)
 
+    def set_status_shape(self, shape: str, gid: str | None = None) -> None:
+        """Answer status enquiries in ``shape`` (``v1`` or ``v2``): for every transaction, or only ``gid``."""
+        if shape not in STATUS_SHAPES:
+            raise SimulatorError(f"status shape must be one of {list(STATUS_SHAPES)}, not {shape!r}", status=400)
+        with self.lock:
+            if gid is None:
+                self.status_shape = shape
+            else:
+                self._txn(gid)["status_shape"] = shape
+
+    def force_status(self, gid: str, status: str) -> dict[str, Any]:
+        """Tests only: put ``gid`` into any wire status (``EXPIRED``, ``AUTHORIZED_PENDING_CAPTURE``...).
+
+        No rule is checked and no callback is posted: it is what PayGlocal's status answer will say.
+        """
+        if not isinstance(status, str) or not status.strip():
+            raise SimulatorError("status must be a non-empty string", status=400)
+        with self.lock:
+            txn = self._txn(gid)
+            txn["status"] = status.strip()
+            return self._status_envelope(txn)
+
     def snapshot(self) -> list[dict[str, Any]]:
         """Every transaction, oldest first."""
         with self.lock:
             return copy.deepcopy(list(self.transactions.values()))
 
     # -- helpers ---------------------------------------------------------------------------------
+    def _txn(self, gid: str) -> dict[str, Any]:
+        txn = self.transactions.get(gid)
+        if txn is None:
+            raise SimulatorError(f"no such PayGlocal transaction {gid!r}", status=404)
+        return txn
+
     def _find(self, identifier: str) -> dict[str, Any]:
         gid = identifier if identifier in self.transactions else self._by_ref.get(identifier)
         if gid is None:
@@ -228,6 +262,8 @@ class PayGlocalSim:
         }  # fmt: skip
 
     def _status_envelope(self, txn: dict[str, Any]) -> dict[str, Any]:
+        if txn.get("status_shape", self.status_shape) == "v2":
+            return self._v2_status_envelope(txn)
         gid, state = txn["gid"], txn["status"]
         flavour = hashlib.sha256(gid.encode("utf-8")).digest()[0]
         amount = minor_to_amount(txn["paid_amount_minor"], txn["paid_currency"])
@@ -241,6 +277,21 @@ class PayGlocalSim:
                 "status": state, "gid": gid, "merchantTxnId": txn["merchantTxnId"], "Amount": amount,
                 "Currency": txn["paid_currency"], "reasonCode": code, "detailedMessage": message,
                 "transactionCreationTime": timestamp(txn["created_at"]),
+            },
+            "errors": None,
+        }  # fmt: skip
+
+    def _v2_status_envelope(self, txn: dict[str, Any]) -> dict[str, Any]:
+        """payments-v2 (after-capture.md §6.2): the top-level status is the state; totalAmount/txnCurrency."""
+        state = txn["status"]
+        return {
+            "gid": txn["gid"], "status": state, "message": "Transaction Successful", "timestamp": timestamp(),
+            "reasonCode": "200",
+            "data": {
+                "merchantTxnId": txn["merchantTxnId"], "merchantUniqueId": txn["merchantUniqueId"], "status": state,
+                "paymentMethod": "CARD", "txnCurrency": txn["paid_currency"],
+                "totalAmount": minor_to_amount(txn["paid_amount_minor"], txn["paid_currency"]),
+                "cardData": {"maskedCardNumber": "411111XXXXXX1111", "cardScheme": "VISA", "cardType": "CREDIT"},
             },
             "errors": None,
         }  # fmt: skip

@@ -28,6 +28,13 @@ REASONS = {
     "ABANDONED": ("GL-402-010", "Customer abandoned the payment page"),
     "SENT_FOR_REFUND": ("GL-201-001", "Refund sent"),
 }
+#: Status-answer shapes: ``v1`` (top-level status = the call's outcome, ``data.Amount``/``Currency``;
+#: docs/gateways/payglocal.md §3) and ``v2`` (payments-v2: top-level status = the transaction state,
+#: ``data.totalAmount``/``txnCurrency``; after-capture.md §6.2).
+STATUS_SHAPES = ("v1", "v2")
+#: States a capture is accepted in; AUTHORIZED_PENDING_CAPTURE is undocumented, read by its name (our
+#: adapter maps it to authorized: after-capture.md §6.1).
+CAPTURABLE = frozenset({"AUTHORIZED", "AUTHORIZED_PENDING_CAPTURE"})
 #: States a late authorisation can leave (the bank reports success after all).
 LATE_FROM = frozenset({"CONDITIONAL_DECLINE", "ISSUER_DECLINE", "SYSTEM_ERROR", "ABANDONED"})
 

@@ -24,7 +24,7 @@ BOUNDED_LABELS = {"gateway", "kind", "outcome", "queue", "state", "age", "source
                   "plan", "reason", "actor", "result", "le"}
 EXPECTED_ALERTS = {"StuckPendingOrders", "NoSuccessfulSweep", "WebhookSignatureFailuresSpike", "GatewayErrorRate",
                    "GatewayCircuitOpen", "DeadLetters", "OrdersNeedReview", "InboxBacklog", "QueueBacklog",
-                   "GatewayRateLimited"}
+                   "GatewayRateLimited", "GatewayUnknownStatus"}
 
 
 @pytest.fixture(scope="module")

@@ -106,17 +106,49 @@ def test_status_is_a_get_without_body_signed_over_the_path() -> None:
         error_json(404, "Transaction not found", "GL-404-001"),
         error_json(400, "Invalid request", "GL-400-999"),
         error_json(400, "Transaction not found", "GL-400-001"),
-        httpx.Response(404, text="<html>Not Found</html>"),
+        httpx.Response(404, json={"status": "REQUEST_ERROR", "errors": {"displayMessage": "Invalid gid"}}),
     ],
 )
 def test_both_not_found_forms_become_gateway_not_found_without_retry(response: httpx.Response) -> None:
-    """404 and the 400 GL-400-999 / "Transaction not found" variant are GatewayNotFound, asked once."""
+    """PayGlocal's 404 envelope and the 400 GL-400-999 / "Transaction not found" variant are GatewayNotFound,
+    asked once."""
     sleeps: list[float] = []
     gateway, fake = make_gateway(lambda request: response, sleeps)
     with pytest.raises(GatewayNotFound) as caught:
         gateway.fetch_order(GID)
     assert caught.value.status == response.status_code
     assert len(fake.requests) == 1 and sleeps == []
+
+
+@pytest.mark.parametrize(
+    "response",
+    [
+        httpx.Response(404, text="<html><body>404 Not Found</body></html>", headers={"Content-Type": "text/html"}),
+        httpx.Response(404, text="Not Found"),
+        httpx.Response(404),
+        httpx.Response(404, json={"timestamp": "2026-06-02T16:22:10Z", "status": 404, "error": "Not Found",
+                                  "path": STATUS_PATH}),  # a framework's JSON 404, not PayGlocal's
+        httpx.Response(404, json={"message": "no Route matched with those values"}),  # an API gateway's
+        httpx.Response(403, text="<html><body>Request blocked</body></html>", headers={"Content-Type": "text/html"}),
+    ],
+)
+def test_a_404_or_4xx_that_is_not_payglocals_envelope_is_transient(response: httpx.Response) -> None:
+    """A proxy's HTML (or any non-JSON, or foreign JSON) 404 says nothing about the transaction:
+    GatewayTransient, retried like a server error, never GatewayNotFound (that sends a live order to review)."""
+    sleeps: list[float] = []
+    gateway, fake = make_gateway(lambda request: response, sleeps)
+    with pytest.raises(GatewayTransient) as caught:
+        gateway.fetch_order(GID)
+    assert not isinstance(caught.value, GatewayNotFound) and caught.value.status == response.status_code
+    assert len(fake.requests) == 3 and len(sleeps) == 2
+
+
+def test_a_proxy_404_then_the_real_answer_reads_the_payment() -> None:
+    """One HTML 404 from a proxy mid-call does not lose the order: the retried GET gets PayGlocal's answer."""
+    html = httpx.Response(404, text="<html><body>404 Not Found</body></html>", headers={"Content-Type": "text/html"})
+    responses = [html, httpx.Response(200, json=status_json())]
+    gateway, fake = make_gateway(lambda request: responses.pop(0))
+    assert gateway.fetch_payment(GID).status is RemoteStatus.CAPTURED and len(fake.requests) == 2
 
 
 @pytest.mark.parametrize(
@@ -201,3 +233,43 @@ def test_a_failed_status_keeps_its_failure_kind_through_the_gateway() -> None:
     gateway, _ = make_gateway(lambda request: httpx.Response(200, json=status_json("CONDITIONAL_DECLINE")))
     payment = gateway.fetch_payment(GID)
     assert (payment.status, payment.failure_kind) == (RemoteStatus.FAILED, FailureKind.TIMED_OUT)
+
+
+# The payments-v2 status answer (after-capture.md §6.2) -------------------------------------
+
+
+def v2_status_json(status: str = "SENT_FOR_CAPTURE", *, amount: str = "500.00", currency: str = "INR") -> dict:
+    """payments-v2: top-level status is the transaction state; data has totalAmount / txnCurrency, no Amount."""
+    return {
+        "gid": GID, "status": status, "message": "Transaction Successful", "timestamp": "02/06/2026 21:52:10",
+        "reasonCode": "200",
+        "data": {"merchantTxnId": "order-42", "merchantUniqueId": "order-42", "status": status, "paymentMethod": "CARD",
+                 "totalAmount": amount, "txnCurrency": currency,
+                 "cardData": {"maskedCardNumber": "411111XXXXXX1111", "cardScheme": "VISA", "cardType": "CREDIT"}},
+        "errors": None,
+    }  # fmt: skip
+
+
+def test_the_gateway_reads_a_payments_v2_status_answer() -> None:
+    """fetch_order over HTTP with the v2 shape: CAPTURED for 500.00 INR, not a GatewayPermanent dead letter."""
+    gateway, fake = make_gateway(lambda request: httpx.Response(200, json=v2_status_json()))
+    order = gateway.fetch_order(GID)
+    [payment] = order.payments
+    assert (payment.status, payment.amount_minor, payment.currency) == (RemoteStatus.CAPTURED, 50000, "INR")
+    assert (order.receipt, fake.calls()) == ("order-42", [("GET", STATUS_PATH)])
+
+
+def test_a_v2_transaction_pending_capture_is_captured_once() -> None:
+    """AUTHORIZED_PENDING_CAPTURE (v2 shape) is money held: capture posts once, the re-read shows CAPTURED."""
+    state = {"status": "AUTHORIZED_PENDING_CAPTURE"}
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.method == "POST":
+            state["status"] = "SENT_FOR_CAPTURE"
+        return httpx.Response(200, json=v2_status_json(state["status"]))
+
+    gateway, fake = make_gateway(handler)
+    assert gateway.fetch_payment(GID).status is RemoteStatus.AUTHORIZED
+    captured = gateway.capture(GID, amount_minor=50000, currency="INR")
+    assert (captured.status, captured.amount_minor) == (RemoteStatus.CAPTURED, 50000)
+    assert [method for method, _ in fake.calls()].count("POST") == 1

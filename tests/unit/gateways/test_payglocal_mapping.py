@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from decimal import Decimal
 
 import pytest
@@ -11,46 +12,100 @@ from gateways.payglocal import mapping
 from gateways.port import FailureKind, RemoteStatus
 from tests.unit.gateways.payglocal_fakes import GID, initiate_json, status_json
 
+#: after-capture.md §6.1: the 30 values of openapi's ExternalStatus, in the table's order.
+EXTERNAL_STATUS = [
+    "CREATED", "INPROGRESS", "AUTHORIZED", "SENT_FOR_CAPTURE", "SENT_FOR_REFUND", "REVERSED", "ABANDONED",
+    "CUSTOMER_CANCELLED", "ISSUER_DECLINE", "GENERAL_DECLINE", "AUTHENTICATION_TIMEOUT", "REQUEST_ERROR",
+    "SYSTEM_ERROR", "CONFIG_ERROR", "SUCCESS",
+    # the 15 UNDOCUMENTED ones
+    "STEP_UP", "REFUND_STARTED", "CAPTURE_STARTED", "AUTH_REVERSAL_STARTED", "EXPIRED", "PRE_PAYNOW_ABANDONED",
+    "RULE_CONFIG_ERROR", "SYSTEM_DECLINED", "NOT_FOUND", "MARKED_AS_FRAUD", "ALTPAY_DECLINE", "PENDING",
+    "AUTHENTICATION_FAILED", "REFUND_VOIDED", "AUTHORIZED_PENDING_CAPTURE",
+]  # fmt: skip
+#: §6.1's statuses outside the enum: CONDITIONAL_DECLINE, FAILURE / INITIATED, the "coming soon" placeholders.
+OUTSIDE_THE_ENUM = ["CONDITIONAL_DECLINE", "FAILURE", "INITIATED", "FAILED", "REFUNDED", "DISPUTED", "CANCELLED",
+                    "REFUND_INITIATED"]  # fmt: skip
+#: Mapped to UNKNOWN on purpose (keep checking, alert): what they say about the money is not known.
+DELIBERATELY_UNKNOWN = {"SUCCESS", "NOT_FOUND", "REFUND_VOIDED", "DISPUTED", "FAILURE", "INITIATED"}
+
 STATUS_ROWS = [
     ("SENT_FOR_CAPTURE", RemoteStatus.CAPTURED, None),
     ("AUTHORIZED", RemoteStatus.AUTHORIZED, None),
+    ("AUTHORIZED_PENDING_CAPTURE", RemoteStatus.AUTHORIZED, None),
+    ("CAPTURE_STARTED", RemoteStatus.AUTHORIZED, None),
     ("CREATED", RemoteStatus.CREATED, None),
     ("INPROGRESS", RemoteStatus.CREATED, None),
+    ("STEP_UP", RemoteStatus.CREATED, None),
+    ("PENDING", RemoteStatus.CREATED, None),
     ("ABANDONED", RemoteStatus.FAILED, FailureKind.WINDOW_CLOSED),
     ("CUSTOMER_CANCELLED", RemoteStatus.FAILED, FailureKind.WINDOW_CLOSED),
+    ("EXPIRED", RemoteStatus.FAILED, FailureKind.WINDOW_CLOSED),
+    ("PRE_PAYNOW_ABANDONED", RemoteStatus.FAILED, FailureKind.WINDOW_CLOSED),
+    ("CANCELLED", RemoteStatus.FAILED, FailureKind.WINDOW_CLOSED),
     ("ISSUER_DECLINE", RemoteStatus.FAILED, FailureKind.DECLINED),
     ("GENERAL_DECLINE", RemoteStatus.FAILED, FailureKind.DECLINED),
+    ("SYSTEM_DECLINED", RemoteStatus.FAILED, FailureKind.DECLINED),
+    ("MARKED_AS_FRAUD", RemoteStatus.FAILED, FailureKind.DECLINED),
+    ("AUTHENTICATION_FAILED", RemoteStatus.FAILED, FailureKind.DECLINED),
+    ("ALTPAY_DECLINE", RemoteStatus.FAILED, FailureKind.DECLINED),
+    ("FAILED", RemoteStatus.FAILED, FailureKind.DECLINED),
     ("AUTHENTICATION_TIMEOUT", RemoteStatus.FAILED, FailureKind.TIMED_OUT),
+    ("CONDITIONAL_DECLINE", RemoteStatus.FAILED, FailureKind.TIMED_OUT),
     ("REQUEST_ERROR", RemoteStatus.FAILED, FailureKind.GATEWAY_ERROR),
     ("SYSTEM_ERROR", RemoteStatus.FAILED, FailureKind.GATEWAY_ERROR),
     ("CONFIG_ERROR", RemoteStatus.FAILED, FailureKind.GATEWAY_ERROR),
-    ("CONDITIONAL_DECLINE", RemoteStatus.FAILED, FailureKind.TIMED_OUT),
+    ("RULE_CONFIG_ERROR", RemoteStatus.FAILED, FailureKind.GATEWAY_ERROR),
     ("SENT_FOR_REFUND", RemoteStatus.REFUNDED, None),
-    ("REVERSED", RemoteStatus.FAILED, FailureKind.OTHER),
+    ("REFUND_STARTED", RemoteStatus.REFUNDED, None),
+    ("REFUND_INITIATED", RemoteStatus.REFUNDED, None),
+    ("REFUNDED", RemoteStatus.REFUNDED, None),
+    ("REVERSED", RemoteStatus.REFUNDED, None),
+    ("AUTH_REVERSAL_STARTED", RemoteStatus.REFUNDED, None),
+    *((wire, RemoteStatus.UNKNOWN, None) for wire in sorted(DELIBERATELY_UNKNOWN)),
 ]
 
 
 @pytest.mark.parametrize(("wire", "status", "kind"), STATUS_ROWS)
-def test_every_documented_status_maps_as_the_digest_lays_out(wire: str, status: RemoteStatus, kind) -> None:
-    """Each row of the status table gives its normalised status and failure kind; the gid is both ids."""
-    payment = mapping.payment_from_status(status_json(wire))
-    assert (payment.status, payment.failure_kind, payment.wire_status) == (status, kind, wire)
+def test_every_status_maps_as_the_table_lays_out(wire: str, status: RemoteStatus, kind) -> None:
+    """Each row gives its normalised status and failure kind (case-insensitive); the gid is both ids."""
+    for spelling in (wire, wire.lower()):
+        payment = mapping.payment_from_status(status_json(spelling))
+        assert (payment.status, payment.failure_kind, payment.wire_status) == (status, kind, spelling)
     assert payment.gateway_payment_id == payment.gateway_order_id == GID
     assert (payment.amount_minor, payment.currency) == (50000, "INR")
     assert (payment.failure_reason is not None) == (status is RemoteStatus.FAILED)
 
 
-def test_the_table_covers_exactly_the_documented_statuses() -> None:
-    """No status is mapped that the table does not list, and none is missing."""
-    assert set(mapping.STATUS_MAP) == {row[0] for row in STATUS_ROWS}
+def test_every_status_payglocal_is_known_to_send_is_mapped_explicitly() -> None:
+    """§6.1 lists 30 ExternalStatus values and 8 more: all are in STATUS_MAP, none maps to UNKNOWN by
+    default, and only the deliberate ones map to UNKNOWN at all."""
+    listed = EXTERNAL_STATUS + OUTSIDE_THE_ENUM
+    assert len(EXTERNAL_STATUS) == len(set(EXTERNAL_STATUS)) == 30
+    assert set(mapping.STATUS_MAP) == set(listed) == {row[0] for row in STATUS_ROWS}
+    unknown = {wire for wire in listed if mapping.STATUS_MAP[wire][0] is RemoteStatus.UNKNOWN}
+    assert unknown == DELIBERATELY_UNKNOWN
 
 
-@pytest.mark.parametrize("wire", ["PENDING", "STEP_UP", "SUCCESS", "EXPIRED", "MARKED_AS_FRAUD", "REFUNDED", ""])
+def test_only_sent_for_capture_means_money_taken() -> None:
+    """No other status, documented or not, reads as CAPTURED: nothing else is ever credited."""
+    assert {name for name, (status, _) in mapping.STATUS_MAP.items() if status is RemoteStatus.CAPTURED} == {
+        "SENT_FOR_CAPTURE"}
+
+
+@pytest.mark.parametrize("wire", ["SETTLED", "PARTIALLY_REFUNDED", "   ", ""])
 def test_any_other_status_is_unknown_never_failed(wire: str) -> None:
-    """Unlisted statuses (openapi's internal enum, an empty one) are UNKNOWN: keep checking, alert."""
+    """Statuses no source lists (and an empty one) are UNKNOWN: keep checking, alert."""
     envelope = status_json(wire, top="")
     payment = mapping.payment_from_status(envelope)
     assert payment.status is RemoteStatus.UNKNOWN and payment.failure_kind is None
+
+
+@pytest.mark.parametrize("wire", ["REVERSED", "AUTH_REVERSAL_STARTED", "REFUND_STARTED", "REFUNDED"])
+def test_reversals_and_refunds_under_way_are_money_we_do_not_keep(wire: str) -> None:
+    """A released hold or a refund on its way: REFUNDED in full, so it is never credited."""
+    payment = mapping.payment_from_status(status_json(wire))
+    assert payment.status is RemoteStatus.REFUNDED
+    assert payment.amount_refunded_minor == payment.amount_minor == 50000
 
 
 def test_data_status_wins_over_the_top_level_status() -> None:
@@ -73,6 +128,21 @@ def test_a_refund_reads_as_a_full_refund() -> None:
     """SENT_FOR_REFUND carries no amount; the payment counts as fully refunded (no money kept)."""
     payment = mapping.payment_from_status(status_json("SENT_FOR_REFUND"))
     assert payment.amount_refunded_minor == payment.amount_minor == 50000
+
+
+@pytest.mark.parametrize(
+    ("extra", "refunded"),
+    [({"refundAmount": "100.00"}, 10000), ({"refundAmount": "100.00", "refundCurrency": "inr"}, 10000),
+     ({"refundAmount": "100.00", "refundCurrency": "USD"}, 50000), ({"refundAmount": "900.00"}, 50000),
+     ({"refundAmount": "1.001"}, 50000), ({"refundAmount": ""}, 50000)],
+)  # fmt: skip
+def test_a_refund_amount_in_the_answer_is_used_when_it_is_readable(extra: dict, refunded: int) -> None:
+    """data.refundAmount (in the payment's currency, at most its amount) is the refunded part; else full."""
+    envelope = status_json("SENT_FOR_REFUND")
+    envelope["data"].update(extra)
+    assert mapping.payment_from_status(envelope).amount_refunded_minor == refunded
+    envelope["data"]["status"] = "REVERSED"  # a reversal is always of the whole hold
+    assert mapping.payment_from_status(envelope).amount_refunded_minor == 50000
 
 
 @pytest.mark.parametrize(
@@ -153,6 +223,8 @@ def test_the_requested_gid_names_the_payment_and_the_order_keeps_the_merchant_tx
         lambda e: e.pop("data"),
         lambda e: e["data"].pop("Amount"),
         lambda e: e["data"].pop("Currency"),
+        lambda e: e["data"].update(Amount=None, totalAmount="", amount=None),
+        lambda e: e["data"].update(Amount="10.00.0"),
         lambda e: (e.pop("gid"), e["data"].pop("gid")),
     ],
 )
@@ -164,12 +236,52 @@ def test_a_status_response_missing_what_we_need_is_a_bad_response(mutate) -> Non
         mapping.payment_from_status(envelope)
 
 
-def test_lowercase_amount_keys_and_txn_currency_are_read_as_fallbacks() -> None:
-    """Only when Amount/Currency are absent are amount/txnCurrency used."""
+#: after-capture.md §6.2, payments-v2 (get-transaction-status.mdx), verbatim.
+V2_STATUS = {
+    "gid": "gl_o-a057c4d6b6c620741apzp0ZX2", "status": "SENT_FOR_CAPTURE", "message": "Transaction Successful",
+    "timestamp": "02/06/2026 21:52:10", "reasonCode": "200",
+    "data": {"merchantTxnId": "23AEE8CB6B62EE2AF07", "merchantUniqueId": "IFNN939494NJFJ", "status": "SENT_FOR_CAPTURE",
+             "paymentMethod": "CARD", "totalAmount": "10.00", "txnCurrency": "INR",
+             "cardData": {"maskedCardNumber": "411111XXXXXX1111", "cardScheme": "VISA", "cardType": "CREDIT"}},
+    "errors": None,
+}  # fmt: skip
+
+
+def test_the_payments_v2_status_answer_maps_from_total_amount_and_txn_currency() -> None:
+    """The v2 shape has data.totalAmount / data.txnCurrency and no data.Amount: it is read, not refused."""
+    order = mapping.order_from_status(V2_STATUS)
+    [payment] = order.payments
+    assert (payment.status, payment.amount_minor, payment.currency) == (RemoteStatus.CAPTURED, 1000, "INR")
+    assert payment.gateway_payment_id == order.gateway_order_id == "gl_o-a057c4d6b6c620741apzp0ZX2"
+    assert (order.receipt, order.wire_status) == ("23AEE8CB6B62EE2AF07", "SENT_FOR_CAPTURE")
+
+
+@pytest.mark.parametrize(
+    ("data", "minor", "currency"),
+    [
+        ({"Amount": "100", "txnCurrency": "CAD", "Currency": "INR"}, 10000, "CAD"),  # openapi card example
+        ({"amount": "100.00", "currency": "INR"}, 10000, "INR"),  # older openapi
+        ({"Amount": "10", "Currency": "INR"}, 1000, "INR"),  # v1
+        ({"totalAmount": "1.5", "Amount": "9", "amount": "8", "txnCurrency": "KWD", "Currency": "INR"}, 1500, "KWD"),
+        ({"totalAmount": "", "Amount": "12.34", "amount": "8", "txnCurrency": "", "Currency": "USD"}, 1234, "USD"),
+        ({"totalAmount": Decimal("10.10"), "txnCurrency": "INR"}, 1010, "INR"),  # a JSON number, parsed exactly
+    ],
+)
+def test_amount_and_currency_are_the_first_present_of_each_shapes_keys(data: dict, minor: int, currency: str) -> None:
+    """Amount: totalAmount, Amount, amount; currency: txnCurrency (the original payment's), Currency, currency."""
     envelope = status_json()
-    envelope["data"]["amount"] = envelope["data"].pop("Amount")
-    envelope["data"]["txnCurrency"] = envelope["data"].pop("Currency")
-    assert mapping.payment_from_status(envelope).amount_minor == 50000
+    envelope["data"] = {"status": "AUTHORIZED", **data}
+    payment = mapping.payment_from_status(envelope)
+    assert (payment.amount_minor, payment.currency) == (minor, currency)
+
+
+def test_the_v2_top_level_status_is_the_transaction_state_when_data_has_none() -> None:
+    """v2: top-level status is the state, read when data.status is missing; data.status still wins."""
+    envelope = copy.deepcopy(V2_STATUS)
+    del envelope["data"]["status"]
+    assert mapping.payment_from_status(envelope).status is RemoteStatus.CAPTURED
+    envelope["data"]["status"] = "EXPIRED"
+    assert mapping.payment_from_status(envelope).failure_kind is FailureKind.WINDOW_CLOSED
 
 
 def test_the_initiate_answer_becomes_an_order_with_its_redirect_url() -> None:

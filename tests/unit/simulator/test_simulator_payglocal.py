@@ -297,3 +297,60 @@ def test_the_status_url_with_payglocals_own_token_needs_no_merchant_token(pg_ser
     assert raw["gid"] == gid
     response = httpx.get(raw["data"]["statusUrl"], timeout=5)
     assert response.status_code == 200 and response.json()["data"]["status"] == "CREATED"
+
+
+# The payments-v2 status shape and forced wire statuses ---------------------------------------
+
+
+def test_the_adapter_reads_the_payments_v2_status_shape_end_to_end(pg_server: SimulatorServer) -> None:
+    """In the v2 shape (top-level status = state, data.totalAmount / data.txnCurrency, no data.Amount) our
+    adapter reads a payment and an auth-only capture exactly, over real HTTP."""
+    gateway = adapter(pg_server)
+    pg_server.sim.payglocal.set_status_shape("v2")
+    gid = create(gateway, amount_minor=1234, currency="KWD").gateway_order_id
+    paid = pg_server.sim.pay_payglocal(gid, "success")
+    assert paid["status"] == paid["data"]["status"] == "SENT_FOR_CAPTURE" and "Amount" not in paid["data"]
+    assert (paid["data"]["totalAmount"], paid["data"]["txnCurrency"]) == ("1.234", "KWD")
+    payment = gateway.fetch_payment(gid)
+    assert (payment.status, payment.amount_minor, payment.currency) == (RemoteStatus.CAPTURED, 1234, "KWD")
+    held = create(gateway, "order-2", manual_capture=True).gateway_order_id
+    pg_server.sim.pay_payglocal(held, "success")
+    assert gateway.fetch_order(held).payments[0].status is RemoteStatus.AUTHORIZED
+    assert gateway.capture(held, amount_minor=50000, currency="INR").status is RemoteStatus.CAPTURED
+
+
+@pytest.mark.parametrize("shape", ["v1", "v2"])
+def test_any_wire_status_can_be_driven_through_the_adapter(pg_server: SimulatorServer, shape: str) -> None:
+    """force_status puts a transaction into any wire status; the adapter maps it as STATUS_MAP says."""
+    gateway = adapter(pg_server)
+    gid = create(gateway).gateway_order_id
+    pg_server.sim.payglocal.set_status_shape(shape, gid)
+    expected = [
+        ("AUTHORIZED_PENDING_CAPTURE", RemoteStatus.AUTHORIZED, None),
+        ("EXPIRED", RemoteStatus.FAILED, FailureKind.WINDOW_CLOSED),
+        ("AUTHENTICATION_FAILED", RemoteStatus.FAILED, FailureKind.DECLINED),
+        ("STEP_UP", RemoteStatus.CREATED, None),
+        ("REVERSED", RemoteStatus.REFUNDED, None),
+        ("DISPUTED", RemoteStatus.UNKNOWN, None),
+        ("SOMETHING_NEW", RemoteStatus.UNKNOWN, None),
+    ]
+    for wire, status, kind in expected:
+        pg_server.sim.payglocal.force_status(gid, wire)
+        payment = gateway.fetch_payment(gid)
+        assert (payment.wire_status, payment.status, payment.failure_kind) == (wire, status, kind)
+        assert (payment.amount_minor, payment.currency) == (50000, "INR")
+    assert pg_server.sim.payglocal.snapshot()[0]["status_shape"] == shape
+    pg_server.sim.payglocal.force_status(gid, "AUTHORIZED_PENDING_CAPTURE")  # money held: captured once
+    assert gateway.capture(gid, amount_minor=50000, currency="INR").wire_status == "SENT_FOR_CAPTURE"
+
+
+def test_status_shape_and_forced_status_refuse_bad_input(pg_server: SimulatorServer) -> None:
+    """An unknown shape, an empty status or an unknown gid is a SimulatorError; the default shape is v1."""
+    gid = create(adapter(pg_server)).gateway_order_id
+    assert "Amount" in pg_server.sim.payglocal.status(gid)["data"]
+    with pytest.raises(SimulatorError):
+        pg_server.sim.payglocal.set_status_shape("v3")
+    with pytest.raises(SimulatorError):
+        pg_server.sim.payglocal.force_status(gid, " ")
+    with pytest.raises(SimulatorError):
+        pg_server.sim.payglocal.force_status("gl_unknown", "EXPIRED")
