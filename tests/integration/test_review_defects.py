@@ -164,17 +164,6 @@ def test_defect_3_a_late_authorisation_past_the_auto_capture_window_is_captured_
     assert order_row(deps, order.id).state == "paid" and ledger_count(deps) == 1
 
 
-def test_defect_3_no_second_payment_is_captured_on_an_order_already_paid(deps, org, simulator):
-    order = new_order(deps)
-    first = simulator.sim.pay(order.gateway_order_id, "timeout", deliver_webhooks=False)
-    simulator.sim.pay(order.gateway_order_id, "success", deliver_webhooks=False)
-    reconcile_order(order.id, deps=deps)
-    simulator.sim.late_authorize(first["id"], deliver_webhooks=False)  # Razorpay refunds it: the order is paid
-    reconcile_order(order.id, deps=deps)
-    assert simulator.sim.razorpay.payments[first["id"]]["status"] == "refunded"
-    assert ledger_count(deps) == 1 and order_row(deps, order.id).state == "paid"
-
-
 # --- 4. an untouched PayGlocal order ------------------------------------------------------------------------------
 
 def test_defect_4_an_untouched_payglocal_order_is_abandoned_and_never_polled_past_its_horizon(deps, org, simulator,
