@@ -7,11 +7,14 @@ spare port, a Postgres database of its own (migrated, then dropped), the gateway
 subprocesses (``recon web``, two ``dramatiq worker.actors``, ``recon scheduler``): one that exits is restarted.
 
 - ``stack``: the own Redis, the own database, supervised process groups, the faults.
-- ``customers``: orders, checkouts, callbacks, support rechecks and late banks, through the API and the simulator.
-- ``checks``: what the run is judged on, and the table.
+- ``customers``: orders on both gateways (some manual-capture), checkouts, callbacks, late banks, wrong amounts,
+  refunds, webhooks replayed under fresh event ids, support rechecks and review decisions.
+- ``checks``: what the run is judged on (the gateway's truth, read from the simulator, against our database), and
+  the table.
 - ``run``: puts it together: stand up, drive while shaking, drain, judge, tear down.
 
-    python -m ops.chaos --orders 10000        # exit status 1 if anything was lost, doubled or left stuck
+    python -m ops.chaos --orders 10000        # exit status 1 if money was over- or under-credited, a payment
+                                              # credited twice, a capture missed, or an order left stuck
 """
 
 from ops.chaos.run import ChaosConfig, ChaosResult, run_chaos

@@ -1,6 +1,12 @@
 """The chaos run, small enough for ``make test``: 150 customers through ``recon web``, two dramatiq workers and the
 scheduler, on a Redis and a database of the run's own, while workers are ``kill -9``-ed, Redis is restarted empty
-and every database connection is cut. ``make chaos`` runs the same with 10,000 (see ``ops/chaos``)."""
+and every database connection is cut. ``make chaos`` runs the same with 10,000 (see ``ops/chaos``).
+
+The customers pay through both gateways (Razorpay in India, PayGlocal in the US), some on manual-capture orders;
+banks authorise late, inside and past the auto-capture window; some pay the wrong amount; support refunds paid
+orders at the gateway, replays webhooks under fresh event ids and decides orders that reach needs_review. The run
+is judged against the gateway's truth (``ops/chaos/checks.py``; that the checks can fail is
+``test_chaos_checks.py``)."""
 
 from __future__ import annotations
 
@@ -40,3 +46,15 @@ def test_a_small_chaos_run_credits_every_capture_exactly_once_and_leaves_no_orde
     assert result.run.get("kills") == 3 and result.run.get("redis_restarts") == 1
     assert result.run.get("db_terminations") == 1
     assert result.ok, result.failures
+    driven = result.run["driver"]
+    exercised = {  # the mix really ran: each kind of customer and of support action happened at least once
+        "PayGlocal orders": result.tally.by_gateway.get("payglocal", 0),
+        "manual-capture orders": sum(n for what, n in driven.items() if what.endswith("_manual")),
+        "late authorisations past the capture window": driven.get("plan_razorpay_late_past_window", 0),
+        "wrong amounts": driven.get("pay_wrong_amount", 0),
+        "refunds at the gateway": driven.get("refund_razorpay", 0) + driven.get("refund_payglocal", 0),
+        "webhooks replayed under a new event id": sum(n for what, n in driven.items()
+                                                      if what.startswith("replay_") and what.endswith("_200")),
+        "support decisions": sum(result.tally.reviews.values()),
+    }
+    assert all(exercised.values()), exercised
