@@ -26,6 +26,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import parse_qs
 
+from gateways.currency import exponent  # the one ISO 4217 table
 from gateways.errors import GatewayPermanent, MalformedEvent
 from gateways.port import FailureKind, RemoteOrder, RemotePayment, RemoteStatus
 
@@ -101,18 +102,6 @@ STATUS_MAP: Mapping[str, tuple[RemoteStatus, FailureKind | None]] = {
 #: Wire statuses of an auth reversal: the whole hold is released (after-capture.md §5.4).
 _REVERSALS = frozenset({"REVERSED", "AUTH_REVERSAL_STARTED"})
 
-#: Currencies whose minor unit is not 1/100 (ISO 4217); every other currency has 2 decimals.
-CURRENCY_EXPONENTS: Mapping[str, int] = {
-    "JPY": 0,
-    "KWD": 3,
-    "BHD": 3,
-    "OMR": 3,
-    "JOD": 3,
-    "IQD": 3,
-    "TND": 3,
-}
-DEFAULT_EXPONENT = 2
-
 #: The browser callback's one form field.
 CALLBACK_FIELD = "x-gl-token"
 
@@ -121,11 +110,6 @@ MAX_TXN_ID_LENGTH = 50
 
 _DECIMAL = re.compile(r"^[0-9]+(\.[0-9]+)?$")
 _CURRENCY = re.compile(r"^[A-Z]{3}$")
-
-
-def exponent(currency: str) -> int:
-    """Decimal places of ``currency``'s minor unit (JPY 0; KWD, BHD, OMR, JOD, IQD, TND 3; else 2)."""
-    return CURRENCY_EXPONENTS.get(currency.upper(), DEFAULT_EXPONENT)
 
 
 def amount_to_minor(amount: object, currency: str) -> int:

@@ -6,21 +6,13 @@ import re
 from dataclasses import dataclass
 from decimal import Decimal, DecimalException
 
+from gateways.currency import EXPONENTS, exponent  # noqa: F401  (one table for the domain and every adapter)
+
 #: Three ASCII upper-case letters (``str.isupper`` would also accept ``ÄÖÜ``).
 CURRENCY_CODE = re.compile(r"[A-Z]{3}")
 #: More decimal places of scale than any real amount has: beyond it an input is refused.
 MAX_SCALE = 40
 
-#: Currencies whose minor unit is not 1/100 (Razorpay's exponent table).
-EXPONENTS: dict[str, int] = {
-    **{c: 0 for c in "BIF CLP DJF GNF ISK JPY KMF KRW PYG RWF UGX VND VUV XAF XOF XPF".split()},
-    **{c: 3 for c in "BHD IQD JOD KWD OMR TND".split()},
-}
-
-
-def exponent(currency: str) -> int:
-    """How many decimal places the currency's minor unit has (2 unless listed)."""
-    return EXPONENTS.get(currency.upper(), 2)
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,9 +24,28 @@ def test_exponent(currency: str, expected: int) -> None:
     assert exponent(currency) == expected
 
 
-def test_exponent_table_lists_only_zero_and_three() -> None:
-    assert set(EXPONENTS.values()) == {0, 3}
-    assert all(len(code) == 3 and code.isupper() for code in EXPONENTS)
+#: ISO 4217 (list one, "minor unit" column, 2024 edition): every active code whose minor unit is not 2.
+ISO_4217_NOT_TWO = {
+    "BIF": 0, "CLP": 0, "DJF": 0, "GNF": 0, "ISK": 0, "JPY": 0, "KMF": 0, "KRW": 0, "PYG": 0, "RWF": 0,
+    "UGX": 0, "UYI": 0, "VND": 0, "VUV": 0, "XAF": 0, "XOF": 0, "XPF": 0,
+    "BHD": 3, "IQD": 3, "JOD": 3, "KWD": 3, "LYD": 3, "OMR": 3, "TND": 3,
+    "CLF": 4, "UYW": 4,
+}
+
+
+def test_the_exponent_table_is_iso_4217() -> None:
+    assert dict(EXPONENTS) == ISO_4217_NOT_TWO
+    assert exponent("INR") == exponent("usd") == 2
+
+
+@pytest.mark.parametrize("currency", sorted(ISO_4217_NOT_TWO) + ["INR", "USD", "GBP"])
+def test_every_adapter_codec_agrees_with_the_domain_on_minor_units(currency: str) -> None:
+    """Issue "Structure" §4: PayGlocal knew only JPY as zero-decimal, so a KRW price was sent as 1/100."""
+    from gateways.payglocal.mapping import amount_to_minor, minor_to_amount
+
+    text = format_major(123_000, currency)
+    assert minor_to_amount(123_000, currency) == text
+    assert amount_to_minor(text, currency) == 123_000 == parse_major(text, currency).minor
 
 
 @pytest.mark.parametrize(("minor", "currency", "text"), [
