@@ -52,7 +52,6 @@ class Coordination:
         self.client = redis.Redis.from_url(url) if url else None
         self.rate_backend = RedisBackend(client=self.client) if self.client else StubBackend()
         self._last_sweep: datetime | None = None
-        self._markers: set[str] = set()
 
     def mark_sweep(self, at: datetime) -> None:
         """Remember when a sweep last completed (read by ``/metrics`` on any host)."""
@@ -65,20 +64,6 @@ class Coordination:
             value = self.client.get(f"{self.namespace}:last_sweep_at")
             return float(value) if value else None
         return self._last_sweep.timestamp() if self._last_sweep else None
-
-    def mark_once(self, key: str, ttl_s: int) -> bool:
-        """Set a short-lived marker; False if it is already set (someone else is on it)."""
-        if self.client is not None:
-            return bool(self.client.set(f"{self.namespace}:{key}", 1, nx=True, ex=ttl_s))
-        if key in self._markers:
-            return False
-        self._markers.add(key)
-        return True
-
-    def clear_mark(self, key: str) -> None:
-        if self.client is not None:
-            self.client.delete(f"{self.namespace}:{key}")
-        self._markers.discard(key)
 
     def breaker_storage(self, gateway: str) -> pybreaker.CircuitBreakerStorage:
         if self.client is None:

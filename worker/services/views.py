@@ -57,15 +57,6 @@ def ensure_order_exists(order_id: str, *, deps: Deps) -> None:
             raise UnknownOrder(f"no order {order_id!r}")
 
 
-def open_order_ids(*, deps: Deps) -> list[str]:
-    """Orders still waiting for money (created or pending) that have a gateway order."""
-    from sqlalchemy import select
-
-    with deps.sessions() as session:
-        stmt = select(Order.id).where(Order.state.in_(("created", "pending")), Order.gateway_order_id.is_not(None))
-        return list(session.execute(stmt).scalars())
-
-
 def ledger_total(organisation_id: str, *, deps: Deps) -> int:
     with deps.sessions() as session:
         return queries.ledger_sum(session, organisation_id)
