@@ -18,7 +18,8 @@ After every step: nothing but gateway errors during a fault step escapes our cod
 payment is credited twice and a paid order is credited exactly once; a credit made in a step is for a
 payment the gateway holds as captured, unrefunded, of the order's exact amount and currency; entering
 needs_review never grants in the same step; every balance is the sum of its ledger credits; an inbox
-row is never left pending by a processing step that returned. At the end (teardown) everything held is
+row is never left pending by a processing step that returned; no order is planned for a check past its
+late-payment horizon. At the end (teardown) everything held is
 delivered and every order polled until nothing changes: money the gateway keeps is credited exactly
 once unless a person has the order (needs_review, closed); no matching authorised payment is left
 uncaptured on an order the gateway does not hold as paid; and past the late-payment horizon no order is
@@ -80,7 +81,7 @@ CHECKS = frozenset({
     "inbox",  # a processing step that returned leaves no row pending
     "credited",  # at the end: money the gateway keeps is credited once, unless a person has the order
     "captured",  # at the end: no matching authorised payment left uncaptured on an order the gateway has not paid
-    "schedule",  # at the end: no check scheduled past the late-payment horizon
+    "schedule",  # after every step and at the end: no check scheduled past the late-payment horizon
 })
 SKIPPED = {name.strip() for name in os.environ.get("RECON_PROPERTY_SKIP", "").split(",") if name.strip()}
 assert SKIPPED <= CHECKS, f"RECON_PROPERTY_SKIP names unknown checks: {sorted(SKIPPED - CHECKS)}"
@@ -505,6 +506,12 @@ class MoneyMachine(RuleBasedStateMachine):
                 entered_review = state_before != "needs_review" and ours.orders[entry.order_id].state == "needs_review"
                 assert not (entered_review and not moved_to_paid), self._fail(
                     f"(d) {ref_of[entry.order_id].name} entered needs_review and was credited in the same step")
+
+        if on("schedule"):  # no order is ever planned for a check past its late-payment horizon
+            horizon = self.deps.policy.late_payment_horizon
+            late = [f"{ref_of[o.id].name} ({o.state}) at {o.next_check_at}, horizon {o.created_at + horizon}"
+                    for o in ours.orders.values() if o.next_check_at and o.next_check_at > o.created_at + horizon]
+            assert not late, self._fail(f"(g) checks planned past the horizon: {late}")
 
         if on("balance"):
             for org, balance in ours.balances.items():
