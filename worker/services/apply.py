@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 
 from sqlalchemy.orm import Session
 
 from db import queries
-from db.models import Order, OrderTransition
-from dataclasses import replace
-
-from db.models import GatewayPayment
+from db.models import GatewayPayment, Order, OrderTransition
 from gateways.port import FailureKind, RemotePayment, RemoteStatus
 from worker.domain.order_state import (Decision, Evidence, OrderSnapshot, OrderState, Plan, Policy, Source, decide,
                                       evolve, freshest, horizon_at, window_closes_at)
@@ -85,20 +83,8 @@ def apply_evidence(session: Session, order: Order, evidence: Evidence, *, now: d
     for payment in decision.flagged:
         queries.flag_payment(session, gateway=order.gateway, gateway_payment_id=payment.gateway_payment_id,
                              reason=decision.reason)
+    apply_move(session, order, decision, source=evidence.source.value, now=now)
     log = get_logger(order_id=order.id, gateway=order.gateway)
-    if decision.grant is not None and grant_once(session, order, decision.grant, now=now):
-        order.granted_payment_id = decision.grant.gateway_payment_id
-        order.paid_at = now
-        log.info("order_granted", payment_id=decision.grant.gateway_payment_id, plan=order.plan, credits=order.credits)
-        record_grant(order, now=now)
-    if decision.changed:
-        session.add(OrderTransition(order_id=order.id, from_state=order.state, to_state=decision.to_state.value,
-                                    reason=decision.reason, source=evidence.source.value, created_at=now,
-                                    gateway_payment_id=decision.grant.gateway_payment_id if decision.grant else None))
-        log.info("order_state_changed", from_state=order.state, to_state=decision.to_state.value,
-                 reason=decision.reason, source=evidence.source.value)
-        record_transition(order.gateway, decision)
-        order.state, order.state_reason = decision.to_state.value, decision.reason
     for payment in evidence.payments:
         if payment.status == RemoteStatus.UNKNOWN:
             UNKNOWN_STATUS.labels(order.gateway).inc()
@@ -107,6 +93,27 @@ def apply_evidence(session: Session, order: Order, evidence: Evidence, *, now: d
                 schedule=schedule)
     order.updated_at = now
     return decision
+
+
+def apply_move(session: Session, order: Order, decision: Decision, *, source: str, now: datetime) -> bool:
+    """Grant what the decision grants (once) and record its state change; the one writer of both, for the
+    machine's decisions and support's. Returns whether a grant was made."""
+    log = get_logger(order_id=order.id, gateway=order.gateway)
+    granted = decision.grant is not None and grant_once(session, order, decision.grant, now=now)
+    if granted:
+        order.granted_payment_id = decision.grant.gateway_payment_id
+        order.paid_at = now
+        log.info("order_granted", payment_id=decision.grant.gateway_payment_id, plan=order.plan, credits=order.credits)
+        record_grant(order, now=now)
+    if decision.changed:
+        session.add(OrderTransition(order_id=order.id, from_state=order.state, to_state=decision.to_state.value,
+                                    reason=decision.reason, source=source, created_at=now,
+                                    gateway_payment_id=decision.grant.gateway_payment_id if decision.grant else None))
+        log.info("order_state_changed", from_state=order.state, to_state=decision.to_state.value,
+                 reason=decision.reason, source=source)
+        record_transition(order.gateway, decision)
+        order.state, order.state_reason = decision.to_state.value, decision.reason
+    return granted
 
 
 def record_grant(order: Order, *, now: datetime) -> None:

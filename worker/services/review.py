@@ -9,13 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from db import queries
-from db.models import OrderTransition, SupportAction
+from db.models import SupportAction
 from worker.deps import Deps
 from worker.domain.errors import ReconError, UnknownOrder
 from worker.domain.order_state import REVIEW_DECISIONS, IllegalTransition, decide_review, evolve
 from worker.logging import get_logger
-from worker.services.apply import record_grant, snapshot, stored_payment
-from worker.services.credit import grant_once
+from worker.services.apply import apply_move, snapshot, stored_payment
 
 #: What a payment support asked to refund is flagged with (refunds themselves are support's, at the gateway).
 REFUND_REQUESTED = "refund_requested"
@@ -57,24 +56,17 @@ def resolve_review(order_id: str, decision: str, *, reason: str, requested_by: s
         except ValueError as exc:
             raise NotInReview(str(exc)) from None
         evolve(before, move)
-        granted = move.grant is not None and grant_once(session, order, move.grant, now=now)
-        if granted:
-            order.granted_payment_id, order.paid_at = move.grant.gateway_payment_id, now
-            record_grant(order, now=now)
         for payment in move.flagged:
             queries.flag_payment(session, gateway=order.gateway, gateway_payment_id=payment.gateway_payment_id,
                                  reason=REFUND_REQUESTED)
-        session.add(OrderTransition(order_id=order_id, from_state=order.state, to_state=move.to_state.value,
-                                    reason=move.reason, source="support", created_at=now,
-                                    gateway_payment_id=move.grant.gateway_payment_id if granted else None))
+        granted = apply_move(session, order, move, source="support", now=now)
         session.add(SupportAction(order_id=order_id, action=move.reason, requested_by=requested_by,
-                                  reason=reason, outcome={"from_state": order.state, "state": move.to_state.value,
-                                                          "granted": granted,
+                                  reason=reason, outcome={"from_state": move.from_state.value,
+                                                          "state": move.to_state.value, "granted": granted,
                                                           "refund_requested": [p.gateway_payment_id
                                                                                for p in move.flagged]},
                                   created_at=now))
-        order.state, order.state_reason, order.next_check_at, order.updated_at = (
-            move.to_state.value, move.reason, None, now)
+        order.next_check_at, order.updated_at = None, now
     get_logger(order_id=order_id, gateway=order.gateway).info("review_resolved", decision=decision,
                                                               requested_by=requested_by, state=move.to_state.value)
     return Resolution(order_id, decision, move.to_state.value, granted)
