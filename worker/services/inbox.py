@@ -50,12 +50,12 @@ class Stored:
     authentic: bool = False
 
 
-def storable_headers(headers: Mapping[str, str]) -> dict[str, str]:
-    return {k.lower(): v.replace("\x00", "\\x00") for k, v in headers.items() if k.lower() not in DROPPED_HEADERS}
-
-
 def _printable(text: str) -> str:
     return text.replace("\x00", "\\x00")
+
+
+def storable_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    return {k.lower(): _printable(v) for k, v in headers.items() if k.lower() not in DROPPED_HEADERS}
 
 
 #: What each gateway posts; anything else is kept and refused.
@@ -65,17 +65,33 @@ CONTENT_TYPES = {"razorpay": "application/json", "payglocal": "application/x-www
 def store_rejected(gateway_name: str, raw_body: bytes, headers: Mapping[str, str], reason: str, *, deps: Deps,
                    outcome: str = "rejected", order_id: str | None = None, authentic: bool = False) -> Stored:
     """Keep input we refuse, with the reason, for support (never with an event id)."""
+    row_id, reason = _insert_rejected({"gateway": gateway_name, "kind": "webhook", "headers": storable_headers(headers),
+                                       "body": raw_body, "attempts": 0, "order_id": order_id}, reason, deps=deps)
+    get_logger(gateway=gateway_name).warning("webhook_rejected", inbox_id=row_id, reason=reason)
+    WEBHOOKS_RECEIVED.labels(gateway_name, "webhook", outcome).inc()
+    return Stored(row_id, "rejected", reason, authentic=authentic)
+
+
+def _insert_rejected(values: dict, reason: str, *, deps: Deps) -> tuple[int, str]:
+    """Keep a refused webhook or callback, closed, with no event id; returns its id and the reason kept."""
     now = deps.clock.now()
     reason = _printable(reason)[:500]
     with deps.sessions.begin() as session:
-        row = InboxEvent(gateway=gateway_name, kind="webhook", headers=storable_headers(headers), body=raw_body,
-                         received_at=now, attempts=0, status="rejected", reason=reason, processed_at=now,
-                         order_id=order_id)
+        row = InboxEvent(**values, received_at=now, status="rejected", reason=reason, processed_at=now)
         session.add(row)
         session.flush()
-    get_logger(gateway=gateway_name).warning("webhook_rejected", inbox_id=row.id, reason=reason)
-    WEBHOOKS_RECEIVED.labels(gateway_name, "webhook", outcome).inc()
-    return Stored(row.id, "rejected", reason, authentic=authentic)
+        return row.id, reason
+
+
+def _insert_once(values: dict, *, deps: Deps) -> Stored:
+    """Keep a verified webhook or callback as pending, deduped on ``(gateway, event_id)``."""
+    with deps.sessions.begin() as session:
+        inserted = queries.insert_ignore(session, InboxEvent, {**values, "status": "pending"},
+                                         conflict=["gateway", "event_id"])
+        if inserted is not None:
+            return Stored(inserted, "accepted", enqueue=True, authentic=True)
+        existing = queries.find_inbox_event(session, values["gateway"], values["event_id"])
+        return Stored(existing.id, "duplicate", enqueue=existing.status == "pending", authentic=True)
 
 
 def store_webhook(gateway_name: str, raw_body: bytes, headers: Mapping[str, str], *, deps: Deps) -> Stored:
@@ -104,16 +120,9 @@ def store_webhook(gateway_name: str, raw_body: bytes, headers: Mapping[str, str]
         return store_rejected(gateway_name, raw_body, headers, reason, deps=deps, order_id=order_id,
                               outcome="bad_signature" if bad_signature else "rejected",
                               authentic=not bad_signature and exc.signed)
-    with deps.sessions.begin() as session:
-        inbox_id = queries.insert_ignore(session, InboxEvent, {
-            **base, "event_id": event.event_id, "event_type": event.event_type, "status": "pending",
-            "gateway_payment_id": event.payment.gateway_payment_id[:64] if event.payment else None,
-        }, conflict=["gateway", "event_id"])
-        if inbox_id is not None:
-            stored = Stored(inbox_id, "accepted", enqueue=True, authentic=True)
-        else:
-            existing = queries.find_inbox_event(session, gateway_name, event.event_id)
-            stored = Stored(existing.id, "duplicate", enqueue=existing.status == "pending", authentic=True)
+    stored = _insert_once({**base, "event_id": event.event_id, "event_type": event.event_type,
+                           "gateway_payment_id": event.payment.gateway_payment_id[:64] if event.payment else None},
+                          deps=deps)
     WEBHOOKS_RECEIVED.labels(gateway_name, "webhook", stored.status).inc()
     return stored
 
@@ -132,30 +141,18 @@ def store_callback(order_id: str, gateway_payment_id: str, signature: str, *, de
         raise UnknownOrder(f"no order {order_id!r}")
     log = get_logger(order_id=order_id, payment_id=gateway_payment_id, gateway=order.gateway)
     params = {"payment_id": gateway_payment_id, "signature": signature}
-    now = deps.clock.now()
     values = {"gateway": order.gateway, "kind": "callback", "event_type": "checkout.callback", "order_id": order.id,
               "gateway_payment_id": gateway_payment_id[:64], "headers": {}, "body": json.dumps(params).encode(),
-              "received_at": now, "attempts": 0}
+              "attempts": 0}
     try:
         deps.gateway(order.gateway).verify_callback(order.gateway_order_id or "", gateway_payment_id, signature)
     except SignatureInvalid as exc:
-        reason = _printable(f"bad_signature: {exc}")[:500]
-        with deps.sessions.begin() as session:
-            row = InboxEvent(**values, status="rejected", reason=reason, processed_at=now)
-            session.add(row)
-            session.flush()
-        log.warning("callback_rejected", inbox_id=row.id, reason=reason)
+        row_id, reason = _insert_rejected(values, f"bad_signature: {exc}", deps=deps)
+        log.warning("callback_rejected", inbox_id=row_id, reason=reason)
         WEBHOOKS_RECEIVED.labels(order.gateway, "callback", "bad_signature").inc()
-        return Stored(row.id, "rejected", reason)
-    event_id = f"callback:{gateway_payment_id}"
-    with deps.sessions.begin() as session:
-        inserted = queries.insert_ignore(session, InboxEvent, {**values, "event_id": event_id, "status": "pending"},
-                                         conflict=["gateway", "event_id"])
-        if inserted is not None:
-            stored = Stored(inserted, "accepted", enqueue=True, authentic=True)
-        else:
-            existing = queries.find_inbox_event(session, order.gateway, event_id)
-            stored = Stored(existing.id, "duplicate", enqueue=existing.status == "pending", authentic=True)
+        return Stored(row_id, "rejected", reason)
+    stored = _insert_once({**values, "event_id": f"callback:{gateway_payment_id}", "received_at": deps.clock.now()},
+                          deps=deps)
     WEBHOOKS_RECEIVED.labels(order.gateway, "callback", stored.status).inc()
     return stored
 
