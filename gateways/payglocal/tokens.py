@@ -275,13 +275,7 @@ def stored_claims(token: str) -> CallbackClaims:
         SignatureInvalid: the token cannot be read or names no gid.
     """
     try:
-        if not _COMPACT_JWS.match(token.strip()):
-            raise ValueError("not a compact JWS")
-        header_part, payload_part, _ = token.strip().split(".")
-        header = json.loads(base64.urlsafe_b64decode(header_part + "=" * (-len(header_part) % 4)))
-        claims = json.loads(base64.urlsafe_b64decode(payload_part + "=" * (-len(payload_part) % 4)))
-        if not isinstance(claims, dict) or not isinstance(header, dict):
-            raise ValueError("not a JSON object")
+        header, claims = _unverified_parts(token)
     except (ValueError, TypeError, AttributeError) as exc:
         raise SignatureInvalid(f"stored PayGlocal token cannot be read: {exc}") from None
     gid = _text(claims.get("x-gl-gid")) or _text(claims.get("gid"))
@@ -298,14 +292,22 @@ def unverified_gid(token: str) -> str | None:
 
     Only to prompt a status check of an order we hold when verification failed; never trusted."""
     try:
-        if not _COMPACT_JWS.match(token.strip()):
-            return None
-        segment = token.strip().split(".")[1]
-        claims = json.loads(base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4)))
+        _, claims = _unverified_parts(token)
         gid = _text(claims.get("x-gl-gid")) or _text(claims.get("gid"))
     except (ValueError, TypeError, AttributeError):
         return None
     return gid if gid is not None and len(gid) <= 64 else None
+
+
+def _unverified_parts(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A compact JWS's header and payload as JSON objects, signature unchecked. Raises ValueError."""
+    if not _COMPACT_JWS.match(token.strip()):
+        raise ValueError("not a compact JWS")
+    header, payload = (json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
+                       for part in token.strip().split(".")[:2])
+    if not isinstance(header, dict) or not isinstance(payload, dict):
+        raise ValueError("not a JSON object")
+    return header, payload
 
 
 def _iat_ms(value: object) -> int:

@@ -14,7 +14,6 @@ CURRENCY_CODE = re.compile(r"[A-Z]{3}")
 MAX_SCALE = 40
 
 
-
 @dataclass(frozen=True, slots=True)
 class Money:
     """An amount in minor units (paise, cents) of one currency."""

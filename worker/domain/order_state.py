@@ -85,12 +85,13 @@ STATUS_RANK: dict[RemoteStatus, int] = {RemoteStatus.UNKNOWN: 0, RemoteStatus.CR
                                         RemoteStatus.REFUNDED: 4}
 
 
+def _progress(payment: RemotePayment) -> tuple[int, int]:
+    return STATUS_RANK[payment.status], payment.amount_refunded_minor
+
+
 def freshest(known: RemotePayment | None, new: RemotePayment) -> RemotePayment:
     """The more advanced of two snapshots of one payment (ties: the one with more refunded)."""
-    if known is None:
-        return new
-    key = lambda p: (STATUS_RANK[p.status], p.amount_refunded_minor)  # noqa: E731
-    return new if key(new) >= key(known) else known
+    return new if known is None or _progress(new) >= _progress(known) else known
 
 
 class IllegalTransition(Exception):
