@@ -1,6 +1,6 @@
 """Benchmark 1: callback throughput. Signed webhooks over HTTP → verified → stored → worker → credited.
 
-Production layout: ``recon web`` and ``dramatiq worker.actors`` as subprocesses on a scratch Postgres
+Production layout: ``recon web`` and ``dramatiq worker.main:start`` as subprocesses on a scratch Postgres
 database and a private Redis. Orders are pre-created with SQL (state ``created``, each with its order
 in the simulator); the simulator takes every payment (auto-capture) **without** delivering its
 webhooks, and this module sends the exact bytes and signed headers it generated (payment.authorized,
@@ -89,7 +89,7 @@ def _ms(seconds: float | None) -> float | None:
 
 def run(*, clients: int, orders: int, seconds: float, pgbench_seconds: int, worker_processes: int,
         worker_threads: int, logs: Path, profile: bool = False) -> dict:
-    from gateways.simulator import Simulator, SimulatorConfig
+    from simulator import Simulator, SimulatorConfig
 
     log(f"callbacks: pgbench baseline (-c {clients} -j 2 -T {pgbench_seconds})")
     baseline = pgbench(clients, pgbench_seconds)

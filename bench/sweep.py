@@ -5,7 +5,7 @@ through the simulator's API): 10 % captured there without any webhook reaching u
 credit them), 30 % with a declined attempt, 60 % with no attempt yet. The simulator answers every
 ``/v1`` request after ``latency_ms``. The production processes sweep them: ``recon scheduler`` (the
 real APScheduler round, leader lock, SKIP LOCKED claims) enqueues ``check_order`` for
-``dramatiq worker.actors`` (``--processes P --threads T``), whose gateway calls share the Redis rate
+``dramatiq worker.main:start`` (``--processes P --threads T``), whose gateway calls share the Redis rate
 limit ``RECON_GATEWAY_RATE_PER_S`` = R, of which sweeps may use ``RECON_SWEEP_SHARE`` (0.8).
 
 Two settings are changed from their defaults so that each order is checked once and the figure is
@@ -75,7 +75,7 @@ def _seed(sim, engine, prefix: str, count: int, orgs: list[str], next_check_at) 
 
 def run(*, orders: int, rate: int, latency_ms: int, worker_processes: int, worker_threads: int, sdk_orders: int,
         recheck_rate: float, logs: Path, max_seconds: float, sweep_share: float = 0.8) -> dict:
-    from gateways.simulator import SimulatorConfig, SimulatorServer
+    from simulator import SimulatorConfig, SimulatorServer
 
     result: dict = {"orders": orders, "rate_limit_per_s": rate, "sweep_share": sweep_share,
                     "simulator_latency_ms": latency_ms,

@@ -4,7 +4,7 @@ restarted empty and database connections are cut; afterwards every capture must 
 Everything listens on 127.0.0.1 and is stopped at the end, failure or not: a redis-server of its own on a
 spare port, a Postgres database of its own (migrated, then dropped), the gateway simulator with faults
 (5xx, 429, slow answers; each webhook three times, shuffled), and the Procfile's processes as supervised
-subprocesses (``recon web``, two ``dramatiq worker.actors``, ``recon scheduler``): one that exits is restarted.
+subprocesses (``recon web``, two ``dramatiq worker.main:start``, ``recon scheduler``): one that exits is restarted.
 
 - ``stack``: the own Redis, the own database, supervised process groups, the faults.
 - ``customers``: orders on both gateways (some manual-capture), checkouts, callbacks, late banks, wrong amounts,

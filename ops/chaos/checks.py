@@ -262,29 +262,31 @@ PAYGLOCAL_STATUS = {"SENT_FOR_CAPTURE": "captured", "AUTHORIZED": "authorized", 
 
 
 def gateway_truth(sim, refunded_at: Mapping[str, float] | None = None) -> list[GatewayPayment]:
-    """Every payment attempt the simulator holds, both gateways. ``refunded_at``: payment id -> epoch seconds of
-    the refunds the harness made (the simulator keeps none for PayGlocal, whole seconds for Razorpay)."""
+    """Every payment attempt the simulator holds, both gateways, read from its state (``sim.state()``: the
+    ``/_sim/state`` JSON, through :class:`ops.simulator_client.SimulatorClient` or an in-process simulator alike).
+    ``refunded_at``: payment id -> epoch seconds of the refunds the harness made (the simulator keeps none for
+    PayGlocal, whole seconds for Razorpay)."""
     refunded_at = dict(refunded_at or {})
+    state = sim.state(webhooks=False)  # the entities only: the delivery counts are measured separately
+    razorpay, payglocal = state["razorpay"], state["payglocal"]
     found: list[GatewayPayment] = []
-    with sim.razorpay.lock:  # not snapshot(): a deep copy of every entity every few seconds slows the gateway
-        receipts = {oid: o.get("receipt") for oid, o in sim.razorpay.orders.items()}
-        refund_times: dict[str, float] = {}
-        for refund in sim.razorpay.refunds.values():
-            refund_times[refund["payment_id"]] = max(refund_times.get(refund["payment_id"], 0), refund["created_at"] + 1)
-        for p in sim.razorpay.payments.values():
-            status = p["status"]
-            if status == "captured" and p.get("amount_refunded"):
-                status = "partly_refunded"
-            found.append(GatewayPayment(
-                "razorpay", p["id"], receipts.get(p.get("order_id")), status, p["amount"], p["currency"],
-                bool(p.get("captured")), refunded_at.get(p["id"], refund_times.get(p["id"]))
-                if status in ("refunded", "partly_refunded") else None))
-    with sim.payglocal.lock:
-        for t in sim.payglocal.transactions.values():
-            status = PAYGLOCAL_STATUS.get(t["status"], "failed")
-            found.append(GatewayPayment(
-                "payglocal", t["gid"], t.get("merchantTxnId"), status, t["paid_amount_minor"], t["paid_currency"],
-                status in ("captured", "refunded"), refunded_at.get(t["gid"]) if status == "refunded" else None))
+    receipts = {o["id"]: o.get("receipt") for o in razorpay["orders"]}
+    refund_times: dict[str, float] = {}
+    for refund in razorpay["refunds"]:
+        refund_times[refund["payment_id"]] = max(refund_times.get(refund["payment_id"], 0), refund["created_at"] + 1)
+    for p in razorpay["payments"]:
+        status = p["status"]
+        if status == "captured" and p.get("amount_refunded"):
+            status = "partly_refunded"
+        found.append(GatewayPayment(
+            "razorpay", p["id"], receipts.get(p.get("order_id")), status, p["amount"], p["currency"],
+            bool(p.get("captured")), refunded_at.get(p["id"], refund_times.get(p["id"]))
+            if status in ("refunded", "partly_refunded") else None))
+    for t in payglocal["transactions"]:
+        status = PAYGLOCAL_STATUS.get(t["status"], "failed")
+        found.append(GatewayPayment(
+            "payglocal", t["gid"], t.get("merchantTxnId"), status, t["paid_amount_minor"], t["paid_currency"],
+            status in ("captured", "refunded"), refunded_at.get(t["gid"]) if status == "refunded" else None))
     return found
 
 
@@ -392,7 +394,7 @@ def measure(engine: Engine, sim, redis_client, namespace: str, *, horizon_s: flo
     tally.dead_letters = {q: _zcard(redis_client, f"{namespace}:{q}.XQ") for q in QUEUES}
     if log_dir:
         tally.dead_letter_reasons = {**dead_letters_logged(log_dir), **dead_letters_held(redis_client, namespace)}
-    tally.webhooks = sim.webhooks.stats() if log_dir else {"pending": webhook_backlog(sim)}  # stats(): see there
+    tally.webhooks = sim.webhook_stats() if log_dir else {"pending": webhook_backlog(sim)}  # stats(): see there
     tally.truth = truth
     tally.back_in_review = sorted(o for o in ours.reviews if ours.orders.get(o) and ours.orders[o].state == "needs_review")
     return tally
@@ -401,7 +403,7 @@ def measure(engine: Engine, sim, redis_client, namespace: str, *, horizon_s: flo
 def _zcard(client, key: str) -> int:
     try:
         return int(client.zcard(key))
-    except Exception:  # noqa: BLE001  (Redis may be down mid-run; the final snapshot is taken with it up)
+    except Exception:
         return -1
 
 

@@ -25,7 +25,7 @@ from rich.console import Console
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
-from gateways.simulator.razorpay_rules import SimulatorError
+from ops.simulator_client import SimulatorClient, SimulatorRefused
 
 #: What each customer does, and how often (weights). ``late_*`` authorise a payment that timed out after the
 #: order was abandoned: ``late_in_window`` within Razorpay's 12-minute auto-capture window (captured by the
@@ -44,17 +44,18 @@ DECISIONS = {"amount_or_currency_mismatch": ("refund", "close", "credit"),
 _ALNUM = string.ascii_letters + string.digits
 
 
-def webhook_backlog(sim) -> int:
-    """Webhook deliveries queued or in flight at the simulated gateway. Not ``sim.webhooks.stats()``: that walks
-    the whole delivery log under the sender's lock; twice a second, it slowed delivery down measurably."""
-    return len(sim.webhooks._pending) + sim.webhooks._in_flight  # noqa: SLF001  (plain reads, no lock needed)
+def webhook_backlog(sim: SimulatorClient) -> int:
+    """Webhook deliveries queued or in flight at the simulated gateway (``GET /_sim/webhooks/backlog``: a cheap
+    read; the full stats walk the whole delivery log under the sender's lock, which twice a second slowed
+    delivery down measurably)."""
+    return sim.webhook_backlog()
 
 
 class Customers:
     """Customers and billing: POST /orders, the checkout in the simulator, callbacks, support rechecks, refunds,
     webhook replays, late banks."""
 
-    def __init__(self, cfg, sim, web_url: str, token: str, orgs: list[tuple[str, str]], manual_web_url: str | None = None):
+    def __init__(self, cfg, sim: SimulatorClient, web_url: str, token: str, orgs: list[tuple[str, str]], manual_web_url: str | None = None):
         self.cfg, self.sim, self.orgs = cfg, sim, orgs
         headers = {"Authorization": f"Bearer {token}"}
         limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
@@ -106,7 +107,7 @@ class Customers:
     def _customer(self, number: int) -> None:
         try:
             self._play(number, random.Random(f"{self.cfg.seed}:{number}"))
-        except Exception as exc:  # noqa: BLE001  (a driver fault must not stop the run: it is counted and shown)
+        except Exception as exc:
             self.count(f"driver_error_{type(exc).__name__}")
         finally:
             with self.lock:
@@ -160,7 +161,7 @@ class Customers:
     def _pay(self, order: dict, outcome: str, rng: random.Random, *, amount_minor: int | None = None) -> dict | None:
         try:
             paid = self.sim.pay(order["gateway_order_id"], outcome, amount_minor=amount_minor)
-        except SimulatorError:
+        except SimulatorRefused:
             self.count("checkout_refused")
             return None
         self.count(f"pay_{outcome}" if amount_minor is None else "pay_wrong_amount")
@@ -181,7 +182,7 @@ class Customers:
             else:
                 self.sim.late_authorize(payment_id, minutes_after_creation=minutes)
             self.count("late_authorized")
-        except SimulatorError:
+        except SimulatorRefused:
             self.count("late_authorize_refused")
 
     def _refund_once_credited(self, order: dict, payment_id: str, rng: random.Random, give_up_at: float) -> None:
@@ -210,7 +211,7 @@ class Customers:
                 self.sim.refund_payglocal(payment_id)
             else:
                 self.sim.refund(payment_id)
-        except SimulatorError:
+        except SimulatorRefused:
             self.count("refund_refused")
             return False
         with self.lock:
@@ -226,10 +227,11 @@ class Customers:
 
     # -- webhooks replayed under a fresh event id ------------------------------------------------------------
     def _events_of(self, payment_id: str) -> list:
-        """The simulator's events naming ``payment_id`` (an index built incrementally: one parse per event)."""
+        """The simulator's events naming ``payment_id`` (an index built incrementally: each event fetched and
+        parsed once)."""
         with self._events_lock:
-            events = self.sim.webhook_events()
-            for event in events[self._events_seen:]:
+            for event in self.sim.webhook_events(since=self._events_seen):
+                self._events_seen += 1
                 if event.gateway != "razorpay":
                     continue
                 try:
@@ -237,7 +239,6 @@ class Customers:
                 except (ValueError, KeyError, TypeError):
                     continue
                 self._events_by_payment[named].append(event)
-            self._events_seen = len(events)
             return list(self._events_by_payment.get(payment_id, ()))
 
     def _replay(self, payment_id: str, event_name: str | None, rng: random.Random) -> None:
@@ -296,7 +297,7 @@ class Customers:
     def _run_later(self, fn, args) -> None:
         try:
             fn(*args)
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             self.count(f"driver_error_{type(exc).__name__}")
         finally:
             with self.lock:
@@ -364,6 +365,6 @@ class SupportDesk:
         decision = self.rng.choices(choices, weights=[3] + [1] * (len(choices) - 1))[0]
         body = {"decision": decision, "reason": f"chaos support: {reason or 'no reason'} -> {decision}",
                 "requested_by": "support:chaos-desk"}
-        answer = self.customers._post(f"/orders/{order_id}/review", body, f"review_{decision}")  # noqa: SLF001
+        answer = self.customers._post(f"/orders/{order_id}/review", body, f"review_{decision}")
         if answer is not None and answer.status_code == 409:
             self.customers.count(f"review_refused_{reason}")

@@ -24,6 +24,7 @@ from sqlalchemy.exc import OperationalError
 from ops.chaos import checks
 from ops.chaos.customers import Customers, SupportDesk
 from ops.chaos.stack import Database, Faults, Proc, RedisServer, free_port, supervise, wait_until
+from ops.simulator_client import SimulatorClient, SimulatorProcess
 
 BIN = Path(sys.executable).parent
 
@@ -34,7 +35,7 @@ class ChaosConfig:
 
     orders: int = 10_000
     concurrency: int = 12  #: customers in flight at once
-    workers: int = 2  #: ``dramatiq worker.actors --processes 1 --threads <threads>`` processes
+    workers: int = 2  #: ``dramatiq worker.main:start --processes 1 --threads <threads>`` processes
     threads: int = 8
     organisations: int = 20
     payglocal_share: float = 0.3  #: organisations in region US (PayGlocal); the others are in IN (Razorpay)
@@ -78,7 +79,7 @@ class _Running:
 
     database: Database
     redis: RedisServer
-    sim: object
+    sim: SimulatorClient
     web_url: str
     manual_web_url: str
     token: str
@@ -98,7 +99,7 @@ def run_chaos(cfg: ChaosConfig, console: Console | None = None) -> ChaosResult:
         up = _stand_up(stack, cfg, run_dir, stats, details, console)
         engine = create_engine(up.database.url, pool_pre_ping=True)
         stack.callback(engine.dispose)
-        customers = Customers(cfg, up.sim.sim, up.web_url, up.token, _organisations(cfg, up), up.manual_web_url)
+        customers = Customers(cfg, up.sim, up.web_url, up.token, _organisations(cfg, up), up.manual_web_url)
         stack.callback(customers.close)
         desk = SupportDesk(cfg, engine, customers)
         desk.start()
@@ -113,12 +114,12 @@ def run_chaos(cfg: ChaosConfig, console: Console | None = None) -> ChaosResult:
         shaker.join()
         drive_s = time.monotonic() - drive_started
         console.log(f"drove {customers.done:,} customers in {drive_s:.0f} s; faults off, draining")
-        up.sim.sim.set_knobs(error_rate=0.0, rate_limit_rate=0.0, timeout_rate=0.0)
+        up.sim.set_knobs(error_rate=0.0, rate_limit_rate=0.0, timeout_rate=0.0)
         wait_until(lambda: customers.outstanding == 0, cfg.abandon_after_s + 120, "late customer actions did not finish")
         drain_started = time.monotonic()
         drain_end = _drain(cfg, up, engine, desk, customers, console)
         desk.close()
-        tally = checks.measure(engine, up.sim.sim, up.redis.client, up.namespace, horizon_s=cfg.horizon_s,
+        tally = checks.measure(engine, up.sim, up.redis.client, up.namespace, horizon_s=cfg.horizon_s,
                                log_dir=run_dir, refunded_at=customers.refunded_at)
         run = {**stats, "orders_driven": customers.done, "driver": dict(customers.counts), "drive_s": drive_s,
                "orders_per_s": customers.done / max(drive_s, 1e-9), "drain_s": time.monotonic() - drain_started,
@@ -145,7 +146,7 @@ def _show_timelines(engine, tally: checks.Tally, run_dir: Path, console: Console
         return
     try:
         told = checks.timelines(engine, failing[:200], tally.truth)
-    except Exception as exc:  # noqa: BLE001  (the table and the failures are printed anyway)
+    except Exception as exc:
         console.print(f"[yellow]could not read the failing orders' timelines: {exc!r}[/yellow]")
         return
     (run_dir / "timelines.txt").write_text(told + "\n")
@@ -157,8 +158,6 @@ def _show_timelines(engine, tally: checks.Tally, run_dir: Path, console: Console
 def _stand_up(stack: ExitStack, cfg: ChaosConfig, run_dir: Path, stats: Counter, details: dict,
               console: Console) -> _Running:
     """Database, Redis, simulator, then web, scheduler and workers under a supervisor; each torn down by ``stack``."""
-    from gateways.simulator import SimulatorConfig, SimulatorServer
-
     run_id = secrets.token_hex(4)
     database = Database(f"recon_chaos_{run_id}")
     stack.callback(database.drop)  # before create(): a failed migration still drops it
@@ -167,10 +166,10 @@ def _stand_up(stack: ExitStack, cfg: ChaosConfig, run_dir: Path, stats: Counter,
     redis_server.start()
     stack.callback(redis_server.stop)
     web_url, manual_web_url = f"http://127.0.0.1:{free_port()}", f"http://127.0.0.1:{free_port()}"
-    sim = stack.enter_context(SimulatorServer(SimulatorConfig(
-        seed=cfg.seed, webhook_url=f"{web_url}/webhooks/razorpay", webhook_duplicates=3, shuffle_webhooks=True,
-        webhook_backoff_s=0.5, error_rate=cfg.error_rate, rate_limit_rate=cfg.rate_limit_rate,
-        timeout_rate=cfg.timeout_rate, timeout_sleep_s=cfg.timeout_sleep_s)))
+    sim = stack.enter_context(SimulatorProcess(  # its own process, driven over its control API
+        log_path=run_dir / "simulator.log", seed=cfg.seed, webhook_url=f"{web_url}/webhooks/razorpay",
+        webhook_duplicates=3, shuffle_webhooks=True, webhook_backoff_s=0.5, error_rate=cfg.error_rate,
+        rate_limit_rate=cfg.rate_limit_rate, timeout_rate=cfg.timeout_rate, timeout_sleep_s=cfg.timeout_sleep_s))
     up = _Running(database, redis_server, sim, web_url, manual_web_url, secrets.token_urlsafe(24),
                   f"recon-chaos-{run_id}", [])
     env = _environment(cfg, up, run_dir)
@@ -181,7 +180,7 @@ def _stand_up(stack: ExitStack, cfg: ChaosConfig, run_dir: Path, stats: Counter,
     if cfg.manual_capture_share > 0:
         procs.append(Proc("web-manual", [recon, "web", "--host", "127.0.0.1", "--port",
                                          manual_web_url.rsplit(":", 1)[1]], manual_env, run_dir))
-    up.workers = [Proc(f"worker-{n}", [dramatiq_cli, "worker.actors", "--processes", "1", "--threads",
+    up.workers = [Proc(f"worker-{n}", [dramatiq_cli, "worker.main:start", "--processes", "1", "--threads",
                                        str(cfg.threads)], env, run_dir) for n in range(1, cfg.workers + 1)]
     for proc in procs + up.workers:
         proc.start()
@@ -213,7 +212,7 @@ def _drain(cfg: ChaosConfig, up: _Running, engine, desk: SupportDesk, customers:
     last_money, money_since = None, time.monotonic()
     while time.monotonic() - drain_started < cfg.drain_timeout_s:
         try:
-            tally = checks.measure(engine, up.sim.sim, up.redis.client, up.namespace, horizon_s=cfg.horizon_s,
+            tally = checks.measure(engine, up.sim, up.redis.client, up.namespace, horizon_s=cfg.horizon_s,
                                    refunded_at=customers.refunded_at)
         except OperationalError as exc:  # the shared Postgres may refuse a connection for a moment: measure again
             console.log(f"[yellow]measuring failed, trying again: {str(exc).splitlines()[0]}[/yellow]")
@@ -242,15 +241,15 @@ def _drain(cfg: ChaosConfig, up: _Running, engine, desk: SupportDesk, customers:
 
 def _environment(cfg: ChaosConfig, up: _Running, run_dir: Path) -> dict[str, str]:
     """The processes' environment: ours only (no RECON_* inherited), as a Procfile's would be. Both gateways are
-    configured with the simulator's keys (PayGlocal: ``sim.payglocal.adapter_kwargs()``)."""
+    configured with the keys the simulator serves (``/_sim/razorpay/keys``, ``/_sim/payglocal/keys``)."""
     (run_dir / "metrics").mkdir(exist_ok=True)
-    sim = up.sim.config
-    payglocal = up.sim.sim.payglocal.adapter_kwargs()
+    sim = up.sim.razorpay_keys()
+    payglocal = up.sim.payglocal_settings()
     env = {key: value for key, value in os.environ.items() if not key.startswith("RECON_")}
     env.update({
         "RECON_DATABASE_URL": up.database.url, "RECON_BROKER_URL": up.redis.url, "RECON_BROKER_NAMESPACE": up.namespace,
-        "RECON_RAZORPAY_BASE_URL": up.sim.base_url, "RECON_RAZORPAY_KEY_ID": sim.key_id,
-        "RECON_RAZORPAY_KEY_SECRET": sim.key_secret, "RECON_RAZORPAY_WEBHOOK_SECRET": sim.webhook_secret,
+        "RECON_RAZORPAY_BASE_URL": up.sim.base_url, "RECON_RAZORPAY_KEY_ID": sim["key_id"],
+        "RECON_RAZORPAY_KEY_SECRET": sim["key_secret"], "RECON_RAZORPAY_WEBHOOK_SECRET": sim["webhook_secret"],
         "RECON_PAYGLOCAL_BASE_URL": up.sim.base_url, "RECON_PAYGLOCAL_MERCHANT_ID": payglocal["merchant_id"],
         "RECON_PAYGLOCAL_PRIVATE_KEY_PEM": payglocal["private_key_pem"],
         "RECON_PAYGLOCAL_PRIVATE_KID": payglocal["private_kid"],

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from gateways.simulator import SimulatorServer
+from simulator import SimulatorServer
 from tests.unit.simulator.support import Receiver, start
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 
-from gateways.simulator import SimulatorConfig, SimulatorServer
+from simulator import SimulatorConfig, SimulatorServer
 
 #: One TLS context for every client (building one per client costs ~45 ms; all URLs are http anyway).
 _TLS = ssl.create_default_context()
@@ -26,7 +26,7 @@ class Receiver:
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (http.server API)
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
                 with outer.lock:
                     outer.requests.append((self.headers, body))

@@ -12,7 +12,7 @@ import pytest
 from gateways.errors import GatewayNotFound, GatewayPermanent, GatewayRateLimited, GatewayTransient
 from gateways.payglocal import PayGlocalGateway, tokens
 from gateways.port import FailureKind, RemoteStatus
-from gateways.simulator import SimulatorError, SimulatorServer
+from simulator import SimulatorError, SimulatorServer
 from tests.unit.gateways.payglocal_fakes import MERCHANT_KID, MID, PAYGLOCAL_KID, gateway_kwargs, keys
 from tests.unit.simulator.support import Receiver, plain, start
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from gateways.razorpay.signature import checkout_message, sign
-from gateways.simulator import SimulatorError, SimulatorServer
+from simulator import SimulatorError, SimulatorServer
 from tests.unit.simulator.support import Receiver, api, get, new_order, plain, start
 
 ORDER_ID = re.compile(r"^order_[A-Za-z0-9]{14}$")
@@ -45,7 +45,7 @@ def test_create_order_shape_notes_and_unique_receipt(server: SimulatorServer) ->
     }  # fmt: skip
     assert abs(order["created_at"] - time.time()) < 5
     assert new_order(server, notes={"user": "u1"})["notes"] == {"user": "u1"}
-    again = new_order(server, amount=50000, receipt="rcpt-1")
+    again = new_order(server, amount=50000, receipt="rcpt-1", unique_receipt=True)
     assert again["id"] == order["id"]
     listed = get(server, "/v1/orders?receipt=rcpt-1").json()
     assert listed["entity"] == "collection" and listed["count"] == 1 and listed["items"][0]["id"] == order["id"]

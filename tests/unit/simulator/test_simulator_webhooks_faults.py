@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from gateways.razorpay.signature import matches_any, sign
-from gateways.simulator import SimulatorConfig, SimulatorServer
+from simulator import SimulatorConfig, SimulatorServer
 from tests.unit.simulator.support import Receiver, api, get, new_order, plain, start
 
 

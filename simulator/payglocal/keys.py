@@ -1,13 +1,14 @@
-"""The simulated PayGlocal's keys and its checks on merchant requests, as PayGlocal documents them.
+"""The simulated PayGlocal's keys, and its checks on merchant requests as payglocal.md describes them.
 
-- PayGlocal's own RSA key pair signs callback tokens and decrypts the JWE bodies merchants send.
-- The merchant's public key verifies the ``x-gl-token-external`` JWS. When the config gives none,
-  a merchant key pair is generated and its private half is exposed, so tests and the demo can
-  configure the adapter (:meth:`SimKeys.adapter_kwargs`).
+- PayGlocal's own RSA key pair signs callback tokens (RS256 JWS, header ``issued-by: Glocal``,
+  ``is-digested: false``: payglocal.md §4) and decrypts the JWE bodies merchants send (``RSA-OAEP-256`` /
+  ``A128CBC-HS256``: payglocal.md §1).
+- The merchant's public key verifies the ``x-gl-token-external`` JWS. When the config gives none, a merchant
+  key pair is generated and its private half is exposed, so tests and the demo can configure the adapter.
 
-Request checks (docs/gateways/payglocal.md §1, 2026 docs): a missing, malformed, badly signed or
-expired JWS -> 401; an unknown kid or another MID -> 403; a digest that does not match the body
-(or the path, for GET) -> 400.
+Request checks (payglocal.md §1, 2026 docs): a missing, malformed, badly signed or expired JWS -> 401; an
+unknown kid or another MID -> 403; a digest (standard Base64 of SHA-256 over the raw JWE body, or over the
+request path for GET status: §0.3, §1) that does not match -> 400.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import base64
 import hashlib
 import json
 import re
-import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -25,42 +25,15 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from jwcrypto import jwe, jwk, jws
 from jwcrypto.common import JWException
 
-from gateways.simulator.config import SimulatorConfig
+from simulator.config import SimulatorConfig
+from simulator.payglocal.codec import PayGlocalApiError, now_ms
 
-#: A merchant token older than this (by ``iat``) is refused: PayGlocal tokens live 5 minutes.
+#: A merchant token older than this (by ``iat``) is refused: "tokens are meant to live 5 minutes" (payglocal.md §0.3).
 TOKEN_LIFETIME_MS = 300_000
 #: How far ahead of the simulator's clock a token's ``iat`` may be.
 CLOCK_SKEW_MS = 60_000
 
 _COMPACT = re.compile(r"^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]+$")
-
-
-class PayGlocalApiError(Exception):
-    """An API error answered with PayGlocal's envelope (``errors`` filled, ``data`` null)."""
-
-    def __init__(self, status: int, message: str, *, reason_code: str = "GL-400-001", status_text: str = "REQUEST_ERROR"):
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.reason_code = reason_code
-        self.status_text = status_text
-
-    def body(self) -> dict[str, Any]:
-        """PayGlocal's error envelope."""
-        return {
-            "gid": None,
-            "status": self.status_text,
-            "message": self.message,
-            "timestamp": time.strftime("%d/%m/%Y %H:%M:%S"),
-            "reasonCode": self.reason_code,
-            "data": None,
-            "errors": {"displayMessage": self.message, "detailedMessage": self.message, "code": self.reason_code},
-        }
-
-
-def now_ms() -> int:
-    """The simulator's clock in epoch milliseconds."""
-    return time.time_ns() // 1_000_000
 
 
 def _new_private_pem() -> str:

@@ -1,10 +1,10 @@
 """In-memory PayGlocal: PayCollect transactions with PayGlocal's JSON shapes, rules and callbacks.
 
 :class:`PayGlocalSim` keeps its state behind one re-entrant lock (uvicorn's thread and the test
-thread both touch it). API operations raise :class:`~gateways.simulator.payglocal_auth.PayGlocalApiError`
+thread both touch it). API operations raise :class:`~simulator.payglocal.codec.PayGlocalApiError`
 (rendered as PayGlocal's envelope); customer behaviour raises :class:`SimulatorError`.
 
-Quirks reproduced on purpose (docs/gateways/payglocal.md §3): the top-level ``status`` of a status
+Quirks reproduced on purpose (payglocal.md §3): the top-level ``status`` of a status
 answer is the outcome of the call (``SUCCESS`` or ``CREATED``, chosen per gid) while ``data.status``
 holds the transaction state; ``data.Amount`` is a decimal string, for some gids without decimals
 (``"500"``); an unknown id is a 404, except ids starting with ``gl_o-`` (400 ``GL-400-999``).
@@ -22,33 +22,36 @@ from __future__ import annotations
 import copy
 import hashlib
 import threading
-import time
 import uuid
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from gateways.payglocal.mapping import minor_to_amount
-from gateways.simulator.config import SimulatorConfig, derived_rng
-from gateways.simulator.payglocal_auth import PayGlocalApiError, SimKeys, now_ms
-from gateways.simulator.payglocal_rules import (
+from simulator.clock import SimClock
+from simulator.config import SimulatorConfig, derived_rng
+from simulator.errors import SimulatorError
+from simulator.outcomes import OUTCOMES
+from simulator.payglocal.codec import PayGlocalApiError, major_to_minor, minor_to_major, now_ms, timestamp
+from simulator.payglocal.keys import SimKeys
+from simulator.payglocal.rules import (
+    CAPTURABLE,
     LATE_FROM,
     OUTCOME_STATUS,
-    CAPTURABLE,
     REASONS,
     STATUS_SHAPES,
-    minor_or_400,
-    parse_initiate,
-    timestamp,
+    CaptureRequest,
+    InitiateRequest,
+    parse,
 )
-from gateways.simulator.razorpay_rules import OUTCOMES, SimulatorError
-from gateways.simulator.webhooks import WebhookEvent, WebhookSender
+from simulator.webhooks import WebhookEvent, WebhookSender
+
 
 class PayGlocalSim:
     """The simulated PayGlocal merchant account: keys, transactions, API semantics, customers."""
 
-    def __init__(self, config: SimulatorConfig, webhooks: WebhookSender):
+    def __init__(self, config: SimulatorConfig, webhooks: WebhookSender, clock: SimClock):
         self.config = config
         self.webhooks = webhooks
+        self.clock = clock
         self.lock = threading.RLock()
         self._keys: SimKeys | None = None
         self.status_shape = "v1"  #: like a knob, kept across reset (see :meth:`set_status_shape`)
@@ -83,18 +86,24 @@ class PayGlocalSim:
     # -- API operations --------------------------------------------------------------------------
     def initiate(self, payload: Any, base_url: str) -> dict[str, Any]:
         """``POST /gl/v1/payments/initiate/paycollect`` (payload already decrypted)."""
-        txn_id, unique_id, amount, currency, capture, callback_url = parse_initiate(payload)
+        request = parse(InitiateRequest, payload)
+        try:
+            amount = request.paymentData.amount_minor()
+        except ValueError as exc:  # pragma: no cover - validated by the model already
+            raise PayGlocalApiError(400, str(exc)) from None
+        txn_id, unique_id, currency = request.merchantTxnId, request.unique_id, request.paymentData.txnCurrency
         with self.lock:
-            if txn_id in self._txn_ids:
+            if txn_id in self._txn_ids:  # "merchantTxnId must be unique per MID ... a duplicate gives 400" (§0.6)
                 known = self.transactions.get(self._by_ref.get(txn_id, ""))
                 if known is None or known["merchantUniqueId"] != unique_id or known["amount_minor"] != amount:
                     raise PayGlocalApiError(400, "Duplicate merchantTxnId", reason_code="GL-400-002")
-                return self._initiated(known, base_url)  # same merchantUniqueId: the original transaction
-            gid = "gl_" + str(uuid.UUID(int=self._ids.getrandbits(128), version=4))
+                return self._initiated(known, base_url)  # same merchantUniqueId: "may return the original" (§0.6)
+            gid = "gl_" + str(uuid.UUID(int=self._ids.getrandbits(128), version=4))  # "gid starts with gl_" (§0.6)
             txn = {
                 "gid": gid, "merchantTxnId": txn_id, "merchantUniqueId": unique_id, "amount_minor": amount,
-                "currency": currency, "paid_amount_minor": amount, "paid_currency": currency, "captureTxn": capture,
-                "callback_url": callback_url, "status": "CREATED", "created_at": time.time(), "captures": [],
+                "currency": currency, "paid_amount_minor": amount, "paid_currency": currency,
+                "captureTxn": request.captureTxn, "callback_url": request.merchantCallbackURL, "status": "CREATED",
+                "created_at": self.clock.now(), "captures": [],
             }  # fmt: skip
             self.transactions[gid] = txn
             self._txn_ids.add(txn_id)
@@ -109,13 +118,8 @@ class PayGlocalSim:
 
     def capture(self, gid: str, payload: Any) -> dict[str, Any]:
         """``POST /gl/v1/payments/{gid}/capture``: full capture of an AUTHORIZED transaction."""
-        if not isinstance(payload, dict):
-            raise PayGlocalApiError(400, "Request payload must be a JSON object")
-        txn_id, kind = payload.get("merchantTxnId"), payload.get("captureType")
-        if not isinstance(txn_id, str) or not 1 <= len(txn_id) <= 50:
-            raise PayGlocalApiError(400, "merchantTxnId is invalid")
-        if kind not in ("F", "P"):
-            raise PayGlocalApiError(400, "captureType must be F or P")
+        request = parse(CaptureRequest, payload)
+        txn_id, kind = request.merchantTxnId, request.captureType
         with self.lock:
             txn = self.transactions.get(gid)
             if txn is None:
@@ -125,11 +129,18 @@ class PayGlocalSim:
             if txn["status"] == "SENT_FOR_CAPTURE":
                 raise PayGlocalApiError(400, "Transaction already captured", reason_code="GL-400-010")
             if txn["status"] not in CAPTURABLE:
-                raise PayGlocalApiError(400, f"Transaction is {txn['status']}, not AUTHORIZED", reason_code="GL-400-011")
+                raise PayGlocalApiError(
+                    400, f"Transaction is {txn['status']}, not AUTHORIZED", reason_code="GL-400-011"
+                )
             if kind == "P":
-                total = (payload.get("paymentData") or {}).get("totalAmount")
-                if minor_or_400(total, txn["paid_currency"]) != txn["paid_amount_minor"]:
-                    raise PayGlocalApiError(400, "The simulator captures only the full amount", reason_code="GL-400-012")
+                try:
+                    total = major_to_minor(request.paymentData.get("totalAmount"), txn["paid_currency"])
+                except ValueError as exc:
+                    raise PayGlocalApiError(400, f"paymentData.totalAmount is invalid: {exc}") from None
+                if total != txn["paid_amount_minor"]:
+                    raise PayGlocalApiError(
+                        400, "The simulator captures only the full amount", reason_code="GL-400-012"
+                    )
             self._txn_ids.add(txn_id)
             txn["captures"].append(txn_id)
             txn["status"] = "SENT_FOR_CAPTURE"
@@ -167,6 +178,8 @@ class PayGlocalSim:
                 raise SimulatorError(f"no such PayGlocal transaction {gid!r}", status=404)
             if txn["status"] not in ("CREATED", "INPROGRESS"):
                 raise SimulatorError(f"the transaction is {txn['status']}; the hosted page refuses a new payment")
+            if outcome not in OUTCOME_STATUS:
+                raise SimulatorError(f"PayGlocal's hosted page offers no {outcome!r}", status=400)
             status = OUTCOME_STATUS[outcome]
             if status == "SENT_FOR_CAPTURE" and not txn["captureTxn"]:
                 status = "AUTHORIZED"
@@ -176,7 +189,7 @@ class PayGlocalSim:
             if currency:
                 txn["paid_currency"] = currency.upper()
             result = self._status_envelope(txn)
-            if outcome != "close_window":
+            if outcome not in ("close_window", "no_response"):  # a closed tab / a shopper still on the page
                 iat = now_ms()
                 token = self._callback_token(txn, callback_style, iat)
                 self._post_callback(txn, token, iat, deliver=deliver_callback)
@@ -266,7 +279,7 @@ class PayGlocalSim:
             return self._v2_status_envelope(txn)
         gid, state = txn["gid"], txn["status"]
         flavour = hashlib.sha256(gid.encode("utf-8")).digest()[0]
-        amount = minor_to_amount(txn["paid_amount_minor"], txn["paid_currency"])
+        amount = minor_to_major(txn["paid_amount_minor"], txn["paid_currency"])
         if flavour & 2 and "." in amount and set(amount.split(".")[1]) == {"0"}:
             amount = amount.split(".")[0]  # "500.00" sent as "500"
         code, message = REASONS.get(state, ("GL-201-001", state))
@@ -290,7 +303,7 @@ class PayGlocalSim:
             "data": {
                 "merchantTxnId": txn["merchantTxnId"], "merchantUniqueId": txn["merchantUniqueId"], "status": state,
                 "paymentMethod": "CARD", "txnCurrency": txn["paid_currency"],
-                "totalAmount": minor_to_amount(txn["paid_amount_minor"], txn["paid_currency"]),
+                "totalAmount": minor_to_major(txn["paid_amount_minor"], txn["paid_currency"]),
                 "cardData": {"maskedCardNumber": "411111XXXXXX1111", "cardScheme": "VISA", "cardType": "CREDIT"},
             },
             "errors": None,
@@ -302,9 +315,9 @@ class PayGlocalSim:
             claims = {"x-gl-gid": gid, "x-gl-orderId": "gl_o-" + gid[3:], "x-gl-merchantId": mid,
                       "x-gl-enc": "false", "amplifier-mid": mid, "iat": str(iat), "exp": 300000}  # fmt: skip
         else:
-            claims = {"gid": gid, "statusUrl": f"/gl/v1/payments/{gid}/status", "merchantUniqueId": txn["merchantUniqueId"],
-                      "exp": 300000, "iat": str(iat), "status": txn["status"], "x-gl-gid": gid,
-                      "x-gl-merchantId": mid}  # fmt: skip
+            claims = {"gid": gid, "statusUrl": f"/gl/v1/payments/{gid}/status",
+                      "merchantUniqueId": txn["merchantUniqueId"], "exp": 300000, "iat": str(iat),
+                      "status": txn["status"], "x-gl-gid": gid, "x-gl-merchantId": mid}  # fmt: skip
         return self.keys.sign(claims)
 
     def _post_callback(self, txn: dict[str, Any], token: str, iat: int, *, deliver: bool) -> None:
@@ -313,9 +326,10 @@ class PayGlocalSim:
             event="payglocal.callback",
             body=urlencode({"x-gl-token": token}).encode("ascii"),
             headers={"Content-Type": "application/x-www-form-urlencoded", "User-Agent": "Mozilla/5.0 (sim shopper)"},
-            created_at=int(time.time()),
+            created_at=int(self.clock.now()),
             gateway="payglocal",
             url=txn["callback_url"],
             max_attempts=1,
+            retry=False,
         )
         self.webhooks.publish([event], deliver=deliver and bool(txn["callback_url"]))

@@ -1,7 +1,8 @@
-"""Razorpay's ``/v1`` HTTP API over :class:`~gateways.simulator.razorpay.RazorpaySim`.
+"""Razorpay's ``/v1`` HTTP API over :class:`~simulator.razorpay.state.RazorpaySim`, and how its edge
+answers injected faults.
 
-Every route requires HTTP Basic auth with ``key_id:key_secret``; errors are raised as
-:class:`~gateways.simulator.razorpay_rules.RazorpayApiError` and rendered by the app's handler.
+Every route requires HTTP Basic auth with ``key_id:key_secret``; the scheme must be exactly ``Basic``
+(razorpay.md §1). Errors are raised as :class:`~simulator.razorpay.codec.RazorpayApiError`.
 """
 
 from __future__ import annotations
@@ -13,10 +14,39 @@ import json
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 
-from gateways.simulator.razorpay import RazorpaySim
-from gateways.simulator.razorpay_rules import RazorpayApiError
+from simulator.faults import FaultAnswers
+from simulator.razorpay.codec import RazorpayApiError, error_body
+from simulator.razorpay.state import RazorpaySim
+
+PREFIX = "/v1"
+
+_HTML = "<html>\r\n<head><title>{0}</title></head>\r\n<body>\r\n<center><h1>{0}</h1></center>\r\n</body>\r\n</html>\r\n"
+#: razorpay.md §6: GATEWAY_ERROR comes with 504 and SERVER_ERROR with 500 (SDK tests); a 502/503 from the
+#: edge is an HTML page ("A non-JSON error body (HTML 502)", §0.6).
+_SERVER_ERROR_BODIES: dict[int, tuple[str, str]] = {
+    500: ("SERVER_ERROR", "The server encountered an error. The incident has been reported to admins."),
+    504: ("GATEWAY_ERROR", "Gateway timed out. Please try again."),
+}
+_SERVER_ERROR_HTML = {502: "502 Bad Gateway", 503: "503 Service Temporarily Unavailable"}
+
+
+def server_error(status: int) -> Response:
+    """A 5xx as Razorpay's edge returns it: JSON for 500/504, an HTML page for 502/503."""
+    if status in _SERVER_ERROR_HTML:
+        return HTMLResponse(_HTML.format(_SERVER_ERROR_HTML[status]), status_code=status)
+    code, description = _SERVER_ERROR_BODIES[status]
+    return JSONResponse(error_body(code, description), status_code=status)
+
+
+def rate_limited() -> Response:
+    """A 429 with no ``Retry-After`` and no ``X-RateLimit-*`` header: none is documented (razorpay.md §0.8, §6);
+    the body's exact text is unconfirmed (§6)."""
+    return JSONResponse(error_body("BAD_REQUEST_ERROR", "Too many requests"), status_code=429)
+
+
+FAULTS = FaultAnswers(prefix=PREFIX + "/", rate_limited=rate_limited, server_error=server_error)
 
 
 def _same(a: str, b: str) -> bool:
@@ -51,7 +81,7 @@ def build_router(rzp: RazorpaySim) -> APIRouter:
         if not ok:
             raise RazorpayApiError(401, "Authentication failed")
 
-    router = APIRouter(prefix="/v1", dependencies=[Depends(require_auth)])
+    router = APIRouter(prefix=PREFIX, dependencies=[Depends(require_auth)])
 
     @router.post("/orders")
     async def create_order(request: Request) -> JSONResponse:

@@ -1,7 +1,8 @@
-"""PayGlocal's ``/gl/v1/payments`` HTTP API over :class:`~gateways.simulator.payglocal.PayGlocalSim`.
+"""PayGlocal's ``/gl/v1/payments`` HTTP API over :class:`~simulator.payglocal.state.PayGlocalSim`, and how its
+edge answers injected faults.
 
 Every route checks ``x-gl-token-external`` as PayGlocal would (see
-:mod:`gateways.simulator.payglocal_auth`): the digest covers the raw JWE body of a POST and the
+:mod:`simulator.payglocal.keys`): the digest covers the raw JWE body of a POST and the
 request path of a GET status. POST bodies are compact JWEs sent as ``text/plain``. A status URL
 carrying PayGlocal's own ``?x-gl-token=`` (from the initiate answer) is served without a merchant
 token, as the plugins use it.
@@ -12,12 +13,29 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
-from gateways.simulator.payglocal import PayGlocalSim
-from gateways.simulator.payglocal_auth import PayGlocalApiError
+from simulator.faults import FaultAnswers
+from simulator.payglocal.codec import PayGlocalApiError
+from simulator.payglocal.state import PayGlocalSim
 
 PREFIX = "/gl/v1/payments"
+
+
+def rate_limited() -> Response:
+    """A 429 in PayGlocal's envelope; "on 429 honour Retry-After if present" (payglocal.md §5, §0.8: "a 429 may
+    carry Retry-After"), so this one carries it."""
+    body = PayGlocalApiError(429, "Too many requests", reason_code="GL-429-001").body()
+    return JSONResponse(body, status_code=429, headers={"Retry-After": "1"})
+
+
+def server_error(status: int) -> Response:
+    """A 5xx in PayGlocal's envelope (payglocal.md §5: 501 = system error; SYSTEM_ERROR "retry later")."""
+    error = PayGlocalApiError(status, "System error", reason_code=f"GL-{status}-001", status_text="SYSTEM_ERROR")
+    return JSONResponse(error.body(), status_code=status)
+
+
+FAULTS = FaultAnswers(prefix="/gl/", rate_limited=rate_limited, server_error=server_error)
 
 
 def _raw_path(request: Request) -> bytes:

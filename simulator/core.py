@@ -1,0 +1,135 @@
+"""The :class:`Simulator`: one in-memory world of both gateways, shared by the HTTP app and the tests.
+
+It owns the config (knobs), the simulated clock and its timers, the fault drawer, the webhook sender and
+the per-gateway state (``.razorpay`` and ``.payglocal``). The two gateways share those and nothing else.
+
+The customer actions ``pay`` and ``late_authorize`` take Razorpay ids; an id starting with ``gl_`` (a
+PayGlocal gid) is routed to PayGlocal, so a demo can drive either gateway the same way.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from simulator.clock import SimClock, Timers
+from simulator.config import SimulatorConfig
+from simulator.faults import Faults
+from simulator.payglocal.state import PayGlocalSim
+from simulator.razorpay.state import RazorpaySim
+from simulator.webhooks import WebhookEvent, WebhookSender
+
+#: Ids starting with this are PayGlocal gids (payglocal.md §0.6; Razorpay ids start with ``order_`` / ``pay_``).
+PAYGLOCAL_PREFIX = "gl_"
+
+
+class Simulator:
+    """The simulated gateways, their customers' behaviour and the run-time knobs."""
+
+    def __init__(self, config: SimulatorConfig | None = None):
+        self.config = config if config is not None else SimulatorConfig()
+        self.clock = SimClock(self.config.clock_scale)
+        self.timers = Timers(self.clock)
+        self.faults = Faults(self.config)
+        self.webhooks = WebhookSender(self.config, self.clock)
+        self.razorpay = RazorpaySim(self.config, self.webhooks, self.clock, self.timers)
+        self.payglocal = PayGlocalSim(self.config, self.webhooks, self.clock)
+
+    # -- Razorpay customer behaviour -------------------------------------------------------
+    def pay(self, gateway_order_id: str, outcome: str, *, deliver_webhooks: bool = True,
+            amount_minor: int | None = None, currency: str | None = None) -> dict[str, Any]:  # fmt: skip
+        """A checkout attempt on a Razorpay order (see :meth:`RazorpaySim.pay`) or a PayGlocal gid."""
+        if gateway_order_id.startswith(PAYGLOCAL_PREFIX):
+            return self.pay_payglocal(gateway_order_id, outcome, deliver_callback=deliver_webhooks,
+                                      amount_minor=amount_minor, currency=currency)  # fmt: skip
+        return self.razorpay.pay(gateway_order_id, outcome, deliver_webhooks=deliver_webhooks,
+                                 amount_minor=amount_minor, currency=currency)  # fmt: skip
+
+    def late_authorize(self, gateway_payment_id: str, *, deliver_webhooks: bool = True,
+                       minutes_after_creation: float | None = None) -> dict[str, Any]:  # fmt: skip
+        """A failed Razorpay payment (or PayGlocal gid) is authorised late; see :meth:`RazorpaySim.late_authorize`."""
+        if gateway_payment_id.startswith(PAYGLOCAL_PREFIX):
+            return self.late_authorize_payglocal(gateway_payment_id)
+        return self.razorpay.late_authorize(gateway_payment_id, deliver_webhooks=deliver_webhooks,
+                                            minutes_after_creation=minutes_after_creation)  # fmt: skip
+
+    def upi_retry(self, gateway_payment_id: str, *, deliver_webhooks: bool = True) -> dict[str, Any]:
+        """A failed Razorpay payment succeeds on a UPI in-app retry; see :meth:`RazorpaySim.upi_retry`."""
+        return self.razorpay.upi_retry(gateway_payment_id, deliver_webhooks=deliver_webhooks)
+
+    def refund(self, gateway_payment_id: str, amount_minor: int | None = None, *,
+               deliver_webhooks: bool = True) -> dict[str, Any]:  # fmt: skip
+        """Refund a captured Razorpay payment (fully by default); returns the refund entity."""
+        return self.razorpay.refund(gateway_payment_id, amount_minor, deliver_webhooks=deliver_webhooks)
+
+    # -- PayGlocal customer behaviour ------------------------------------------------------
+    def pay_payglocal(self, gid: str, outcome: str, *, deliver_callback: bool = True, amount_minor: int | None = None,
+                      currency: str | None = None, callback_style: str = "2021") -> dict[str, Any]:  # fmt: skip
+        """The shopper on PayGlocal's hosted page; see :meth:`PayGlocalSim.pay`."""
+        return self.payglocal.pay(gid, outcome, deliver_callback=deliver_callback, amount_minor=amount_minor,
+                                  currency=currency, callback_style=callback_style)  # fmt: skip
+
+    def late_authorize_payglocal(self, gid: str) -> dict[str, Any]:
+        """A failed PayGlocal transaction turns SENT_FOR_CAPTURE (or AUTHORIZED) late."""
+        return self.payglocal.late_authorize(gid)
+
+    def refund_payglocal(self, gid: str) -> dict[str, Any]:
+        """A captured PayGlocal transaction is refunded in full (SENT_FOR_REFUND)."""
+        return self.payglocal.refund(gid)
+
+    # -- knobs, clock, state, webhooks -----------------------------------------------------
+    def set_knobs(self, **knobs: Any) -> dict[str, Any]:
+        """Change run-time knobs (see ``config.KNOBS``); a new ``seed`` restarts the random streams."""
+        self.config.update(**knobs)
+        if "seed" in knobs:
+            self.faults.reseed(self.config.seed)
+            self.webhooks.reseed(self.config.seed)
+        if "clock_scale" in knobs:
+            self.clock.set_scale(self.config.clock_scale)
+        return self.config.knobs()
+
+    def advance_clock(self, seconds: float) -> float:
+        """Move the simulated clock ``seconds`` forward (timers and webhook retries fall due); the new time."""
+        return self.clock.advance(seconds)
+
+    def state(self, *, webhooks: bool = True) -> dict[str, Any]:
+        """Knobs, every entity and (unless ``webhooks`` is False) the webhook delivery counts: ``GET /_sim/state``."""
+        found = {
+            "knobs": self.config.knobs(),
+            "clock": {"now": self.clock.now(), "scale": self.clock.scale},
+            "razorpay": self.razorpay.snapshot(),
+            "payglocal": {"merchant_id": self.payglocal.merchant_id, "transactions": self.payglocal.snapshot()},
+        }
+        if webhooks:
+            found.update(webhooks=self.webhooks.stats(), endpoints=self.webhooks.endpoints())
+        return found
+
+    def reset(self) -> None:
+        """Forget all entities, timers, webhook events and queued deliveries; back to the real clock. Knobs stay."""
+        self.timers.clear()
+        self.razorpay.reset()
+        self.payglocal.reset()
+        self.webhooks.reset()
+        self.webhooks.reseed(self.config.seed)
+        self.faults.reseed(self.config.seed)
+        self.clock.reset()
+
+    def wait_for_webhooks(self, timeout: float = 10.0) -> bool:
+        """Block until no webhook delivery is queued or in flight; False on timeout."""
+        return self.webhooks.wait_idle(timeout)
+
+    def delivery_log(self) -> list[dict[str, Any]]:
+        """One entry per delivery copy: event_id, event, copy, attempts, status_code, outcome."""
+        return self.webhooks.log()
+
+    def webhook_events(self) -> list[WebhookEvent]:
+        """Every webhook event generated (with its exact body bytes and headers)."""
+        return self.webhooks.events()
+
+    def close(self) -> None:
+        """Stop the webhook sender and timer threads (they restart by themselves if more work comes)."""
+        self.webhooks.close()
+        self.timers.close()
+
+    def draw_fault(self) -> str | int | None:
+        """For one API call: ``429``, a 5xx status, ``"timeout"`` or None (see :class:`~simulator.faults.Faults`)."""
+        return self.faults.draw()

@@ -1,0 +1,1 @@
+"""Razorpay as razorpay.md describes it: wire codecs, request rules, state and routes."""

@@ -1,0 +1,70 @@
+"""Razorpay's JSON entities as the simulator makes them (razorpay.md §2 order object, §3.2 payment object,
+§5.2 webhook envelope; after-capture.md §2.4 refund entity)."""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from simulator.razorpay.codec import webhook_signature
+from simulator.webhooks import WebhookEvent
+
+
+def order_entity(
+    order_id: str, amount: int, currency: str, receipt: str | None, notes: Any, now: int
+) -> dict[str, Any]:
+    """A new order as ``POST /v1/orders`` returns it (razorpay.md §2)."""
+    return {
+        "id": order_id, "entity": "order", "amount": amount, "amount_paid": 0, "amount_due": amount,
+        "currency": currency, "receipt": receipt, "offer_id": None, "status": "created", "attempts": 0,
+        "notes": notes, "created_at": now,
+    }  # fmt: skip
+
+
+def payment_entity(payment_id: str, order: Mapping[str, Any], amount: int, currency: str, now: int,
+                   method: str = "netbanking") -> dict[str, Any]:  # fmt: skip
+    """A new payment (status ``created``) on ``order``; it carries the order's notes (razorpay.md §3.2)."""
+    return {
+        "id": payment_id, "entity": "payment", "amount": amount, "currency": currency, "status": "created",
+        "order_id": order["id"], "invoice_id": None, "international": False, "method": method,
+        "amount_refunded": 0, "refund_status": None, "captured": False, "description": None, "card_id": None,
+        "bank": "HDFC" if method == "netbanking" else None, "wallet": None, "vpa": None,
+        "email": "customer@example.com", "contact": "+919000090000",
+        "notes": copy.deepcopy(order["notes"]), "fee": None, "tax": None, "error_code": None,
+        "error_description": None, "error_source": None, "error_step": None, "error_reason": None,
+        "acquirer_data": {"bank_transaction_id": None}, "created_at": now,
+    }  # fmt: skip
+
+
+def refund_entity(refund_id: str, payment: Mapping[str, Any], amount: int, now: int) -> dict[str, Any]:
+    """A processed refund of ``amount`` on ``payment`` (after-capture.md §2.2, §2.4)."""
+    return {
+        "id": refund_id, "entity": "refund", "amount": amount, "currency": payment["currency"],
+        "payment_id": payment["id"], "notes": [], "receipt": None, "acquirer_data": {"arn": None},
+        "created_at": now, "batch_id": None, "status": "processed",
+        "speed_processed": "normal", "speed_requested": "optimum",
+    }  # fmt: skip
+
+
+def webhook_event(name: str, event_id: str, *, account_id: str, webhook_secret: str, now: int,
+                  entities: Mapping[str, dict[str, Any]]) -> WebhookEvent:  # fmt: skip
+    """A webhook with a snapshot of ``entities`` as they are now, serialised once and signed over those bytes.
+
+    razorpay.md §5.2: top-level keys entity/account_id/event/contains/payload/created_at and no event id in the
+    body; the id travels only in ``X-Razorpay-Event-Id`` (§5.3), the HMAC over the raw body in
+    ``X-Razorpay-Signature``. "Payload = snapshot at event time" (§5.1).
+    """
+    envelope = {
+        "entity": "event", "account_id": account_id, "event": name, "contains": list(entities),
+        "payload": {key: {"entity": value} for key, value in entities.items()}, "created_at": now,
+    }  # fmt: skip
+    body = json.dumps(envelope, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    headers = {
+        "Content-Type": "application/json",
+        "X-Razorpay-Signature": webhook_signature(webhook_secret, body),
+        "X-Razorpay-Event-Id": event_id,
+        "User-Agent": "Razorpay-Webhook/v1 (simulator)",
+    }
+    return WebhookEvent(event_id=event_id, event=name, body=body, headers=headers, created_at=now, gateway="razorpay")
