@@ -3,6 +3,11 @@
 Only the standard library is imported here, so importing the port is free. Adapters
 (``gateways.razorpay``, ``gateways.payglocal``) translate wire formats into these DTOs and
 raise :mod:`gateways.errors` exceptions; nothing here knows about our database.
+
+Every fact about a gateway is declared on its adapter (:class:`GatewayFacts`: name, label, webhook
+media type, id prefixes, rate and poll defaults), and every adapter builds itself from settings
+(:class:`GatewayFactory`), so adding a gateway is its own folder plus one line in
+:mod:`gateways.registry`.
 """
 
 from __future__ import annotations
@@ -10,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 
 class RemoteStatus(StrEnum):
@@ -81,11 +86,73 @@ class CallbackResult:
     gateway_payment_id: str
 
 
-@runtime_checkable
-class PaymentGateway(Protocol):
-    """What the state machine's inputs need from a gateway."""
+class GatewayFacts(Protocol):
+    """**Protocol:** what is true of a gateway whatever its configuration: class attributes of its adapter.
 
-    name: str
+    Read-only here, so a plain class attribute (``label = "Razorpay"``) satisfies each of them.
+    """
+
+    @property
+    def name(self) -> str:
+        """Our name for the gateway: keys ``Deps.gateways``, regions, metrics labels and inbox rows."""
+        ...
+
+    @property
+    def label(self) -> str:
+        """How people know it: the checkout button says "Pay with {label}"."""
+        ...
+
+    @property
+    def webhook_content_type(self) -> str:
+        """The media type its webhook endpoint accepts (no parameters); anything else is kept and refused."""
+        ...
+
+    @property
+    def id_prefixes(self) -> tuple[str, ...]:
+        """How its ids begin (``"pay_"``); a path segment that starts so is an id (metrics label it ``{id}``)."""
+        ...
+
+    @property
+    def default_rate_per_s(self) -> int:
+        """Requests per second we allow ourselves across all processes, unless configured otherwise."""
+        ...
+
+    @property
+    def min_poll_interval_s(self) -> int:
+        """Fewest seconds between two polls of one order that the gateway asks for."""
+        ...
+
+
+class GatewayFactory(GatewayFacts, Protocol):
+    """**Protocol:** an adapter class as :mod:`gateways.registry` sees it: its facts, and how it is built.
+
+    ``settings`` is the service's flat settings object (``<name>_*`` fields) or the adapter's own
+    settings model; gateways never import the service that configures them.
+    """
+
+    def enabled(self, settings: object) -> bool:
+        """Whether ``settings`` configure this gateway at all."""
+        ...
+
+    def manual_capture_from(self, settings: object) -> bool:
+        """Whether a new order on this gateway is created for manual capture, as ``settings`` say now."""
+        ...
+
+    def from_settings(
+        self, settings: object, *, transport: Any = None, event_hooks: Any = None
+    ) -> PaymentGateway:
+        """The adapter configured by ``settings``; ``transport`` (an ``httpx.BaseTransport``) and
+        ``event_hooks`` (``{"request": [...], "response": [...]}``) go to httpx, which the port does not import.
+
+        Raises:
+            ValueError: a setting the gateway needs is missing (:class:`gateways.settings.SettingsMissing`).
+        """
+        ...
+
+
+@runtime_checkable
+class PaymentGateway(GatewayFacts, Protocol):
+    """What the state machine's inputs need from a gateway."""
 
     def create_order(
         self, *, receipt: str, amount_minor: int, currency: str, notes: Mapping[str, str], manual_capture: bool

@@ -13,17 +13,23 @@ Which kind of work a call belongs to is a context variable set by the actor (``P
 from __future__ import annotations
 
 import contextvars
-from datetime import UTC, datetime, timedelta
 from collections.abc import Mapping
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 
 import pybreaker
-from redis.exceptions import RedisError
 from dramatiq.rate_limits import WindowRateLimiter
+from redis.exceptions import RedisError
 from tenacity import Retrying, retry_if_result, stop_after_delay, wait_random
 
-from gateways.errors import (GatewayNotFound, GatewayPermanent, GatewayRateLimited, GatewayTransient, MalformedEvent,
-                             SignatureInvalid)
+from gateways.errors import (
+    GatewayNotFound,
+    GatewayPermanent,
+    GatewayRateLimited,
+    GatewayTransient,
+    MalformedEvent,
+    SignatureInvalid,
+)
 from gateways.port import CallbackResult, PaymentGateway, RemoteOrder, RemotePayment, WebhookEvent
 from worker.logging import get_logger
 from worker.metrics import CIRCUIT_OPEN, GATEWAY_RATE_LIMITED, GATEWAY_REQUESTS
@@ -61,6 +67,27 @@ class GuardedGateway:
         self.breaker = pybreaker.CircuitBreaker(
             fail_max=fail_max, reset_timeout=reset_timeout_s, state_storage=breaker_storage, name=inner.name,
             exclude=[GatewayNotFound, GatewayPermanent, GatewayRateLimited, SignatureInvalid, MalformedEvent])
+
+    # The adapter's facts (gateways.port.GatewayFacts), unchanged by the guard.
+    @property
+    def label(self) -> str:
+        return self.inner.label
+
+    @property
+    def webhook_content_type(self) -> str:
+        return self.inner.webhook_content_type
+
+    @property
+    def id_prefixes(self) -> tuple[str, ...]:
+        return self.inner.id_prefixes
+
+    @property
+    def default_rate_per_s(self) -> int:
+        return self.inner.default_rate_per_s
+
+    @property
+    def min_poll_interval_s(self) -> int:
+        return self.inner.min_poll_interval_s
 
     @property
     def sweep_paused(self) -> bool:

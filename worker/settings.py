@@ -7,10 +7,14 @@ gateway simulator's test keys. Production sets ``RECON_DATABASE_URL`` (Postgres)
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 from pydantic import BaseModel, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from gateways import registry
+from gateways.payglocal.settings import DEFAULT_CALLBACK_MAX_AGE_S, SANDBOX_BASE_URL
+from gateways.razorpay.settings import DEFAULT_BASE_URL as RAZORPAY_BASE_URL
+from worker.domain.order_state import Policy
+from worker.domain.schedule import DEFAULT_BACKOFF, Schedule
 
 
 class Region(BaseModel):
@@ -42,15 +46,15 @@ class Settings(BaseSettings):
     #: Redis for rate limits, circuit breakers and the scheduler lock; defaults to a redis:// broker URL.
     redis_url: str | None = None
 
-    #: Requests per second allowed to each gateway, across all processes.
-    gateway_rate_per_s: dict[str, int] = {"razorpay": 50, "payglocal": 20}
+    #: Requests per second allowed to each gateway, across all processes (defaults: each adapter's).
+    gateway_rate_per_s: dict[str, int] = {adapter.name: adapter.default_rate_per_s for adapter in registry.ADAPTERS}
     #: Share of that rate sweeps may use; the rest is kept for support and billing.
     sweep_share: float = 0.8
     #: Transient failures in a row that open a gateway's circuit, and how long it stays open.
     breaker_fail_max: int = 5
     breaker_reset_s: int = 30
-    #: Fewest seconds between two polls of one transaction (PayGlocal asks for 5).
-    min_poll_interval_s: dict[str, int] = {"razorpay": 0, "payglocal": 5}
+    #: Fewest seconds between two polls of one transaction (defaults: what each gateway asks; PayGlocal 5).
+    min_poll_interval_s: dict[str, int] = {adapter.name: adapter.min_poll_interval_s for adapter in registry.ADAPTERS}
     #: How often the scheduler sweeps, and most orders one round takes per gateway.
     sweep_interval_s: float = 2.0
     sweep_batch_max: int = 2_000
@@ -63,7 +67,9 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_json: bool = True
 
-    razorpay_base_url: str = "https://api.razorpay.com"
+    #: Gateway settings: each adapter reads its ``<name>_*`` fields (``gateways/<name>/settings.py``, which
+    #: states the defaults); these flat fields are the environment names (``RECON_RAZORPAY_KEY_ID``).
+    razorpay_base_url: str = RAZORPAY_BASE_URL
     razorpay_key_id: str = "rzp_test_sim00000000001"
     razorpay_key_secret: SecretStr = SecretStr("sim_key_secret_0000000001")
     razorpay_webhook_secret: SecretStr = SecretStr("sim_webhook_secret_000001")
@@ -73,7 +79,7 @@ class Settings(BaseSettings):
 
     #: PayGlocal: sandbox by default; production's host must be set explicitly (PayGlocal's own
     #: documents name two). The gateway is enabled when a merchant id is set.
-    payglocal_base_url: str = "https://api.uat.payglocal.in"
+    payglocal_base_url: str = SANDBOX_BASE_URL
     payglocal_merchant_id: str | None = None
     payglocal_private_key_pem: SecretStr | None = None
     payglocal_private_kid: str | None = None
@@ -83,7 +89,7 @@ class Settings(BaseSettings):
     payglocal_public_kid: str | None = None
     #: Our public URL that the shopper's browser posts the callback form to.
     payglocal_callback_url: str | None = None
-    payglocal_callback_max_age_s: int = 900
+    payglocal_callback_max_age_s: int = DEFAULT_CALLBACK_MAX_AGE_S
 
     regions: dict[str, Region] = DEFAULT_REGIONS
     #: Price of one credit, per currency, in minor units.
@@ -95,21 +101,24 @@ class Settings(BaseSettings):
     max_custom_amount_minor: int = 100_000_000
 
     #: Orders with nothing captured this long after creation are closed (seconds).
-    abandon_after_s: int = 1_800
+    abandon_after_s: int = int(Policy().abandon_after.total_seconds())
     #: How long after creation a late authorisation can still arrive (seconds).
-    late_payment_horizon_s: int = 5 * 24 * 3_600
+    late_payment_horizon_s: int = int(Policy().late_payment_horizon.total_seconds())
     #: Back-off between gateway checks of an open order (seconds); the last step repeats.
-    check_backoff_s: list[int] = [30, 60, 120, 300, 900, 3_600]
+    check_backoff_s: list[int] = list(DEFAULT_BACKOFF)
     #: How often failed and abandoned orders are still checked, until the late-payment horizon (seconds).
-    closed_check_every_s: int = 6 * 3_600
+    closed_check_every_s: int = int(Schedule().closed_every.total_seconds())
     #: Largest webhook or API body accepted (bytes).
     max_body_bytes: int = 256 * 1024
+
+    @property
+    def payglocal_manual_capture(self) -> bool:
+        """PayGlocal has no capture setting of its own: its orders follow ``razorpay_manual_capture``, as they
+        always have (the chaos run's manual-capture ``recon web`` relies on it). Read by
+        ``PayGlocalGateway.manual_capture_from``; a field of its own would be a behaviour change."""
+        return self.razorpay_manual_capture
 
     def webhook_secrets(self) -> list[str]:
         secrets = [self.razorpay_webhook_secret, self.razorpay_webhook_secret_previous]
         return [s.get_secret_value() for s in secrets if s is not None]
 
-
-@lru_cache(maxsize=1)
-def get_settings() -> Settings:
-    return Settings()

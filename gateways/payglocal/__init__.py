@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 
 import httpx
 
+from gateways.base import GatewayAdapter
 from gateways.errors import (
     GatewayError,
     GatewayPermanent,
@@ -29,10 +30,11 @@ from gateways.errors import (
 )
 from gateways.http import DEFAULT_ATTEMPTS, DEFAULT_TIMEOUT, EventHooks
 from gateways.payglocal import mapping, tokens
-from gateways.payglocal.client import SANDBOX_BASE_URL, PayGlocalClient
+from gateways.payglocal.client import PayGlocalClient
+from gateways.payglocal.settings import DEFAULT_CALLBACK_MAX_AGE_S, SANDBOX_BASE_URL, PayGlocalSettings
 from gateways.port import CallbackResult, RemoteOrder, RemotePayment, RemoteStatus, WebhookEvent
 
-__all__ = ["PayGlocalGateway", "SANDBOX_BASE_URL"]
+__all__ = ["PayGlocalGateway", "PayGlocalSettings", "SANDBOX_BASE_URL"]
 
 CALLBACK_EVENT_TYPE = "payglocal.callback"
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
@@ -48,10 +50,55 @@ def _as_gid(identifier: str) -> str | None:
     return identifier if identifier.startswith("gl_") else None
 
 
-class PayGlocalGateway:
+class PayGlocalGateway(GatewayAdapter):
     """PayGlocal PayCollect transactions, status, capture and browser callbacks, in the port's terms."""
 
+    _client: PayGlocalClient
+
+    # Facts the port declares (gateways.port.GatewayFacts) ------------------------------------
+
     name = "payglocal"
+    label = "PayGlocal"
+    #: Only the shopper's browser callback reaches the webhook endpoint: a form post (payglocal.md §4).
+    webhook_content_type = FORM_CONTENT_TYPE
+    #: A transaction's gid is ``gl_…`` (payglocal.md §0): it names both the order and its payment.
+    id_prefixes = ("gl_",)
+    #: Requests per second we allow ourselves (across all processes) unless configured otherwise;
+    #: PayGlocal publishes no limit, they are per merchant id by contract (payglocal.md §0.8).
+    default_rate_per_s = 20
+    #: "No more than one poll per transaction every 5 s" (payglocal.md §0.8).
+    min_poll_interval_s = 5
+
+    @classmethod
+    def enabled(cls, settings: object) -> bool:
+        """PayGlocal is built when a merchant id is set (``payglocal_merchant_id``)."""
+        return PayGlocalSettings.enabled(settings)
+
+    @classmethod
+    def manual_capture_from(cls, settings: object) -> bool:
+        """Whether new transactions are initiated for manual capture (``payglocal_manual_capture``)."""
+        return bool(getattr(settings, PayGlocalSettings.PREFIX + "manual_capture", False))
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: object,
+        *,
+        transport: httpx.BaseTransport | None = None,
+        event_hooks: EventHooks | None = None,
+    ) -> PayGlocalGateway:
+        """The adapter configured by ``settings``: a :class:`PayGlocalSettings`, or a flat settings object
+        with ``payglocal_*`` fields (``worker.settings.Settings``).
+
+        Raises:
+            SettingsMissing: the merchant id is set but a key, a kid or the callback URL is missing
+                (a ``ValueError`` that names every missing setting).
+        """
+        own = settings if isinstance(settings, PayGlocalSettings) else PayGlocalSettings.from_flat(settings)
+        return cls(merchant_id=own.merchant_id, private_key_pem=own.private_key_pem, private_kid=own.private_kid,
+                   payglocal_public_keys=own.public_keys, payglocal_public_kid=own.public_kid,
+                   base_url=own.base_url, callback_url=own.callback_url, callback_max_age_s=own.callback_max_age_s,
+                   transport=transport, event_hooks=event_hooks)
 
     def __init__(
         self,
@@ -68,7 +115,7 @@ class PayGlocalGateway:
         now_ms: Callable[[], int] | None = None,
         sleep: Callable[[float], None] = time.sleep,
         event_hooks: EventHooks | None = None,
-        callback_max_age_s: int = 900,
+        callback_max_age_s: int = DEFAULT_CALLBACK_MAX_AGE_S,
         retry_attempts: int = DEFAULT_ATTEMPTS,
     ):
         """Configure the adapter; nothing is sent until a method is called.
@@ -118,10 +165,6 @@ class PayGlocalGateway:
 
     def __repr__(self) -> str:
         return f"PayGlocalGateway(merchant_id={self._merchant_id!r})"
-
-    def close(self) -> None:
-        """Close the HTTP connection pool."""
-        self._client.close()
 
     # Orders and payments ---------------------------------------------------------------
 

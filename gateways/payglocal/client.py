@@ -23,29 +23,18 @@ are: a lost initiate is found again by ``merchantTxnId`` (see :class:`gateways.p
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
-from urllib.parse import quote
 
 import httpx
 
-from gateways.errors import GatewayNotFound, GatewayPermanent, GatewayRateLimited, GatewayTransient
-from gateways.http import (
-    DEFAULT_ATTEMPTS,
-    DEFAULT_TIMEOUT,
-    EventHooks,
-    build_client,
-    parse_retry_after,
-    retry_idempotent,
-    translate_errors,
-)
+from gateways.base import GatewayClient, JsonObject, path_segment, rate_limited
+from gateways.errors import GatewayError, GatewayNotFound, GatewayPermanent, GatewayTransient
+from gateways.payglocal.settings import SANDBOX_BASE_URL
 from gateways.payglocal.tokens import RequestSigner, status_path
 
-#: PayGlocal's sandbox (UAT). Production is ``https://api.payglocal.in`` or ``https://api.prod.payglocal.in``
-#: depending on the source (docs §0.9): configure it and confirm with PayGlocal.
-SANDBOX_BASE_URL = "https://api.uat.payglocal.in"
+__all__ = ["PayGlocalClient", "SANDBOX_BASE_URL"]
 
 TOKEN_HEADER = "x-gl-token-external"
 
@@ -56,53 +45,25 @@ REQUEST_ID_HEADER = "x-request-id"
 NOT_FOUND_CODES = ("GL-400-999",)
 NOT_FOUND_PHRASES = ("transaction not found",)
 
-JsonObject = dict[str, Any]
 
-
-class PayGlocalClient:
+class PayGlocalClient(GatewayClient):
     """A thin, typed-errors client for the PayGlocal endpoints the reconciler needs."""
 
-    def __init__(
-        self,
-        *,
-        signer: RequestSigner,
-        base_url: str = SANDBOX_BASE_URL,
-        transport: httpx.BaseTransport | None = None,
-        timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
-        event_hooks: EventHooks | None = None,
-        retry_attempts: int = DEFAULT_ATTEMPTS,
-        sleep: Callable[[float], None] = time.sleep,
-    ):
+    gateway = "payglocal"
+    request_id_header = REQUEST_ID_HEADER
+
+    def __init__(self, *, signer: RequestSigner, base_url: str = SANDBOX_BASE_URL, **http: Any):
         """Args:
         signer: makes the JWE bodies and the JWS header of every request.
         base_url: the API root (no path), e.g. :data:`SANDBOX_BASE_URL`.
-        transport: ``None`` in production; ``httpx.MockTransport`` in tests.
-        timeout, event_hooks: passed to :func:`gateways.http.build_client` (a timeout is mandatory).
-        retry_attempts, sleep: the bounded in-call retry of GETs.
+        http: ``transport``, ``timeout``, ``event_hooks``, ``retry_attempts``, ``sleep``
+            (see :class:`gateways.base.GatewayClient`; a timeout is mandatory).
         """
         self._signer = signer
-        self._retry_attempts = retry_attempts
-        self._sleep = sleep
-        self._http = build_client(
-            base_url=base_url,
-            transport=transport,
-            timeout=timeout,
-            event_hooks=event_hooks,
-            headers={"Accept": "application/json"},
-        )
+        super().__init__(base_url=base_url, **http)
 
     def __repr__(self) -> str:
         return f"PayGlocalClient(merchant_id={self._signer.merchant_id!r}, base_url={str(self._http.base_url)!r})"
-
-    def close(self) -> None:
-        """Close the underlying connection pool."""
-        self._http.close()
-
-    def __enter__(self) -> PayGlocalClient:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
 
     # Endpoints -------------------------------------------------------------------------
 
@@ -118,7 +79,7 @@ class PayGlocalClient:
             headers = {TOKEN_HEADER: self._signer.sign_path(path)}
             return self._send("GET", path, headers=headers)
 
-        return retry_idempotent(attempt, attempts=self._retry_attempts, sleep=self._sleep)
+        return self._retried(attempt)
 
     def capture(self, gid: str, payload: Mapping[str, Any]) -> JsonObject:
         """``POST /gl/v1/payments/{gid}/capture`` (auth-only flows). Not retried."""
@@ -131,57 +92,35 @@ class PayGlocalClient:
         headers = {TOKEN_HEADER: token, "Content-Type": "text/plain"}
         return self._send("POST", path, headers=headers, content=body.encode("ascii"))
 
-    def _send(self, method: str, path: str, *, headers: Mapping[str, str], content: bytes | None = None) -> JsonObject:
-        what = f"payglocal {method} {path}"
-        with translate_errors(what):
-            response = self._http.request(method, path, headers=dict(headers), content=content)
-        return _json_or_raise(response, what)
+    @staticmethod
+    def _json_object(response: httpx.Response) -> JsonObject | None:
+        """The body as a JSON object (decimals kept exact), or ``None`` when it is not one."""
+        try:
+            payload = json.loads(response.content, parse_float=Decimal)
+        except (ValueError, UnicodeDecodeError):
+            return None
+        return payload if isinstance(payload, dict) else None
+
+    def _error(self, response: httpx.Response, payload: JsonObject | None, what: str,
+               evidence: dict[str, Any]) -> GatewayError:
+        summary = _error_summary(payload)
+        status = response.status_code
+        if status == 429:
+            return rate_limited(response, f"{what}: rate limited ({summary or 'no detail'})", evidence)
+        if status >= 500 or status == 408:
+            return GatewayTransient(f"{what}: server error {summary}".rstrip(), **evidence)
+        if payload is None:
+            return GatewayTransient(f"{what}: error response is not JSON (not PayGlocal's answer)", **evidence)
+        if status == 404 and not _is_payglocal_error(payload):
+            return GatewayTransient(f"{what}: 404 outside PayGlocal's error envelope: {summary or 'no detail'}",
+                                    **evidence)
+        if status == 404 or (status == 400 and _is_not_found(payload)):
+            return GatewayNotFound(f"{what}: not found ({summary or 'no detail'})", **evidence)
+        return GatewayPermanent(f"{what}: {summary or 'no detail'}", **evidence)
 
 
 def _segment(identifier: str) -> str:
-    """Quote an id for use as one path segment, so ``"../x"`` cannot change the endpoint."""
-    if not identifier:
-        raise ValueError("an empty PayGlocal id cannot be used")
-    return quote(identifier, safe="")
-
-
-def _json_or_raise(response: httpx.Response, what: str) -> JsonObject:
-    """The JSON object of a 2xx response; otherwise the gateway error its status calls for."""
-    evidence = {
-        "status": response.status_code,
-        "body": response.text[:500],
-        "request_id": response.headers.get(REQUEST_ID_HEADER),
-    }
-    payload = _json_object(response)
-    if response.is_success:
-        if payload is None:
-            raise GatewayTransient(f"{what}: success response is not a JSON object", **evidence)
-        return payload
-
-    summary = _error_summary(payload)
-    status = response.status_code
-    if status == 429:
-        retry_after = parse_retry_after(response.headers.get("retry-after"))
-        raise GatewayRateLimited(f"{what}: rate limited ({summary or 'no detail'})", retry_after=retry_after, **evidence)
-    if status >= 500 or status == 408:
-        raise GatewayTransient(f"{what}: server error {summary}".rstrip(), **evidence)
-    if payload is None:
-        raise GatewayTransient(f"{what}: error response is not JSON (not PayGlocal's answer)", **evidence)
-    if status == 404 and not _is_payglocal_error(payload):
-        raise GatewayTransient(f"{what}: 404 outside PayGlocal's error envelope: {summary or 'no detail'}",
-                               **evidence)
-    if status == 404 or (status == 400 and _is_not_found(payload)):
-        raise GatewayNotFound(f"{what}: not found ({summary or 'no detail'})", **evidence)
-    raise GatewayPermanent(f"{what}: {summary or 'no detail'}", **evidence)
-
-
-def _json_object(response: httpx.Response) -> JsonObject | None:
-    """The body as a JSON object (decimals kept exact), or ``None`` when it is not one."""
-    try:
-        payload = json.loads(response.content, parse_float=Decimal)
-    except (ValueError, UnicodeDecodeError):
-        return None
-    return payload if isinstance(payload, dict) else None
+    return path_segment(identifier, gateway="PayGlocal")
 
 
 def _error_texts(payload: JsonObject | None) -> list[str]:

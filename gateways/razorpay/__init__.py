@@ -23,13 +23,15 @@ from typing import Any
 
 import httpx
 
+from gateways.base import GatewayAdapter
 from gateways.errors import GatewayError, GatewayPermanent, GatewayTransient, MalformedEvent, SignatureInvalid
 from gateways.http import DEFAULT_ATTEMPTS, DEFAULT_TIMEOUT, EventHooks
 from gateways.port import CallbackResult, RemoteOrder, RemotePayment, WebhookEvent
 from gateways.razorpay import mapping, signature
-from gateways.razorpay.client import DEFAULT_BASE_URL, RazorpayClient, is_already_captured
+from gateways.razorpay.client import RazorpayClient, is_already_captured
+from gateways.razorpay.settings import DEFAULT_BASE_URL, RazorpaySettings
 
-__all__ = ["RazorpayGateway"]
+__all__ = ["RazorpayGateway", "RazorpaySettings"]
 
 #: Razorpay's limit on ``receipt`` (docs §2).
 MAX_RECEIPT_LENGTH = 40
@@ -43,10 +45,52 @@ SIGNATURE_HEADER = "x-razorpay-signature"
 EVENT_ID_HEADER = "x-razorpay-event-id"
 
 
-class RazorpayGateway:
+class RazorpayGateway(GatewayAdapter):
     """Razorpay orders, payments, captures, webhooks and checkout callbacks, in the port's terms."""
 
+    _client: RazorpayClient
+
+    # Facts the port declares (gateways.port.GatewayFacts) ------------------------------------
+
     name = "razorpay"
+    label = "Razorpay"
+    #: Webhooks are a JSON envelope posted as is (razorpay.md §5.2).
+    webhook_content_type = "application/json"
+    #: Razorpay's ids: ``order_…``, ``pay_…``, ``rfnd_…``, payment links ``plink_…``, customers ``cust_…``.
+    id_prefixes = ("order_", "pay_", "rfnd_", "plink_", "cust_")
+    #: Requests per second we allow ourselves (across all processes) unless configured otherwise.
+    default_rate_per_s = 50
+    #: Razorpay asks for no pause between two fetches of one order.
+    min_poll_interval_s = 0
+
+    @classmethod
+    def enabled(cls, settings: object) -> bool:
+        """Razorpay is always built: its settings have working (simulator) defaults."""
+        return True
+
+    @classmethod
+    def manual_capture_from(cls, settings: object) -> bool:
+        """Whether new orders are created for manual capture (``razorpay_manual_capture``)."""
+        return bool(getattr(settings, RazorpaySettings.PREFIX + "manual_capture", False))
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: object,
+        *,
+        transport: httpx.BaseTransport | None = None,
+        event_hooks: EventHooks | None = None,
+    ) -> RazorpayGateway:
+        """The adapter configured by ``settings``: a :class:`RazorpaySettings`, or a flat settings object
+        with ``razorpay_*`` fields (``worker.settings.Settings``).
+
+        Raises:
+            SettingsMissing: the key pair or the webhook secret is missing (a ``ValueError``).
+        """
+        own = settings if isinstance(settings, RazorpaySettings) else RazorpaySettings.from_flat(settings)
+        return cls(key_id=own.key_id, key_secret=own.key_secret, webhook_secrets=own.webhook_secrets,
+                   base_url=own.base_url, manual_capture_default=own.manual_capture, transport=transport,
+                   event_hooks=event_hooks)
 
     def __init__(
         self,
@@ -103,10 +147,6 @@ class RazorpayGateway:
 
     def __repr__(self) -> str:
         return f"RazorpayGateway(key_id={self._key_id!r})"
-
-    def close(self) -> None:
-        """Close the HTTP connection pool."""
-        self._client.close()
 
     # Orders and payments ---------------------------------------------------------------
 

@@ -18,26 +18,14 @@ retried here: a lost ``create_order`` response is recovered by looking the order
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
-from urllib.parse import quote
 
 import httpx
 
-from gateways.errors import GatewayError, GatewayNotFound, GatewayPermanent, GatewayRateLimited, GatewayTransient
-from gateways.http import (
-    DEFAULT_ATTEMPTS,
-    DEFAULT_TIMEOUT,
-    EventHooks,
-    build_client,
-    parse_retry_after,
-    retry_idempotent,
-    translate_errors,
-)
-
-#: Razorpay's API root; paths carry the version (``/v1/...``).
-DEFAULT_BASE_URL = "https://api.razorpay.com"
+from gateways.base import GatewayClient, JsonObject, path_segment, rate_limited
+from gateways.errors import GatewayError, GatewayNotFound, GatewayPermanent, GatewayTransient
+from gateways.razorpay.settings import DEFAULT_BASE_URL
 
 #: Razorpay documents no request-id header; this one is kept in errors when it is present.
 REQUEST_ID_HEADER = "x-razorpay-request-id"
@@ -48,7 +36,7 @@ NOT_FOUND_PHRASES = ("does not exist", "is not a valid id")
 #: Phrase of the 400 Razorpay answers to capturing a payment twice.
 ALREADY_CAPTURED_PHRASE = "already been captured"
 
-JsonObject = dict[str, Any]
+__all__ = ["DEFAULT_BASE_URL", "RazorpayClient", "is_already_captured"]
 
 
 def is_already_captured(error: GatewayError) -> bool:
@@ -56,47 +44,26 @@ def is_already_captured(error: GatewayError) -> bool:
     return isinstance(error, GatewayPermanent) and ALREADY_CAPTURED_PHRASE in str(error.args[0]).lower()
 
 
-class RazorpayClient:
+class RazorpayClient(GatewayClient):
     """A thin, typed-errors client for the Razorpay endpoints the reconciler needs."""
 
-    def __init__(
-        self,
-        *,
-        key_id: str,
-        key_secret: str,
-        base_url: str = DEFAULT_BASE_URL,
-        transport: httpx.BaseTransport | None = None,
-        timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
-        event_hooks: EventHooks | None = None,
-        retry_attempts: int = DEFAULT_ATTEMPTS,
-        sleep: Callable[[float], None] = time.sleep,
-    ):
+    gateway = "razorpay"
+    request_id_header = REQUEST_ID_HEADER
+
+    def __init__(self, *, key_id: str, key_secret: str, base_url: str = DEFAULT_BASE_URL, **http: Any):
+        """Args:
+        key_id, key_secret: the API key pair (HTTP Basic auth).
+        base_url: the API root, :data:`DEFAULT_BASE_URL` unless a stand-in is configured.
+        http: ``transport``, ``timeout``, ``event_hooks``, ``retry_attempts``, ``sleep``
+            (see :class:`gateways.base.GatewayClient`).
+        """
         if not key_id or not key_secret:
             raise ValueError("Razorpay key_id and key_secret are both required")
         self.key_id = key_id
-        self._retry_attempts = retry_attempts
-        self._sleep = sleep
-        self._http = build_client(
-            base_url=base_url,
-            auth=httpx.BasicAuth(key_id, key_secret),
-            transport=transport,
-            timeout=timeout,
-            event_hooks=event_hooks,
-            headers={"Accept": "application/json"},
-        )
+        super().__init__(base_url=base_url, auth=httpx.BasicAuth(key_id, key_secret), **http)
 
     def __repr__(self) -> str:
         return f"RazorpayClient(key_id={self.key_id!r}, base_url={str(self._http.base_url)!r})"
-
-    def close(self) -> None:
-        """Close the underlying connection pool."""
-        self._http.close()
-
-    def __enter__(self) -> RazorpayClient:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
 
     # Endpoints -------------------------------------------------------------------------
 
@@ -135,63 +102,25 @@ class RazorpayClient:
     # Plumbing --------------------------------------------------------------------------
 
     def _get(self, path: str, *, params: Mapping[str, str] | None = None) -> JsonObject:
-        return retry_idempotent(
-            lambda: self._send("GET", path, params=params),
-            attempts=self._retry_attempts,
-            sleep=self._sleep,
-        )
+        return self._retried(lambda: self._send("GET", path, params=params))
 
-    def _send(
-        self, method: str, path: str, *, params: Mapping[str, str] | None = None, json: JsonObject | None = None
-    ) -> JsonObject:
-        what = f"razorpay {method} {path}"
-        with translate_errors(what):
-            response = self._http.request(method, path, params=params, json=json)
-        return _json_or_raise(response, what)
+    def _error(self, response: httpx.Response, payload: JsonObject | None, what: str,
+               evidence: dict[str, Any]) -> GatewayError:
+        code, description = _error_fields(payload)
+        if response.status_code == 429:
+            return rate_limited(response, f"{what}: rate limited ({code or 'no code'})", evidence)
+        if response.status_code >= 500:
+            detail = f" {code}: {description}" if code or description else ""
+            return GatewayTransient(f"{what}: server error{detail}", **evidence)
+        if payload is None:
+            return GatewayTransient(f"{what}: error response is not JSON", **evidence)
+        if response.status_code == 400 and any(phrase in description.lower() for phrase in NOT_FOUND_PHRASES):
+            return GatewayNotFound(f"{what}: {description}", **evidence)
+        return GatewayPermanent(f"{what}: {code or 'error'}: {description or 'no description'}", **evidence)
 
 
 def _segment(identifier: str) -> str:
-    """Quote an id for use as one path segment, so ``"../x"`` cannot change the endpoint."""
-    if not identifier:
-        raise ValueError("an empty id cannot be fetched")
-    return quote(identifier, safe="")
-
-
-def _json_or_raise(response: httpx.Response, what: str) -> JsonObject:
-    """The JSON object of a 2xx response; otherwise the gateway error its status calls for."""
-    evidence = {
-        "status": response.status_code,
-        "body": response.text[:500],
-        "request_id": response.headers.get(REQUEST_ID_HEADER),
-    }
-    payload = _json_object(response)
-
-    if response.is_success:
-        if payload is None:
-            raise GatewayTransient(f"{what}: success response is not a JSON object", **evidence)
-        return payload
-
-    code, description = _error_fields(payload)
-    if response.status_code == 429:
-        retry_after = parse_retry_after(response.headers.get("retry-after"))
-        raise GatewayRateLimited(f"{what}: rate limited ({code or 'no code'})", retry_after=retry_after, **evidence)
-    if response.status_code >= 500:
-        detail = f" {code}: {description}" if code or description else ""
-        raise GatewayTransient(f"{what}: server error{detail}", **evidence)
-    if payload is None:
-        raise GatewayTransient(f"{what}: error response is not JSON", **evidence)
-    if response.status_code == 400 and any(phrase in description.lower() for phrase in NOT_FOUND_PHRASES):
-        raise GatewayNotFound(f"{what}: {description}", **evidence)
-    raise GatewayPermanent(f"{what}: {code or 'error'}: {description or 'no description'}", **evidence)
-
-
-def _json_object(response: httpx.Response) -> JsonObject | None:
-    """The body as a JSON object, or ``None`` when it is empty, not JSON, or not an object."""
-    try:
-        payload = response.json()
-    except ValueError:
-        return None
-    return payload if isinstance(payload, dict) else None
+    return path_segment(identifier, gateway="razorpay")
 
 
 def _error_fields(payload: JsonObject | None) -> tuple[str, str]:

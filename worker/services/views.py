@@ -6,16 +6,15 @@ from typing import Any
 
 from db import queries
 from db.models import Order
+from gateways import registry
 from worker.deps import Deps
 from worker.domain.errors import UnknownOrder
 
 
-#: How the Payment step names each gateway ("Pay with Razorpay").
-GATEWAY_LABELS = {"razorpay": "Razorpay", "payglocal": "PayGlocal"}
-
-
 def payment_button(gateway: str) -> str:
-    return f"Pay with {GATEWAY_LABELS.get(gateway, gateway)}"
+    """How the Payment step names ``gateway`` ("Pay with Razorpay"): its adapter's ``label``."""
+    known = registry.BY_NAME.get(gateway)
+    return f"Pay with {known.label if known else gateway}"
 
 
 def order_summary(order: Order) -> dict[str, Any]:

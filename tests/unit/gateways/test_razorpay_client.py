@@ -18,7 +18,6 @@ from tests.unit.gateways.razorpay_fakes import (
     razorpay_error,
 )
 
-
 # Reads ---------------------------------------------------------------------------------
 
 

@@ -20,7 +20,6 @@ from tests.unit.gateways.razorpay_fakes import (
     razorpay_error,
 )
 
-
 # Create order --------------------------------------------------------------------------
 
 
