@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 BENCH_STAMP := $(VENV)/.installed-bench-$(shell sha1sum pyproject.toml | cut -c1-12)
 
-.PHONY: install tools demo test test-fast chaos bench audit clean
+.PHONY: install tools lint demo test test-fast chaos bench audit clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required")'
@@ -21,9 +21,16 @@ install: $(STAMP)
 demo: install
 	COLUMNS=$${COLUMNS:-160} $(BIN)/recon demo
 
-## promtool, for the alerting-rule tests (Debian's prometheus package; needs root, skipped when present).
+## promtool and the prometheus server, for the alert and dashboard tests (Debian's prometheus package;
+## needs root, skipped when both are present).
 tools:
-	command -v promtool >/dev/null || (apt-get update -qq && apt-get install -y -qq prometheus)
+	(command -v promtool && command -v prometheus) >/dev/null || (apt-get update -qq && apt-get install -y -qq prometheus)
+
+## ruff (rules in pyproject.toml) and mypy (strict on the modules listed there). Not in `make test` yet.
+## No `ruff format --check`: the code is not formatted by ruff, and formatting it would touch every file.
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 ## The whole test suite against the real PostgreSQL and Redis (see ../shared/docs/services.md).
 test: install tools

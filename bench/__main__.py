@@ -155,7 +155,7 @@ def main(argv: list[str]) -> int:
         t = time.monotonic()
         try:
             value = fn()
-        except Exception as exc:  # noqa: BLE001  (one failed benchmark must not hide the others)
+        except Exception as exc:
             traceback.print_exc()
             value = {"error": f"{type(exc).__name__}: {exc}", "goals": [{
                 "benchmark": name, "goal": "ran", "measured": f"failed: {type(exc).__name__}: {exc}"[:300],
@@ -184,7 +184,7 @@ def main(argv: list[str]) -> int:
             log(f"memory: claim path over all {n['big']:,} orders (fresh process)")
             try:
                 return memory.claim_all(db_url, rate=1_000)
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 traceback.print_exc()
                 return {"error": f"{type(exc).__name__}: {exc}"}
         return due_query.run(small=n["small"], large=n["big"], rate=args.rate, repeats=n["repeats"], keep_db=claim)

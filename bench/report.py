@@ -68,7 +68,7 @@ def markdown(results: dict) -> str:
         parts += ["## 1. Callback throughput", "",
                   f"- {c['orders']:,} orders, {c['webhooks']:,} signed webhooks (payment.authorized, payment.captured, "
                   f"order.paid per order) from {c['clients']} concurrent httpx clients to `recon web`; "
-                  f"`dramatiq worker.actors --processes {c['worker']['processes']} --threads {c['worker']['threads']}`.",
+                  f"`dramatiq worker.main:start --processes {c['worker']['processes']} --threads {c['worker']['threads']}`.",
                   f"- credited {c['credited']:,} orders ({'each exactly once' if c['credited_exactly_once'] else 'NOT exactly once'}) "
                   f"at **{c['credited_per_s']} orders/s**; webhooks accepted at {c['webhooks_per_s']}/s "
                   f"(HTTP p50 {c['http']['http_p50_ms']} ms, p99 {c['http']['http_p99_ms']} ms).",

@@ -10,7 +10,7 @@ from sqlalchemy import Select, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from db.models import GatewayPayment, InboxEvent, LedgerEntry, Order, Organisation, OrderTransition
+from db.models import GatewayPayment, InboxEvent, LedgerEntry, Order, OrderTransition, Organisation
 
 
 def insert_ignore(session: Session, model: type, values: dict[str, Any], conflict: Sequence[str]) -> Any | None:

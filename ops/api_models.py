@@ -6,7 +6,6 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-
 #: Identifiers: letters, digits and ``_ . : -`` only.
 ID_PATTERN = r"^[A-Za-z0-9_.:-]+$"
 #: Free text: anything but NUL, which no database column can hold.

@@ -42,9 +42,13 @@ class OrderArgs(_Strict):
     order_id: str = Field(min_length=1, max_length=40, pattern=ID_PATTERN)
 
 
-def parse(model: type[_Strict], **kwargs) -> _Strict:
+def problems(exc: ValidationError) -> str:
+    """pydantic's errors as one line: ``field: what is wrong; …``."""
+    return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'message'}: {e['msg']}" for e in exc.errors())
+
+
+def parse(model: type[BaseModel], **kwargs: object) -> BaseModel:
     try:
         return model(**kwargs)
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'message'}: {e['msg']}" for e in exc.errors())
-        raise BadMessage(f"{model.__name__}: {problems}") from None
+        raise BadMessage(f"{model.__name__}: {problems(exc)}") from None

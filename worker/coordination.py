@@ -3,14 +3,25 @@ scheduler's leader lock; in-process stand-ins for the embedded demo (no Redis)."
 
 from __future__ import annotations
 
-import uuid
+import contextlib
 from datetime import datetime
+from typing import Protocol
 
 import pybreaker
 import redis
 from dramatiq.rate_limits.backends import RedisBackend, StubBackend
+from redis.exceptions import LockError
+from redis.lock import Lock
 
 from worker.settings import Settings
+
+
+class LeaderLock(Protocol):
+    """What the scheduler needs of its lock: ``hold`` before each round, ``release`` on shutdown."""
+
+    def hold(self) -> bool: ...
+
+    def release(self) -> None: ...
 
 
 class LocalLeaderLock:
@@ -24,24 +35,26 @@ class LocalLeaderLock:
 
 
 class RedisLeaderLock:
-    """A lock with expiry: the leader renews it every round; if it dies, the lock expires and another leads."""
+    """redis-py's :class:`redis.lock.Lock` with expiry: the leader renews it every round; if the leader
+    dies, the lock expires after ``ttl_s`` and a standby takes it on its next round.
+
+    Not thread-local: APScheduler runs each round on a pool thread, and shutdown releases on another.
+    """
 
     def __init__(self, client: redis.Redis, key: str, ttl_s: float):
-        self._client, self._key, self._ttl_ms = client, key, int(ttl_s * 1000)
-        self._token = uuid.uuid4().hex
+        self._lock = Lock(client, key, timeout=ttl_s, blocking=False, thread_local=False)
 
     def hold(self) -> bool:
-        """Take or renew the lock; True while this process leads."""
-        if self._client.set(self._key, self._token, nx=True, px=self._ttl_ms):
-            return True
-        renewed = self._client.eval(
-            "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end return 0",
-            1, self._key, self._token, self._ttl_ms)
-        return bool(renewed)
+        """Renew the lock if this process holds it, else try to take it; True while this process leads."""
+        try:
+            return self._lock.reacquire()  # resets the expiry to ``ttl_s``
+        except LockError:  # never held, or expired (maybe taken by another scheduler since)
+            return self._lock.acquire()
 
     def release(self) -> None:
-        self._client.eval("if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0",
-                          1, self._key, self._token)
+        """Give up leadership at once (a standby leads on its next round); a lost lock is left alone."""
+        with contextlib.suppress(LockError):  # not held, or expired and maybe another's by now
+            self._lock.release()
 
 
 class Coordination:
@@ -71,7 +84,7 @@ class Coordination:
         return pybreaker.CircuitRedisStorage(pybreaker.STATE_CLOSED, self.client,
                                              namespace=f"{self.namespace}:breaker:{gateway}")
 
-    def leader_lock(self, name: str, ttl_s: float):
+    def leader_lock(self, name: str, ttl_s: float) -> LeaderLock:
         if self.client is None:
             return LocalLeaderLock()
         return RedisLeaderLock(self.client, f"{self.namespace}:leader:{name}", ttl_s)

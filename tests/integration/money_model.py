@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy import select, text
 
-from db.models import GatewayPayment, InboxEvent, LedgerEntry, Order, Organisation, OrderTransition
+from db.models import GatewayPayment, InboxEvent, LedgerEntry, Order, OrderTransition, Organisation
 
 #: Our order states in which no credit is owed whatever the gateway holds: a person decides, or decided.
 NO_CREDIT_OWED = frozenset({"needs_review", "closed"})

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from datetime import timedelta
 
 import pytest
@@ -12,13 +11,23 @@ from typer.testing import CliRunner
 
 from db.models import SupportAction
 from ops.cli import app
+from tests.conftest import NAMESPACE
 from tests.support import balance, inbox_rows, ledger_count, new_order, order_row
 
 runner = CliRunner()
+#: What the commands run on: the test's Deps with the run's broker and actors (an entry point builds its own).
+RUNNING: dict[str, object] = {}
+
+
+@pytest.fixture(autouse=True)
+def _runtime(runtime):
+    RUNNING["runtime"] = runtime
+    yield
+    RUNNING.clear()
 
 
 def recon(*args: str):
-    result = runner.invoke(app, list(args), catch_exceptions=False, env={"COLUMNS": "200"})
+    result = runner.invoke(app, list(args), catch_exceptions=False, env={"COLUMNS": "200"}, obj=RUNNING["runtime"])
     assert result.exit_code == 0, result.output
     return result.output
 
@@ -29,7 +38,7 @@ def actions(deps) -> list[SupportAction]:
 
 
 def test_order_show_prints_the_timeline_payments_and_ledger(deps, org, simulator):
-    from worker.services.reconcile import reconcile_order
+    from worker.services.poll import reconcile_order
 
     order = new_order(deps)
     simulator.sim.pay(order.gateway_order_id, "success", deliver_webhooks=False)
@@ -87,16 +96,15 @@ def test_inbox_replay_reprocesses_stored_webhooks_idempotently(deps, org, simula
     assert actions(deps)[-1].action == "inbox_replay"
 
 
-def test_dlq_list_and_replay_bring_back_a_dead_message(deps, org, simulator, broker, worker, redis_client):
-    from worker.actors import recheck_order
-
+def test_dlq_list_and_replay_bring_back_a_dead_message(deps, org, simulator, broker, worker, redis_client, actors):
+    recheck_order = actors.recheck_order
     order = new_order(deps)
     simulator.sim.pay(order.gateway_order_id, "success", deliver_webhooks=False)
     recheck_order.send(order.id, "")  # breaks the contract: empty requested_by
     broker.join("recon_priority", timeout=20_000)
     out = recon("dlq", "list")
     assert "1 dead letters" in out and "recheck_order" in out
-    namespace = os.environ["RECON_BROKER_NAMESPACE"]
+    namespace = NAMESPACE
     [raw] = redis_client.hvals(f"{namespace}:recon_priority.XQ.msgs")
     message_id = json.loads(raw)["message_id"]
     # the cause is "fixed" by hand here: the stored message gets a requested_by
@@ -112,7 +120,7 @@ def test_dlq_list_and_replay_bring_back_a_dead_message(deps, org, simulator, bro
 
 
 def test_review_resolve_needs_a_reason_and_closes_without_credit(deps, org, simulator):
-    from worker.services.reconcile import reconcile_order
+    from worker.services.poll import reconcile_order
 
     order = new_order(deps)
     simulator.sim.pay(order.gateway_order_id, "success", currency="USD", deliver_webhooks=False)

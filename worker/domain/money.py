@@ -5,8 +5,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from decimal import Decimal, DecimalException
+from typing import cast
 
-from gateways.currency import EXPONENTS, exponent  # noqa: F401  (one table for the domain and every adapter)
+from gateways.currency import EXPONENTS as EXPONENTS  # one table for the domain and every adapter
+from gateways.currency import exponent as exponent
 
 #: Three ASCII upper-case letters (``str.isupper`` would also accept ``ÄÖÜ``).
 CURRENCY_CODE = re.compile(r"[A-Z]{3}")
@@ -55,7 +57,7 @@ def parse_major(text: str, currency: str) -> Money:
     if not value.is_finite():
         raise ValueError(f"not a finite amount: {text!r}")
     sign, digits, exp = value.as_tuple()  # exact integer arithmetic: no 28-digit context, no rounding
-    shift = exp + exponent(currency)
+    shift = cast(int, exp) + exponent(currency)  # an int once finite ("n"/"N"/"F" are NaN and infinity)
     if abs(shift) > MAX_SCALE:
         raise ValueError(f"{text!r} is out of any plausible range")
     coefficient = int("".join(map(str, digits)) or "0")
