@@ -1,7 +1,9 @@
-"""What services need, built once per process from Settings and passed in as ``deps``."""
+"""What services need, built once per process by its entry point (:func:`build_deps`) and passed in
+as ``deps``: there is no process-wide default, so every entry point and test says which it uses."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -12,11 +14,39 @@ from db.session import make_engine, make_session_factory
 from gateways.port import PaymentGateway
 from worker.clock import Clock, SystemClock
 from worker.coordination import Coordination
-from worker.gateway_guard import GuardedGateway
 from worker.domain.order_state import Policy
 from worker.domain.pricing import PriceList
 from worker.domain.schedule import Schedule
-from worker.settings import Settings
+from worker.gateway_guard import GuardedGateway
+from worker.services.unit import Rules, UnitOfWork
+from worker.settings import Region, Settings
+
+
+@dataclass(frozen=True, slots=True)
+class CheckRules:
+    """How the checks of one order are guarded: the lease a check holds, and the least time a gateway
+    wants between two polls of one transaction (PayGlocal asks for 5 s)."""
+
+    lease_s: int
+    min_poll_interval_s: Mapping[str, int]
+
+    def min_gap(self, gateway: str) -> timedelta:
+        return timedelta(seconds=self.min_poll_interval_s.get(gateway, 0))
+
+
+@dataclass(frozen=True, slots=True)
+class SweepRules:
+    """How much one sweep round may claim: each gateway's rate, the share sweeps may use, the interval."""
+
+    rate_per_s: Mapping[str, int]
+    share: float
+    interval_s: float
+    batch_max: int
+
+    def round_budget(self, gateway: str) -> int:
+        """Orders one round may claim for a gateway: what its sweep rate allows until the next round (×2)."""
+        per_round = self.rate_per_s.get(gateway, 10) * self.share * self.interval_s
+        return max(1, min(self.batch_max, int(per_round * 2)))
 
 
 @dataclass
@@ -25,13 +55,20 @@ class Deps:
     settings: Settings
     engine: Engine
     sessions: sessionmaker[Session]
-    gateways: dict[str, PaymentGateway]
+    gateways: dict[str, GuardedGateway]  #: each adapter behind the shared rate limit and circuit breaker
     clock: Clock
     policy: Policy
     prices: PriceList
     schedule: Schedule
+    checks: CheckRules
+    sweep: SweepRules
+    regions: Mapping[str, Region]  #: billing region → currency, tax rate and gateway
 
-    def gateway(self, name: str) -> PaymentGateway:
+    def unit(self) -> UnitOfWork:
+        """A new unit of work (one transaction) over this process's database."""
+        return UnitOfWork(self.sessions, Rules(self.clock.now, self.policy, self.schedule))
+
+    def gateway(self, name: str) -> GuardedGateway:
         try:
             return self.gateways[name]
         except KeyError:
@@ -39,38 +76,19 @@ class Deps:
 
 
 def build_gateways(settings: Settings, *, transport=None) -> dict[str, PaymentGateway]:
-    from gateways.razorpay import RazorpayGateway
+    """Every gateway the settings enable (``gateways.registry``), each timed by the gateway metrics."""
+    from gateways import registry
     from worker.gateway_metrics import metrics_hooks
 
-    razorpay = RazorpayGateway(
-        key_id=settings.razorpay_key_id,
-        key_secret=settings.razorpay_key_secret.get_secret_value(),
-        webhook_secrets=settings.webhook_secrets(),
-        base_url=settings.razorpay_base_url,
-        transport=transport,
-        event_hooks=metrics_hooks("razorpay"),
-    )
-    gateways: dict[str, PaymentGateway] = {razorpay.name: razorpay}
-    if settings.payglocal_merchant_id:
-        gateways["payglocal"] = build_payglocal(settings, transport=transport)
-    return gateways
+    return registry.build_configured(settings, transport=transport, event_hooks=metrics_hooks)
 
 
 def build_payglocal(settings: Settings, *, transport=None) -> PaymentGateway:
+    """PayGlocal alone; raises ``ValueError`` naming every missing ``payglocal_*`` setting."""
     from gateways.payglocal import PayGlocalGateway
     from worker.gateway_metrics import metrics_hooks
 
-    missing = [name for name in ("payglocal_private_key_pem", "payglocal_private_kid", "payglocal_public_kid",
-                                 "payglocal_callback_url") if not getattr(settings, name)]
-    if missing or not settings.payglocal_public_keys:
-        raise ValueError(f"PayGlocal is enabled (merchant id set) but these settings are missing: "
-                         f"{', '.join(missing + ([] if settings.payglocal_public_keys else ['payglocal_public_keys']))}")
-    return PayGlocalGateway(
-        merchant_id=settings.payglocal_merchant_id, private_key_pem=settings.payglocal_private_key_pem.get_secret_value(),
-        private_kid=settings.payglocal_private_kid, payglocal_public_keys=settings.payglocal_public_keys,
-        payglocal_public_kid=settings.payglocal_public_kid, base_url=settings.payglocal_base_url,
-        callback_url=settings.payglocal_callback_url, transport=transport,
-        callback_max_age_s=settings.payglocal_callback_max_age_s, event_hooks=metrics_hooks("payglocal"))
+    return PayGlocalGateway.from_settings(settings, transport=transport, event_hooks=metrics_hooks("payglocal"))
 
 
 def guard(gateways: dict[str, PaymentGateway], settings: Settings, coordination: Coordination) -> dict[str, GuardedGateway]:
@@ -97,23 +115,8 @@ def build_deps(settings: Settings, *, clock: Clock | None = None, gateways: dict
         prices=PriceList(settings.credit_price_minor, settings.pro_price_minor, settings.min_credits,
                          settings.max_credits, settings.max_custom_amount_minor),
         schedule=Schedule.from_seconds(settings.check_backoff_s, settings.closed_check_every_s),
+        checks=CheckRules(settings.check_lease_s, dict(settings.min_poll_interval_s)),
+        sweep=SweepRules(dict(settings.gateway_rate_per_s), settings.sweep_share, settings.sweep_interval_s,
+                         settings.sweep_batch_max),
+        regions=dict(settings.regions),
     )
-
-
-_current: Deps | None = None
-
-
-def get_deps() -> Deps:
-    """The process's Deps, built from the environment on first use."""
-    global _current
-    if _current is None:
-        from worker.settings import get_settings
-
-        _current = build_deps(get_settings())
-    return _current
-
-
-def set_deps(deps: Deps | None) -> None:
-    """Install the Deps that actors and endpoints use (tests, the demo)."""
-    global _current
-    _current = deps

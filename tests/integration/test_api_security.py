@@ -7,7 +7,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from db.models import Order, SupportAction
-from ops.web import app
+from tests.runtime import app
 from tests.support import AUTH, new_order, order_row
 
 PROTECTED = [
@@ -58,7 +58,7 @@ def test_an_oversized_request_body_is_refused_with_413(deps, org):
 
 
 def test_a_review_decision_credits_an_order_in_review_once_with_the_reason_audited(deps, org, simulator):
-    from worker.services.reconcile import reconcile_order
+    from worker.services.poll import reconcile_order
 
     order = new_order(deps)
     simulator.sim.pay(order.gateway_order_id, "success", amount_minor=order.amount_minor - 1, deliver_webhooks=False)

@@ -6,9 +6,11 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 from tests.support import balance, inbox_rows, ledger_count, new_order, order_row
-from worker.services.inbox import process_inbox_event, store_webhook
-from worker.services.callbacks import verify_payment
-from worker.services.reconcile import reconcile_order, recheck_order
+from worker.services.callback import verify_payment
+from worker.services.inbox import process_inbox_event
+from worker.services.intake import store_webhook
+from worker.services.poll import reconcile_order
+from worker.services.recheck import recheck_order
 
 
 def test_webhooks_three_times_each_callback_recheck_and_poll_racing_credit_one_order_once(deps, gateway, simulator):

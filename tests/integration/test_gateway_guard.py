@@ -3,7 +3,6 @@ circuit breaker pauses sweeps against a failing gateway, then closes by itself."
 
 from __future__ import annotations
 
-import os
 import time
 import uuid
 
@@ -13,6 +12,7 @@ import pytest
 from dramatiq.rate_limits.backends import RedisBackend
 
 from gateways.errors import GatewayRateLimited, GatewayTransient
+from tests.runtime import NAMESPACE
 from tests.unit.gateways.razorpay_fakes import make_gateway
 from worker.gateway_guard import CircuitOpen, GuardedGateway, low_priority
 
@@ -28,7 +28,7 @@ def answer(request: httpx.Request) -> httpx.Response:
 
 def guarded(redis_client, handler=answer, **options) -> tuple[GuardedGateway, object]:
     gateway, fake = make_gateway(handler, retry_attempts=1)
-    namespace = f"{os.environ['RECON_BROKER_NAMESPACE']}:guard-{uuid.uuid4().hex[:8]}"  # deleted after the run
+    namespace = f"{NAMESPACE}:guard-{uuid.uuid4().hex[:8]}"  # deleted after the run
     storage = pybreaker.CircuitRedisStorage(pybreaker.STATE_CLOSED, redis_client, namespace=f"{namespace}:breaker")
     defaults = {"rate_per_s": 3, "sweep_share": 0.67, "max_wait_s": 0.0, "fail_max": 2, "reset_timeout_s": 1}
     return GuardedGateway(gateway, backend=RedisBackend(client=redis_client), namespace=namespace,

@@ -46,24 +46,41 @@ import httpx
 import pytest
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule, run_state_machine_as_test
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
 
 from gateways.errors import GatewayError
-from gateways.simulator.razorpay_rules import SimulatorError
-from tests.integration.money_model import (NO_CREDIT_OWED, GatewayView, OurView, describe_event, empty_database,
-                                           event_order_id, gateway_view, inbox_status, late_authorize, order_states,
-                                           our_view, pay_on_a_paid_order, pending_inbox)
+from simulator import SimulatorError
+from tests.integration.money_model import (
+    NO_CREDIT_OWED,
+    GatewayView,
+    OurView,
+    describe_event,
+    empty_database,
+    event_order_id,
+    gateway_view,
+    inbox_status,
+    late_authorize,
+    order_states,
+    our_view,
+    pay_on_a_paid_order,
+    pending_inbox,
+)
 from tests.support import new_order
 from worker.clock import FrozenClock
-from worker.services.inbox import process_inbox_event, store_webhook
+from worker.services.callback import verify_payment
+from worker.services.inbox import process_inbox_event
+from worker.services.intake import store_webhook
 from worker.services.organisations import add_member, create_organisation
-from worker.services.reconcile import reconcile_order, recheck_order
+from worker.services.poll import reconcile_order
+from worker.services.recheck import recheck_order
 from worker.services.review import NotInReview, resolve_review
-
-try:  # the checkout callback moved out of reconcile (commit fe04aae)
-    from worker.services.callbacks import verify_payment
-except ImportError:
-    from worker.services.reconcile import verify_payment
 
 EXAMPLES = int(os.environ.get("RECON_PROPERTY_EXAMPLES", "25"))
 STEPS = int(os.environ.get("RECON_PROPERTY_STEPS", "25"))

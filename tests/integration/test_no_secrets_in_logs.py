@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from gateways.razorpay.signature import sign
-from tests.support import AUTH, GATEWAY_ORGS, inbox_rows, new_order
+from tests.support import AUTH, GATEWAY_ORGS, inbox_rows
 from worker.logging import configure_logging
 
 
@@ -24,9 +24,9 @@ def captured_logs():
 
 
 def test_a_full_run_logs_no_secret_signature_or_token(captured_logs, deps, org, simulator, web):
+    from worker.services.callback import verify_payment
     from worker.services.inbox import process_inbox_event
-    from worker.services.callbacks import verify_payment
-    from worker.services.reconcile import recheck_order
+    from worker.services.recheck import recheck_order
 
     secrets = {simulator.config.key_secret, simulator.config.webhook_secret, AUTH["Authorization"].split()[1],
                deps.settings.payglocal_private_key_pem.get_secret_value().splitlines()[1]}

@@ -6,7 +6,7 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 
-from ops.web import app
+from tests.runtime import app
 from tests.support import AUTH
 
 schema = schemathesis.openapi.from_asgi("/openapi.json", app)

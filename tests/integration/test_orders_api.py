@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
-from ops.web import app
+from tests.runtime import app
 from tests.support import AUTH, order_row
 
 
@@ -77,8 +77,8 @@ def test_get_order_shows_payments_events_transitions_and_ledger(client, deps, si
     created = client.post("/orders", json=body()).json()
     simulator.sim.pay(created["gateway_order_id"], "success")
     simulator.sim.wait_for_webhooks()
-    from worker.services.inbox import process_inbox_event
     from tests.support import inbox_rows
+    from worker.services.inbox import process_inbox_event
 
     for row in inbox_rows(deps, status="pending"):
         process_inbox_event(row.id, deps=deps)

@@ -10,9 +10,10 @@ from sqlalchemy import select
 from db.models import SupportAction
 from tests.support import balance, inbox_rows, ledger_count, new_order, order_row
 from worker.clock import FrozenClock
+from worker.services.callback import verify_payment
 from worker.services.inbox import process_inbox_event
-from worker.services.callbacks import verify_payment
-from worker.services.reconcile import reconcile_order, recheck_order
+from worker.services.poll import reconcile_order
+from worker.services.recheck import recheck_order
 
 
 @pytest.fixture

@@ -18,13 +18,15 @@ from sqlalchemy import select
 
 from db.models import GatewayPayment, Organisation
 from gateways.razorpay.signature import sign
-from ops.web import app
 from tests.conftest import settings_for
+from tests.runtime import app
 from tests.support import AUTH, GATEWAY_ORGS, balance, inbox_rows, ledger_count, new_order, order_row
 from worker.clock import FrozenClock
-from worker.services.callbacks import verify_payment
-from worker.services.inbox import process_inbox_event, store_webhook
-from worker.services.reconcile import reconcile_order, recheck_order
+from worker.services.callback import verify_payment
+from worker.services.inbox import process_inbox_event
+from worker.services.intake import store_webhook
+from worker.services.poll import reconcile_order
+from worker.services.recheck import recheck_order
 from worker.services.review import resolve_review
 
 
@@ -298,8 +300,8 @@ def test_defect_11_a_custom_payment_below_the_gateway_minimum_is_refused_at_quot
 
 # --- 12. POST /verify with the broker down ------------------------------------------------------------------------
 
-def test_defect_12_a_callback_posted_while_redis_is_down_is_stored_and_answered_202(deps, org, simulator):
-    from worker.actors import process_inbox_event as actor
+def test_defect_12_a_callback_posted_while_redis_is_down_is_stored_and_answered_202(deps, org, simulator, actors):
+    actor = actors.process_inbox_event
     from worker.services.sweep import requeue_stale_inbox
 
     order = new_order(deps)

@@ -12,7 +12,7 @@ from tests.support import balance, inbox_rows, ledger_count, new_order, order_ro
 from worker.clock import FrozenClock
 from worker.coordination import RedisLeaderLock
 from worker.domain.order_state import Source
-from worker.services.reconcile import reconcile_order
+from worker.services.poll import reconcile_order
 from worker.services.sweep import sweep_due_orders
 
 
@@ -136,7 +136,7 @@ def test_an_unreachable_gateway_leaves_the_order_untouched_for_the_sweep_to_come
 
 
 def test_a_webhook_with_a_bad_signature_naming_our_order_brings_its_check_forward(deps, org, simulator, clock):
-    from worker.services.inbox import store_webhook
+    from worker.services.intake import store_webhook
 
     order = new_order(deps)
     simulator.sim.pay(order.gateway_order_id, "success", deliver_webhooks=False)
@@ -183,7 +183,8 @@ def test_only_one_scheduler_leads_and_another_takes_over_when_the_lock_expires(r
 
 def test_a_webhook_stored_but_never_enqueued_is_processed_by_the_inbox_sweep(deps, org, simulator, clock):
     """The broker was down when the webhook was acknowledged: the inbox row is the truth."""
-    from worker.services.inbox import process_inbox_event, store_webhook
+    from worker.services.inbox import process_inbox_event
+    from worker.services.intake import store_webhook
     from worker.services.sweep import requeue_stale_inbox
 
     order = new_order(deps)
@@ -238,7 +239,7 @@ def test_a_callback_whose_processing_was_interrupted_is_finished_by_the_inbox_sw
 
 
 def test_the_inbox_sweep_backs_off_so_a_slow_queue_is_not_flooded(deps, org, simulator, clock):
-    from worker.services.inbox import store_webhook
+    from worker.services.intake import store_webhook
     from worker.services.sweep import requeue_stale_inbox
 
     order = new_order(deps)

@@ -89,8 +89,8 @@ def test_a_webhook_with_the_wrong_content_type_is_kept_and_answered_415(post, de
 
 
 def test_a_replayed_old_event_is_a_duplicate_and_credits_nothing_more(post, deps, org, simulator):
-    from worker.services.inbox import process_inbox_event
     from tests.support import balance
+    from worker.services.inbox import process_inbox_event
 
     order = new_order(deps)
     body = captured_event(order)

@@ -67,6 +67,9 @@ ALLOWED: dict[OrderState, frozenset[OrderState]] = {
     OrderState.CLOSED: frozenset({OrderState.NEEDS_REVIEW}),  # money that arrives after support closed it
 }
 
+#: Where every order starts: stored, about to be created at the gateway.
+INITIAL_STATE = OrderState.CREATED
+
 #: The support decisions on an order in review.
 REVIEW_DECISIONS = frozenset({"credit", "close", "refund"})
 
@@ -297,6 +300,14 @@ def evolve(order: OrderSnapshot, decision: Decision) -> OrderSnapshot:
     flagged = order.flagged_payment_ids | {p.gateway_payment_id for p in decision.flagged}
     granted = decision.grant.gateway_payment_id if decision.grant else order.granted_payment_id
     return replace(order, state=decision.to_state, granted_payment_id=granted, flagged_payment_ids=flagged)
+
+
+def decide_creation_failed(order: OrderSnapshot) -> Decision:
+    """The gateway refused or failed to create the order: no checkout exists, so nothing can be paid.
+    Closed as abandoned (nothing is left to check)."""
+    if order.gateway_order_id:
+        raise IllegalTransition(order.state, OrderState.ABANDONED)
+    return Decision(order.state, OrderState.ABANDONED, "gateway_error")
 
 
 def decide_review(order: OrderSnapshot, decision: str, payments: tuple[RemotePayment, ...]) -> Decision:

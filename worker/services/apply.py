@@ -10,12 +10,31 @@ from sqlalchemy.orm import Session
 from db import queries
 from db.models import GatewayPayment, Order, OrderTransition
 from gateways.port import FailureKind, RemotePayment, RemoteStatus
-from worker.domain.order_state import (Decision, Evidence, OrderSnapshot, OrderState, Plan, Policy, Source, decide,
-                                      evolve, freshest, horizon_at, window_closes_at)
+from worker.domain.order_state import (
+    Decision,
+    Evidence,
+    OrderSnapshot,
+    OrderState,
+    Plan,
+    Policy,
+    Source,
+    decide,
+    evolve,
+    freshest,
+    horizon_at,
+    window_closes_at,
+)
 from worker.domain.schedule import Schedule, next_check_at
 from worker.logging import get_logger
-from worker.metrics import (CREDITS_GRANTED, ORDER_TIME_TO_PAID, ORDERS_ABANDONED, ORDERS_GRANTED, ORDERS_LATE_PAID,
-                            ORDERS_NEEDS_REVIEW, UNKNOWN_STATUS)
+from worker.metrics import (
+    CREDITS_GRANTED,
+    ORDER_TIME_TO_PAID,
+    ORDERS_ABANDONED,
+    ORDERS_GRANTED,
+    ORDERS_LATE_PAID,
+    ORDERS_NEEDS_REVIEW,
+    UNKNOWN_STATUS,
+)
 from worker.services.credit import grant_once
 
 

@@ -6,14 +6,23 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime
 
-from db.models import Member, Order, Organisation, OrderTransition
+from db.models import Member, Order, Organisation
+from gateways import registry
 from gateways.errors import GatewayError
 from worker.deps import Deps
 from worker.domain.errors import GatewayUnavailable, OrderRejected
-from worker.domain.order_state import OrderSnapshot, OrderState, Plan, horizon_at, window_closes_at
-from worker.domain.schedule import next_check_at
 from worker.domain.money import exponent, format_major
+from worker.domain.order_state import (
+    INITIAL_STATE,
+    OrderSnapshot,
+    OrderState,
+    Plan,
+    decide_creation_failed,
+    horizon_at,
+    window_closes_at,
+)
 from worker.domain.pricing import parse_plan, quote
+from worker.domain.schedule import next_check_at
 from worker.logging import get_logger
 
 
@@ -45,12 +54,12 @@ def create_order(request: PurchaseRequest, *, deps: Deps) -> CreatedOrder:
         OrderRejected: the purchase is not allowed (nothing is stored).
         GatewayUnavailable: the gateway failed; the order is kept, marked abandoned.
     """
-    now = deps.clock.now()
-    with deps.sessions.begin() as session:
-        order = _new_order(session, request, deps=deps, now=now)
+    with deps.unit() as uow:
+        order = _new_order(uow.session, request, deps=deps, now=uow.now)
         # Checked from the start: if this process dies before the gateway answers, the sweep closes it.
         order.next_check_at = first_check_at(order, deps=deps)
-        session.add(order)
+        uow.add_order(order)
+        uow.commit()
     gateway = deps.gateway(order.gateway)
     log = get_logger(order_id=order.id, gateway=order.gateway)
     try:
@@ -58,14 +67,15 @@ def create_order(request: PurchaseRequest, *, deps: Deps) -> CreatedOrder:
                                       notes={"order_id": order.id, "organisation_id": order.organisation_id},
                                       manual_capture=order.manual_capture)
     except GatewayError as exc:
-        _close_after_gateway_error(order.id, deps=deps, now=now)
+        _close_after_gateway_error(order.id, deps=deps)
         log.warning("gateway_order_create_failed", error=str(exc), error_type=type(exc).__name__)
         raise GatewayUnavailable(order.id, f"{order.gateway} could not create the order: {exc}") from exc
-    with deps.sessions.begin() as session:
-        stored = session.get(Order, order.id, with_for_update=True)
+    with deps.unit() as uow:
+        stored = uow.order(order.id, lock=True)
         stored.gateway_order_id = remote.gateway_order_id
-        stored.updated_at = deps.clock.now()
+        stored.updated_at = uow.now
         stored.next_check_at = first_check_at(stored, deps=deps)
+        uow.commit()
     log.info("order_created", gateway_order_id=remote.gateway_order_id, amount_minor=order.amount_minor,
              currency=order.currency, plan=order.plan)
     return CreatedOrder(stored, dict(remote.checkout))
@@ -92,7 +102,7 @@ def _new_order(session, request: PurchaseRequest, *, deps: Deps, now: datetime) 
     if request.refund_policy_accepted is not True:
         raise OrderRejected("refund_policy_not_accepted", "the refund policy must be accepted for every purchase")
     plan = parse_plan(request.plan)
-    region = deps.settings.regions.get(organisation.region)
+    region = deps.regions.get(organisation.region)
     if region is None:
         raise OrderRejected("region_not_supported", f"online payment is not available in region {organisation.region!r}")
     if region.gateway not in deps.gateways:
@@ -113,15 +123,14 @@ def _new_order(session, request: PurchaseRequest, *, deps: Deps, now: datetime) 
         id=new_order_id(), organisation_id=organisation.id, requested_by=member.id, plan=plan.value,
         credits=priced.credits if plan == Plan.PAYG else 0, currency=priced.currency,
         subtotal_minor=priced.subtotal_minor, tax_rate_bp=priced.tax_rate_bp, tax_minor=priced.tax_minor,
-        amount_minor=priced.total_minor, gateway=region.gateway, manual_capture=deps.settings.razorpay_manual_capture,
-        state=OrderState.CREATED.value, refund_policy_accepted_at=now, created_at=now, updated_at=now, check_count=0,
+        amount_minor=priced.total_minor, gateway=region.gateway, manual_capture=registry.adapter(region.gateway).manual_capture_from(deps.settings),
+        state=INITIAL_STATE.value, refund_policy_accepted_at=now, created_at=now, updated_at=now, check_count=0,
     )
 
 
-def _close_after_gateway_error(order_id: str, *, deps: Deps, now: datetime) -> None:
-    with deps.sessions.begin() as session:
-        order = session.get(Order, order_id, with_for_update=True)
-        session.add(OrderTransition(order_id=order_id, from_state=order.state, to_state=OrderState.ABANDONED.value,
-                                    reason="gateway_error", source="create", created_at=now))
-        order.state, order.state_reason, order.updated_at = OrderState.ABANDONED.value, "gateway_error", now
+def _close_after_gateway_error(order_id: str, *, deps: Deps) -> None:
+    with deps.unit() as uow:
+        order = uow.order(order_id, lock=True)
+        uow.move(order, decide_creation_failed(uow.snapshot(order)), source="create")
         order.next_check_at = None  # there is no gateway order to check
+        uow.commit()

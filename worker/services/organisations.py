@@ -10,8 +10,8 @@ ROLES = ("admin", "operator")
 
 
 def create_organisation(org_id: str, name: str, region: str, *, deps: Deps, plan: str = "payg") -> Organisation:
-    if region not in deps.settings.regions:
-        raise OrderRejected("region_not_supported", f"unknown region {region!r}; known: {sorted(deps.settings.regions)}")
+    if region not in deps.regions:
+        raise OrderRejected("region_not_supported", f"unknown region {region!r}; known: {sorted(deps.regions)}")
     with deps.sessions.begin() as session:
         organisation = Organisation(id=org_id, name=name, region=region, plan=plan, credit_balance=0,
                                     created_at=deps.clock.now())

@@ -1,20 +1,19 @@
 """Orders in needs_review leave it only by an explicit, audited support decision, with a reason.
 
 The decision is the state machine's (:func:`worker.domain.order_state.decide_review`): this module
-locks the order, applies the move, flags what is to be refunded and writes the audit trail.
+applies it through a unit of work, which locks the order, checks the move against the transition
+table, flags what is to be refunded and writes the audit trail.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from db import queries
-from db.models import SupportAction
 from worker.deps import Deps
-from worker.domain.errors import ReconError, UnknownOrder
-from worker.domain.order_state import REVIEW_DECISIONS, IllegalTransition, decide_review, evolve
+from worker.domain.errors import ReconError
+from worker.domain.order_state import REVIEW_DECISIONS, IllegalTransition, decide_review
 from worker.logging import get_logger
-from worker.services.apply import apply_move, snapshot, stored_payment
+from worker.services.apply import stored_payment
 
 #: What a payment support asked to refund is flagged with (refunds themselves are support's, at the gateway).
 REFUND_REQUESTED = "refund_requested"
@@ -42,32 +41,22 @@ def resolve_review(order_id: str, decision: str, *, reason: str, requested_by: s
         raise ValueError(f"decision must be one of {sorted(REVIEW_DECISIONS)}")
     if not reason or not reason.strip():
         raise ValueError("a reason is mandatory")
-    now = deps.clock.now()
-    with deps.sessions.begin() as session:
-        order = queries.get_order(session, order_id, lock=True)
-        if order is None:
-            raise UnknownOrder(f"no order {order_id!r}")
-        stored = queries.payments_of(session, order_id)
-        before = snapshot(session, order, stored)
+    with deps.unit() as uow:
+        order = uow.order(order_id, lock=True)
+        before = uow.snapshot(order)
         try:
-            move = decide_review(before, decision, tuple(stored_payment(row, order) for row in stored))
+            move = decide_review(before, decision, tuple(stored_payment(row, order) for row in uow.payments(order_id)))
         except IllegalTransition:
             raise NotInReview(f"order {order_id} is {order.state}, not needs_review") from None
         except ValueError as exc:
             raise NotInReview(str(exc)) from None
-        evolve(before, move)
-        for payment in move.flagged:
-            queries.flag_payment(session, gateway=order.gateway, gateway_payment_id=payment.gateway_payment_id,
-                                 reason=REFUND_REQUESTED)
-        granted = apply_move(session, order, move, source="support", now=now)
-        session.add(SupportAction(order_id=order_id, action=move.reason, requested_by=requested_by,
-                                  reason=reason, outcome={"from_state": move.from_state.value,
-                                                          "state": move.to_state.value, "granted": granted,
-                                                          "refund_requested": [p.gateway_payment_id
-                                                                               for p in move.flagged]},
-                                  created_at=now))
-        order.next_check_at, order.updated_at = None, now
-    get_logger(order_id=order_id, gateway=order.gateway).info("review_resolved", decision=decision,
-                                                              requested_by=requested_by, state=move.to_state.value)
+        granted = uow.move(order, move, source="support", flag_reason=REFUND_REQUESTED)
+        uow.audit(move.reason, order_id=order_id, requested_by=requested_by, reason=reason,
+                  outcome={"from_state": move.from_state.value, "state": move.to_state.value, "granted": granted,
+                           "refund_requested": [p.gateway_payment_id for p in move.flagged]})
+        order.next_check_at = None
+        gateway_name = order.gateway
+        uow.commit()
+    get_logger(order_id=order_id, gateway=gateway_name).info("review_resolved", decision=decision,
+                                                             requested_by=requested_by, state=move.to_state.value)
     return Resolution(order_id, decision, move.to_state.value, granted)
-

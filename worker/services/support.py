@@ -6,15 +6,15 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 
 from db import queries
-from db.models import InboxEvent, LedgerEntry, Order, SupportAction
-from gateways.errors import GatewayNotFound
+from db.models import InboxEvent, LedgerEntry, Order
 from worker.deps import Deps
 from worker.domain.errors import UnknownOrder
-from worker.domain.order_state import Evidence, Source, decide
+from worker.domain.order_state import Source, decide
 from worker.services.apply import snapshot, with_known_payments
+from worker.services.poll import order_evidence
 
 
 def select_orders(*, deps: Deps, state: str, older_than: timedelta, limit: int = 10_000) -> list[str]:
@@ -33,18 +33,14 @@ def dry_run(order_id: str, *, deps: Deps) -> dict[str, Any]:
             raise UnknownOrder(f"no order {order_id!r}")
         stored = queries.payments_of(session, order_id)
         held = snapshot(session, order, stored)
-    try:
-        remote = deps.gateway(order.gateway).fetch_order(order.gateway_order_id)
-        evidence = Evidence(Source.RECHECK, remote.payments, complete=True)
-    except GatewayNotFound:
-        remote, evidence = None, Evidence(Source.RECHECK, order_missing=True, complete=True)
-    evidence = with_known_payments(evidence, order, stored)  # as a real recheck would decide
+    reported = order_evidence(deps.gateway(order.gateway), order.gateway_order_id, Source.RECHECK)
+    evidence = with_known_payments(reported, order, stored)  # as a real recheck would decide
     decision = decide(held, evidence, now=deps.clock.now(), policy=deps.policy)
     grant = decision.grant
     return {
         "order_id": order_id, "state": held.state.value, "amount_minor": held.amount_minor, "currency": held.currency,
         "gateway_payments": [{"id": p.gateway_payment_id, "status": p.status.value, "amount_minor": p.amount_minor,
-                              "currency": p.currency} for p in (remote.payments if remote else ())],
+                              "currency": p.currency} for p in reported.payments],
         "would_become": decision.to_state.value, "reason": decision.reason,
         "would_grant": ({"payment_id": grant.gateway_payment_id, "plan": order.plan,
                          "credits": order.credits if order.plan == "payg" else 0} if grant else None),
@@ -54,29 +50,19 @@ def dry_run(order_id: str, *, deps: Deps) -> dict[str, Any]:
 def replay_inbox(*, deps: Deps, requested_by: str, reason: str | None, ids: list[int] | None = None,
                  since: datetime | None = None, until: datetime | None = None) -> list[int]:
     """Put stored webhooks back to pending so a worker processes them again (idempotent)."""
-    now = deps.clock.now()
-    with deps.sessions.begin() as session:
-        stmt = select(InboxEvent.id).where(InboxEvent.kind == "webhook")
-        if ids:
-            stmt = stmt.where(InboxEvent.id.in_(ids))
-        if since:
-            stmt = stmt.where(InboxEvent.received_at >= since)
-        if until:
-            stmt = stmt.where(InboxEvent.received_at < until)
-        chosen = list(session.execute(stmt.order_by(InboxEvent.id)).scalars())
+    with deps.unit() as uow:
+        chosen = uow.reopen_inbox(ids=ids, since=since, until=until, requested_by=requested_by)
         if chosen:
-            session.execute(update(InboxEvent).where(InboxEvent.id.in_(chosen))
-                            .values(status="pending", reason=f"replayed by {requested_by}", processed_at=None))
-            session.add(SupportAction(action="inbox_replay", requested_by=requested_by, reason=reason,
-                                      outcome={"inbox_ids": chosen}, created_at=now))
+            uow.audit("inbox_replay", requested_by=requested_by, reason=reason, outcome={"inbox_ids": chosen})
+        uow.commit()
     return chosen
 
 
 def audit(action: str, *, deps: Deps, requested_by: str, reason: str | None, outcome: dict,
           order_id: str | None = None) -> None:
-    with deps.sessions.begin() as session:
-        session.add(SupportAction(order_id=order_id, action=action, requested_by=requested_by, reason=reason,
-                                  outcome=outcome, created_at=deps.clock.now()))
+    with deps.unit() as uow:
+        uow.audit(action, order_id=order_id, requested_by=requested_by, reason=reason, outcome=outcome)
+        uow.commit()
 
 
 def stats(*, deps: Deps) -> dict[str, Any]:
