@@ -197,7 +197,7 @@ def private_redis() -> Iterator[RedisTarget]:
             try:
                 redis.Redis.from_url(target.url).ping()
                 break
-            except Exception:  # noqa: BLE001
+            except Exception:
                 if time.monotonic() > deadline or process.poll() is not None:
                     stop(process)
                     raise RuntimeError("the private redis-server did not start")
@@ -211,7 +211,7 @@ def private_redis() -> Iterator[RedisTarget]:
 # -- the production processes ------------------------------------------------------------------------
 def service_env(db_url: str, redis: RedisTarget, sim_base_url: str, sim_config, metrics_dir: str,
                 **settings: object) -> dict[str, str]:
-    """Environment of ``recon web`` / ``dramatiq worker.actors`` / ``recon scheduler`` for one run."""
+    """Environment of ``recon web`` / ``dramatiq worker.main:start`` / ``recon scheduler`` for one run."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("RECON_")}
     env.update({
         "RECON_DATABASE_URL": db_url,
@@ -256,7 +256,7 @@ class Services:
             time.sleep(0.2)
 
     def start_worker(self, processes: int = 2, threads: int = 8) -> subprocess.Popen:
-        process = self._start("worker", [str(BIN / "dramatiq"), "worker.actors", "--processes", str(processes),
+        process = self._start("worker", [str(BIN / "dramatiq"), "worker.main:start", "--processes", str(processes),
                                          "--threads", str(threads)])
         deadline = time.monotonic() + 60
         while len(children(process.pid)) < processes or "Worker process is ready" not in self.log_text("worker"):
@@ -278,7 +278,7 @@ class Services:
 
     def _start(self, name: str, argv: list[str]) -> subprocess.Popen:
         self.logs.mkdir(parents=True, exist_ok=True)
-        handle = open(self.logs / f"{name}.log", "ab")  # noqa: SIM115 (closed with the process)
+        handle = open(self.logs / f"{name}.log", "ab")
         process = subprocess.Popen(argv, cwd=ROOT, env=self.env, stdout=handle, stderr=subprocess.STDOUT,
                                    start_new_session=True)
         handle.close()

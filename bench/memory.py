@@ -9,7 +9,7 @@ limit it would take hours), so two measurements are combined, and each says what
   is left. Its RSS is read after start-up, after the first round and at the end. Messages are not
   enqueued (1,000,000 messages would only measure Redis).
 - **Check path, the sweep of benchmark 2, measured and extrapolated.** The RSS of each real
-  ``dramatiq worker.actors`` process at boot and then every second of the sweep, against the number
+  ``dramatiq worker.main:start`` process at boot and then every second of the sweep, against the number
   of orders checked. Projection to 1,000,000 checks per process = growth from boot to mid-run +
   least-squares slope over the second half × the remaining checks; labelled as extrapolated.
 
@@ -27,7 +27,6 @@ import time
 from sqlalchemy import create_engine, text
 
 from bench import harness
-from bench.harness import log
 
 MB = 1024
 
@@ -56,9 +55,9 @@ def _claim_main() -> None:
     from worker.deps import build_deps
     from worker.logging import configure_logging
     from worker.services.sweep import round_budget, sweep_due_orders
-    from worker.settings import get_settings
+    from worker.settings import Settings
 
-    settings = get_settings()
+    settings = Settings()
     configure_logging(level=settings.log_level, json=True)
     deps = build_deps(settings)
     pid = os.getpid()

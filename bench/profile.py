@@ -47,7 +47,7 @@ def cached_insert_ignore(session, model, values, conflict):
 
 
 def _webhook_setup(count: int, db_url: str):
-    from gateways.simulator import Simulator, SimulatorConfig
+    from simulator import Simulator, SimulatorConfig
     from worker.deps import build_deps
     from worker.settings import Settings
 
@@ -68,10 +68,10 @@ def _webhook_setup(count: int, db_url: str):
 
 
 def _cpu_per_event(deps, events) -> tuple[float, float]:
-    from worker.services import inbox
+    from worker.services import inbox, intake
 
     t0 = time.process_time()
-    stored = [inbox.store_webhook("razorpay", e.body, dict(e.headers), deps=deps) for e in events]
+    stored = [intake.store_webhook("razorpay", e.body, dict(e.headers), deps=deps) for e in events]
     t1 = time.process_time()
     for s in stored:
         inbox.process_inbox_event(s.inbox_id, deps=deps)
@@ -85,7 +85,7 @@ def webhook_path(orders: int, out_dir) -> dict:
     from db import queries
     from worker.logging import configure_logging
 
-    configure_logging(level="INFO", json=True, stream=open(os.devnull, "w"))  # noqa: SIM115 (as production: INFO)
+    configure_logging(level="INFO", json=True, stream=open(os.devnull, "w"))
     with harness.scratch_db("profile") as db_url:
         engine, deps, events = _webhook_setup(orders, db_url)
         warm, rest = events[:60], events[60:]
@@ -128,9 +128,9 @@ def recheck_path(orders: int, out_dir) -> dict:
     against the simulator with no added latency, so what is left is our own cost per recheck."""
     from pyinstrument import Profiler
 
-    from gateways.simulator import SimulatorConfig, SimulatorServer
+    from simulator import SimulatorConfig, SimulatorServer
     from worker.deps import build_deps
-    from worker.services import reconcile, views
+    from worker.services import recheck, views
     from worker.settings import Settings
 
     with SimulatorServer(SimulatorConfig(seed=4)) as simulator, harness.scratch_db("profile_recheck") as db_url:
@@ -150,7 +150,7 @@ def recheck_path(orders: int, out_dir) -> dict:
 
         def one(order_id: str) -> None:
             views.order_detail(order_id, deps=deps)
-            reconcile.recheck_order(order_id, "support:bench (token bench)", deps=deps, reason="benchmark")
+            recheck.recheck_order(order_id, "support:bench (token bench)", deps=deps, reason="benchmark")
 
         for o in ids[:20]:
             one(o)

@@ -12,13 +12,13 @@ from typing import Annotated
 from fastapi import Depends, HTTPException
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from worker.deps import Deps, get_deps
+from ops.context import DepsParam
 
 bearer = HTTPBearer(auto_error=False, description="A named API token from RECON_API_TOKENS")
 
 
 def caller(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-           deps: Annotated[Deps, Depends(get_deps)]) -> str:
+           deps: DepsParam) -> str:
     """The name of the token presented: 401 without a bearer token, 403 for an unknown one."""
     if credentials is None or credentials.scheme.lower() != "bearer" or not credentials.credentials:
         raise HTTPException(status_code=401, detail="a bearer token is required",

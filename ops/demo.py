@@ -81,8 +81,8 @@ def _start(env: Embedded, case: Case) -> None:
         return
     order = response.json()
     case.order_id = order["order_id"]
-    env.simulator.sim.set_knobs(**{"webhook_duplicates": 1, "shuffle_webhooks": False, **case.knobs})
-    paid = env.simulator.sim.pay(order["gateway_order_id"], case.outcome, deliver_webhooks=case.webhooks,
+    env.simulator.set_knobs(**{"webhook_duplicates": 1, "shuffle_webhooks": False, **case.knobs})
+    paid = env.simulator.pay(order["gateway_order_id"], case.outcome, deliver_webhooks=case.webhooks,
                                  amount_minor=order["amount_minor"] + case.amount_delta if case.amount_delta else None)
     case.payment_id = paid.get("razorpay_payment_id") or paid.get("id") or paid.get("gid")
     if case.callback:  # the checkout handler's answer, forwarded by the billing backend
@@ -102,7 +102,8 @@ def _sweep(env: Embedded) -> int:
     """One round of the scheduler's sweep: every order due for a check is checked at the gateway."""
     from worker.scheduler import sweep_round
 
-    result = sweep_round(deps=env.deps, leader=env.deps.coordination.leader_lock("scheduler", ttl_s=10))
+    result = sweep_round(deps=env.deps, leader=env.deps.coordination.leader_lock("scheduler", ttl_s=10),
+                         actors=env.actors)
     env.drain()
     return result.orders
 
@@ -146,7 +147,7 @@ def run_demo(*, keep_db: bool = False) -> int:
 
 
 def _finish_cases(env: Embedded) -> int:
-    from worker.services.reconcile import recheck_order
+    from worker.services.recheck import recheck_order
 
     for case in CASES:
         if case.then == "recheck":
@@ -154,7 +155,7 @@ def _finish_cases(env: Embedded) -> int:
     swept = _sweep(env)
     for case in CASES:
         if case.then == "late_authorize":
-            env.simulator.sim.late_authorize(case.payment_id)
+            env.simulator.late_authorize(case.payment_id)
     env.drain()
     _bring_forward_closed_orders(env)  # PayGlocal has no webhook for a late success: its next check finds it
     gap = max(env.deps.settings.min_poll_interval_s.values())

@@ -1,22 +1,30 @@
-"""The embedded set-up: SQLite, the in-process broker with an in-process worker, the web app and
-the gateway simulator, all in one process, running the production code paths.
-
-Environment variables are set before ``worker.actors`` is imported, because the broker is chosen
-when the actors are declared.
+"""The embedded set-up: SQLite, the in-process broker with an in-process worker and the web app in one
+process, running the production code paths, against the gateway simulator in a child process (driven over
+its control API: :mod:`ops.simulator_client`).
+Everything is built here, explicitly, from settings given in code: nothing is read from the environment.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import secrets
 import tempfile
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
+import dramatiq
 import httpx
 
+from db.migrate import upgrade
+from ops.serve import ThreadedServer
+from ops.simulator_client import SimulatorClient, SimulatorProcess
+from ops.web import create_app
+from worker.actors import Actors, declare_actors
+from worker.broker import build_broker
+from worker.deps import Deps, build_deps
+from worker.logging import configure_logging
+from worker.queues import QUEUES
+from worker.settings import Settings
 
 #: A fresh bearer token for this demo run only.
 DEMO_TOKEN = secrets.token_urlsafe(24)
@@ -24,73 +32,49 @@ DEMO_TOKEN = secrets.token_urlsafe(24)
 
 @dataclass
 class Embedded:
-    deps: object
-    broker: object
-    simulator: object
+    deps: Deps
+    broker: dramatiq.Broker
+    actors: Actors
+    simulator: SimulatorClient
     web_url: str
     http: httpx.Client
     workdir: Path
 
     def drain(self, timeout_ms: int = 30_000) -> None:
         """Wait until every webhook was delivered and every queued message processed."""
-        from worker.broker import QUEUES
-
         for _ in range(3):  # processing can enqueue more work (captures, follow-ups)
-            self.simulator.sim.wait_for_webhooks(timeout=timeout_ms / 1000)
+            self.simulator.wait_for_webhooks(timeout=timeout_ms / 1000)
             for queue in QUEUES:
                 self.broker.join(queue, timeout=timeout_ms, fail_fast=False)
 
 
 def start_embedded(stack: ExitStack, *, abandon_after_s: int, workdir: Path | None = None, seed: int = 7) -> Embedded:
-    from gateways.simulator import SimulatorConfig, SimulatorServer
-
+    """Start the simulator, the stub broker with an in-process worker and the web app; returns them wired."""
     workdir = workdir or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="recon-demo-")))
-    simulator = stack.enter_context(SimulatorServer(SimulatorConfig(seed=seed)))
-    os.environ["RECON_BROKER_URL"] = "stub://"
-    from ops.serve import ThreadedServer
-    from ops.web import app
-
-    web = stack.enter_context(ThreadedServer(app))  # requests use the Deps installed below
-    keys = simulator.sim.payglocal.adapter_kwargs()
-    os.environ.update({
-        "RECON_DATABASE_URL": f"sqlite:///{workdir / 'recon-demo.db'}",
-        "RECON_RAZORPAY_BASE_URL": simulator.base_url,
-        "RECON_RAZORPAY_KEY_ID": simulator.config.key_id,
-        "RECON_RAZORPAY_KEY_SECRET": simulator.config.key_secret,
-        "RECON_RAZORPAY_WEBHOOK_SECRET": simulator.config.webhook_secret,
-        "RECON_PAYGLOCAL_BASE_URL": simulator.base_url,
-        "RECON_PAYGLOCAL_MERCHANT_ID": keys["merchant_id"],
-        "RECON_PAYGLOCAL_PRIVATE_KEY_PEM": keys["private_key_pem"],
-        "RECON_PAYGLOCAL_PRIVATE_KID": keys["private_kid"],
-        "RECON_PAYGLOCAL_PUBLIC_KEYS": json.dumps(keys["payglocal_public_keys"]),
-        "RECON_PAYGLOCAL_PUBLIC_KID": keys["payglocal_public_kid"],
-        "RECON_PAYGLOCAL_CALLBACK_URL": f"{web.base_url}/webhooks/payglocal",
-        "RECON_ABANDON_AFTER_S": str(abandon_after_s),
-        "RECON_API_TOKENS": json.dumps({"demo-billing": DEMO_TOKEN}),
-    })
-    from db.migrate import upgrade
-    from worker.deps import build_deps, set_deps
-    from worker.logging import configure_logging
-    from worker.settings import Settings
-
-    from worker import actors  # noqa: F401  (declares the actors on the stub broker)
-
-    settings = Settings()
+    simulator = stack.enter_context(SimulatorProcess(seed=seed, log_path=workdir / "simulator.log"))
+    built: dict[str, Deps] = {}  # the web app needs its port before the Deps (PayGlocal's callback URL names it)
+    broker = build_broker(Settings(broker_url="stub://"))
+    actors = declare_actors(broker, lambda: built["deps"])
+    web = stack.enter_context(ThreadedServer(create_app(lambda: built["deps"], lambda: actors)))
+    keys = simulator.payglocal_settings()
+    razorpay = simulator.razorpay_keys()
+    settings = Settings(
+        database_url=f"sqlite:///{workdir / 'recon-demo.db'}", broker_url="stub://",
+        razorpay_base_url=simulator.base_url, razorpay_key_id=razorpay["key_id"],
+        razorpay_key_secret=razorpay["key_secret"], razorpay_webhook_secret=razorpay["webhook_secret"],
+        payglocal_base_url=simulator.base_url, payglocal_merchant_id=keys["merchant_id"],
+        payglocal_private_key_pem=keys["private_key_pem"], payglocal_private_kid=keys["private_kid"],
+        payglocal_public_keys=keys["payglocal_public_keys"], payglocal_public_kid=keys["payglocal_public_kid"],
+        payglocal_callback_url=f"{web.base_url}/webhooks/payglocal", abandon_after_s=abandon_after_s,
+        api_tokens={"demo-billing": DEMO_TOKEN})
     log_file = stack.enter_context(open(workdir / "recon.log", "w"))
     configure_logging(level="INFO", json=True, stream=log_file)
     upgrade(settings.database_url)
-    deps = build_deps(settings)
-    set_deps(deps)
-    stack.callback(set_deps, None)
-
-    import dramatiq
-
-    from worker.broker import broker
-
+    deps = built["deps"] = build_deps(settings)
     worker = dramatiq.Worker(broker, worker_threads=1, worker_timeout=50)
     worker.start()
     stack.callback(worker.stop)
-    simulator.sim.set_knobs(webhook_url=f"{web.base_url}/webhooks/razorpay")
+    simulator.set_knobs(webhook_url=f"{web.base_url}/webhooks/razorpay")
     http = stack.enter_context(httpx.Client(base_url=web.base_url, timeout=30,
                                             headers={"Authorization": f"Bearer {DEMO_TOKEN}"}))
-    return Embedded(deps, broker, simulator, web.base_url, http, workdir)
+    return Embedded(deps, broker, actors, simulator, web.base_url, http, workdir)

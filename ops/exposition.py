@@ -10,11 +10,11 @@ import time
 from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
-from sqlalchemy import case, func, select
+from sqlalchemy import func, select
 
 from db.models import InboxEvent, Order
-from worker.broker import QUEUES
 from worker.deps import Deps
+from worker.queues import QUEUES
 
 #: Pending-order age buckets: label → upper bound in seconds.
 AGE_BUCKETS = (("lt_5m", 300), ("5m_30m", 1800), ("30m_2h", 7200), ("2h_1d", 86400), ("gt_1d", None))

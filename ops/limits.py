@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import json
 
-from worker.deps import get_deps
-
 
 class BodySizeLimit:
     """Answers 413 as soon as a body passes ``RECON_MAX_BODY_BYTES`` (declared or streamed)."""
 
-    def __init__(self, app):
-        self.app = app
+    def __init__(self, app, limit: int):
+        self.app, self.limit = app, limit
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or scope["path"].startswith("/webhooks/"):
             return await self.app(scope, receive, send)  # webhook bodies are limited, and kept, by their handler
-        limit = get_deps().settings.max_body_bytes
+        limit = self.limit
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared and declared.isdigit() and int(declared) > limit:
             return await _too_large(send, limit)

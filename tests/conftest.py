@@ -9,27 +9,23 @@ skipped locally and fail in CI (``CI=true``), as dramatiq's own suite does.
 from __future__ import annotations
 
 import os
-import uuid
 
-RUN_ID = uuid.uuid4().hex[:10]
+import dramatiq
+import pytest
+import redis
+from sqlalchemy import create_engine, text
+
+from ops.serve import ThreadedServer
+from simulator import SimulatorConfig, SimulatorServer
+from tests import runtime as run
+from tests.runtime import CURRENT, NAMESPACE, REDIS_URL, RUN_ID
+from tests.support import GATEWAY_ORGS
+from worker.actors import Actors
+from worker.main import Runtime
+from worker.settings import Settings
+
 PG_ADMIN_URL = os.environ.get("RECON_TEST_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
-REDIS_URL = os.environ.get("RECON_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
-# Chosen before any actor is declared: the actors bind to this broker when they are imported.
-os.environ["RECON_BROKER_URL"] = REDIS_URL
-os.environ["RECON_BROKER_NAMESPACE"] = f"recon-test-{RUN_ID}"
-os.environ["RECON_LOG_JSON"] = "true"
-
-import dramatiq  # noqa: E402
-import pytest  # noqa: E402
-import redis  # noqa: E402
-from sqlalchemy import create_engine, text  # noqa: E402
-
-from gateways.simulator import SimulatorConfig, SimulatorServer  # noqa: E402
-from ops.serve import ThreadedServer  # noqa: E402
-from worker.settings import Settings  # noqa: E402
-
 API_TOKEN = "test-token-0123456789"
-from tests.support import GATEWAY_ORGS  # noqa: E402
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 TABLES = ("support_actions", "order_transitions", "inbox_events", "ledger_entries", "gateway_payments", "orders",
           "members", "organisations")
@@ -49,7 +45,7 @@ def pg_url():
         admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
         with admin.connect() as connection:
             connection.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         _unavailable("PostgreSQL", exc)
     url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
     from db.migrate import upgrade
@@ -66,11 +62,10 @@ def redis_client():
     client = redis.Redis.from_url(REDIS_URL)
     try:
         client.ping()
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         _unavailable("Redis", exc)
     yield client
-    namespace = os.environ["RECON_BROKER_NAMESPACE"]
-    for key in client.scan_iter(match=f"{namespace}*", count=500):
+    for key in client.scan_iter(match=f"{NAMESPACE}*", count=500):
         client.delete(key)
     client.close()
 
@@ -88,17 +83,27 @@ def simulator():
 
 
 @pytest.fixture(scope="session")
-def web_server():
-    """The API on a real port for the whole run; each request uses the Deps the test installed."""
-    from ops.web import app
+def session_broker(redis_client) -> dramatiq.Broker:
+    """The run's Redis broker (:func:`tests.runtime.broker`)."""
+    return run.broker()
 
-    with ThreadedServer(app) as server:
+
+@pytest.fixture(scope="session")
+def actors(session_broker) -> Actors:
+    """The actors declared on the run's broker; each message runs with the current test's Deps."""
+    return run.actors()
+
+
+@pytest.fixture(scope="session")
+def web_server():
+    """The API on a real port for the whole run; each request uses the current test's Deps."""
+    with ThreadedServer(run.app) as server:
         yield server
 
 
 def settings_for(pg_url: str, simulator: SimulatorServer, web_url: str, **overrides) -> Settings:
     keys = simulator.sim.payglocal.adapter_kwargs()
-    return Settings(database_url=pg_url, broker_url=REDIS_URL, razorpay_base_url=simulator.base_url,
+    return Settings(database_url=pg_url, broker_url=REDIS_URL, broker_namespace=NAMESPACE, razorpay_base_url=simulator.base_url,
                     razorpay_key_id=simulator.config.key_id, razorpay_key_secret=simulator.config.key_secret,
                     razorpay_webhook_secret=simulator.config.webhook_secret,
                     payglocal_base_url=simulator.base_url, payglocal_merchant_id=keys["merchant_id"],
@@ -111,27 +116,29 @@ def settings_for(pg_url: str, simulator: SimulatorServer, web_url: str, **overri
 @pytest.fixture
 def deps(pg_url, simulator, redis_client, web_server):
     """Deps on the run's Postgres database and the simulator; tables emptied after each test."""
-    from worker.deps import build_deps, set_deps
+    from worker.deps import build_deps
 
     simulator.sim.reset()
     simulator.sim.set_knobs(**DEFAULT_KNOBS)
-    built = build_deps(settings_for(pg_url, simulator, web_server.base_url))
-    set_deps(built)
+    built = CURRENT["deps"] = build_deps(settings_for(pg_url, simulator, web_server.base_url))
     yield built
-    set_deps(None)
+    CURRENT.pop("deps", None)
     with built.engine.begin() as connection:
         connection.execute(text(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE"))
     built.engine.dispose()
 
 
 @pytest.fixture
-def broker(redis_client):
-    from worker import actors  # noqa: F401  (declares the actors on the broker)
-    from worker.broker import broker as configured
+def broker(redis_client, session_broker, actors):
+    session_broker.flush_all()
+    yield session_broker
+    session_broker.flush_all()
 
-    configured.flush_all()
-    yield configured
-    configured.flush_all()
+
+@pytest.fixture
+def runtime(deps, session_broker, actors) -> Runtime:
+    """What an entry point would have built, on the current test's Deps (for the CLI: ``obj=runtime``)."""
+    return Runtime(deps.settings, session_broker, deps, actors)
 
 
 @pytest.fixture

@@ -5,8 +5,9 @@ from __future__ import annotations
 import structlog
 from dramatiq.middleware import Middleware
 
-from worker.logging import get_logger
+from worker.logging import configure_logging, get_logger
 from worker.metrics import DEAD_LETTERED
+from worker.settings import Settings
 
 
 class LogContext(Middleware):
@@ -25,12 +26,11 @@ class LogContext(Middleware):
 class ConfigureLogging(Middleware):
     """Worker processes started by the ``dramatiq`` CLI log structlog JSON, configured once at boot."""
 
-    def after_process_boot(self, broker) -> None:
-        from worker.logging import configure_logging
-        from worker.settings import get_settings
+    def __init__(self, settings: Settings) -> None:
+        self.level, self.json = settings.log_level, settings.log_json
 
-        settings = get_settings()
-        configure_logging(level=settings.log_level, json=settings.log_json)
+    def after_process_boot(self, broker) -> None:
+        configure_logging(level=self.level, json=self.json)
 
 
 class DeadLetters(Middleware):

@@ -2,8 +2,9 @@
 
 APScheduler 3 (``BlockingScheduler``) runs the round on an interval with ``coalesce`` and
 ``max_instances=1``: what Dramatiq's docs recommend, maintained, framework-free. APScheduler has
-no cross-process protection, so each round first renews a Redis lock with expiry: standby
-schedulers keep trying and take over within one lock TTL when the leader dies. Claiming with
+no cross-process protection, so each round first renews a Redis lock with expiry (redis-py's
+``Lock``, ``worker.coordination.RedisLeaderLock``): standby schedulers keep trying and take over
+within one lock TTL when the leader dies; a leader that stops releases the lock at once. Claiming with
 ``FOR UPDATE SKIP LOCKED`` makes even an overlap during a hand-over harmless.
 """
 
@@ -14,6 +15,8 @@ from datetime import UTC
 
 from apscheduler.schedulers.blocking import BlockingScheduler
 
+from worker.actors import Actors
+from worker.coordination import LeaderLock
 from worker.deps import Deps
 from worker.logging import get_logger
 from worker.metrics import SWEEP_CLAIMED, SWEEP_ROUNDS
@@ -27,18 +30,16 @@ class RoundResult:
     inbox: int = 0
 
 
-def sweep_round(*, deps: Deps, leader) -> RoundResult:
+def sweep_round(*, deps: Deps, leader: LeaderLock, actors: Actors) -> RoundResult:
     """One round: if this process leads, claim due orders and stale inbox rows and enqueue them."""
-    from worker.actors import check_order, process_inbox_event
-
     if not leader.hold():
         return RoundResult(led=False)
     order_ids = sweep_due_orders(deps=deps)
     for order_id in order_ids:
-        check_order.send(order_id)
+        actors.check_order.send(order_id)
     inbox_ids = requeue_stale_inbox(deps=deps)
     for inbox_id in inbox_ids:
-        process_inbox_event.send(inbox_id)
+        actors.process_inbox_event.send(inbox_id)
     SWEEP_ROUNDS.inc()
     SWEEP_CLAIMED.labels("order").inc(len(order_ids))
     SWEEP_CLAIMED.labels("inbox").inc(len(inbox_ids))
@@ -48,12 +49,12 @@ def sweep_round(*, deps: Deps, leader) -> RoundResult:
     return RoundResult(True, len(order_ids), len(inbox_ids))
 
 
-def run_scheduler(*, deps: Deps) -> None:
+def run_scheduler(*, deps: Deps, actors: Actors) -> None:
     """Block forever, sweeping every ``sweep_interval_s`` while this process holds the leader lock."""
     interval = deps.settings.sweep_interval_s
     leader = deps.coordination.leader_lock("scheduler", ttl_s=max(5.0, interval * 5))
     scheduler = BlockingScheduler(timezone=UTC)
-    scheduler.add_job(sweep_round, "interval", seconds=interval, kwargs={"deps": deps, "leader": leader},
+    scheduler.add_job(sweep_round, "interval", seconds=interval, kwargs={"deps": deps, "leader": leader, "actors": actors},
                       coalesce=True, max_instances=1, misfire_grace_time=max(1, int(interval * 5)), id="sweep")
     get_logger().info("scheduler_started", interval_s=interval)
     try:

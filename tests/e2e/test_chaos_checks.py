@@ -182,7 +182,7 @@ def test_credits_on_the_wrong_organisation_and_balances_that_disagree():
 
 
 def test_the_truth_is_read_from_the_simulator_for_both_gateways():
-    from gateways.simulator import Simulator, SimulatorConfig
+    from simulator import Simulator, SimulatorConfig
 
     sim = Simulator(SimulatorConfig(seed=3))
     try:

@@ -3,7 +3,7 @@
 Two windows are hit. "Died before any write":
 
 A payment is captured at the gateway and its webhooks are lost; the gateway is made slow (20 s per answer) and a
-message about the order is sent to a ``dramatiq worker.actors`` subprocess. While that message waits on the
+message about the order is sent to a ``dramatiq worker.main:start`` subprocess. While that message waits on the
 gateway, the worker's whole process group is killed with SIGKILL; a fresh worker starts and the gateway is fast
 again. Nothing else (no scheduler, no webhook) can pay the order: only the redelivered message can. The broker
 redelivers once the dead process's heartbeat is older than RECON_BROKER_HEARTBEAT_TIMEOUT_MS (15 s) and a
@@ -45,10 +45,10 @@ HOLD_MODULE = "tests.e2e.hold_before_ack"
 
 
 def start_worker(env: dict[str, str], log: Path, *modules: str) -> subprocess.Popen:
-    """``dramatiq worker.actors [modules]`` in its own process group (``kill -9`` of the group reaches the forked
+    """``dramatiq worker.main:start [modules]`` in its own process group (``kill -9`` of the group reaches the forked
     child)."""
     with log.open("ab") as out:
-        return subprocess.Popen([DRAMATIQ, "worker.actors", *modules, "--processes", "1", "--threads", "2"], cwd=ROOT,
+        return subprocess.Popen([DRAMATIQ, "worker.main:start", *modules, "--processes", "1", "--threads", "2"], cwd=ROOT,
                                 env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
 
 
@@ -245,13 +245,13 @@ def assert_redelivery_was_harmless(outcome: dict, what: str) -> None:
 @pytest.mark.slow
 def test_a_webhook_committed_then_killed_before_its_ack_is_redelivered_harmlessly(
         deps, org, simulator, crash_env, redis_client, tmp_path):
-    from worker.services import inbox
+    from worker.services import intake
 
     order = new_order(deps)
     paid = simulator.sim.pay(order.gateway_order_id, "success", deliver_webhooks=False)
     event = next(e for e in simulator.sim.webhook_events()
                  if e.event == "payment.captured" and paid["razorpay_payment_id"].encode() in e.body)
-    stored = inbox.store_webhook("razorpay", event.body, event.headers, deps=deps)  # as POST /webhooks/razorpay does
+    stored = intake.store_webhook("razorpay", event.body, event.headers, deps=deps)  # as POST /webhooks/razorpay does
     assert stored.status == "accepted"
     outcome = kill_after_commit_then_measure(
         deps, crash_env=crash_env, redis_client=redis_client, tmp_path=tmp_path, queue="recon_webhooks",

@@ -17,6 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.runtime import NAMESPACE, REDIS_URL
 from tests.support import AUTH, GATEWAY_ORGS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -64,10 +65,10 @@ def test_every_metric_is_non_zero_after_traffic_through_the_procfile_processes(d
     port = free_port()
     web = f"http://127.0.0.1:{port}"
     keys = simulator.sim.payglocal.adapter_kwargs()
-    namespace = f"{os.environ['RECON_BROKER_NAMESPACE']}-honcho-{uuid.uuid4().hex[:6]}"
+    namespace = f"{NAMESPACE}-honcho-{uuid.uuid4().hex[:6]}"
     env = {**os.environ, "PORT": str(port), "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
            "PROMETHEUS_MULTIPROC_DIR": str(tmp_path), "RECON_DATABASE_URL": pg_url,
-           "RECON_BROKER_NAMESPACE": namespace, "RECON_API_TOKENS": json.dumps({"tests": AUTH["Authorization"][7:]}),
+           "RECON_BROKER_URL": REDIS_URL, "RECON_BROKER_NAMESPACE": namespace, "RECON_API_TOKENS": json.dumps({"tests": AUTH["Authorization"][7:]}),
            "RECON_RAZORPAY_BASE_URL": simulator.base_url, "RECON_RAZORPAY_KEY_ID": simulator.config.key_id,
            "RECON_RAZORPAY_KEY_SECRET": simulator.config.key_secret,
            "RECON_RAZORPAY_WEBHOOK_SECRET": simulator.config.webhook_secret,

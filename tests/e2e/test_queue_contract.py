@@ -4,7 +4,6 @@ Redis commands (as another language would) is processed like one sent from Pytho
 from __future__ import annotations
 
 import json
-import os
 import time
 import uuid
 from pathlib import Path
@@ -12,6 +11,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
+from tests.runtime import NAMESPACE
 from tests.support import balance, new_order, order_row
 from worker.contract import RecheckOrderArgs, VerifyPaymentArgs
 
@@ -40,7 +40,7 @@ def test_the_schema_and_the_worker_agree_on_what_is_valid():
 def test_a_message_pushed_with_plain_redis_commands_is_processed(deps, org, simulator, broker, worker, redis_client):
     order = new_order(deps)
     simulator.sim.pay(order.gateway_order_id, "success", deliver_webhooks=False)
-    namespace = os.environ["RECON_BROKER_NAMESPACE"]
+    namespace = NAMESPACE
     redis_id = str(uuid.uuid4())
     message = {"queue_name": "recon_priority", "actor_name": "recheck_order", "args": [],
                "kwargs": {"order_id": order.id, "requested_by": "billing-backend", "reason": "from another language"},

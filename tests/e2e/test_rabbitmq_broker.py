@@ -19,8 +19,11 @@ ROOT = Path(__file__).resolve().parents[2]
 
 WORKER_SCRIPT = textwrap.dedent("""
     import dramatiq
-    from worker import actors
-    from worker.broker import broker, PRIORITY_QUEUE
+    from worker.main import build_runtime
+    from worker.queues import PRIORITY_QUEUE
+    from worker.settings import Settings
+    runtime = build_runtime(Settings())
+    broker, actors = runtime.broker, runtime.actors
     assert type(broker).__name__ == "RabbitmqBroker", type(broker)
     worker = dramatiq.Worker(broker, worker_threads=2, worker_timeout=100)
     worker.start()
@@ -36,7 +39,7 @@ WORKER_SCRIPT = textwrap.dedent("""
 def rabbitmq():
     try:
         pika.BlockingConnection(pika.URLParameters(AMQP_URL)).close()
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         if os.environ.get("CI"):
             pytest.fail(f"RabbitMQ is required in CI: {exc}")
         pytest.skip(f"RabbitMQ is not reachable: {exc}")

@@ -11,8 +11,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.runtime import NAMESPACE, REDIS_URL
 from tests.support import AUTH, balance, inbox_rows, ledger_count, new_order, order_row
-from worker.broker import QUEUES
+from worker.queues import QUEUES
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -38,14 +39,15 @@ def test_the_same_webhooks_sent_three_times_credit_the_order_once_through_the_wo
 
 
 def test_a_message_that_breaks_the_contract_goes_to_the_dead_letter_queue_and_the_worker_goes_on(deps, org, broker,
-                                                                                                  worker, redis_client):
-    from worker.actors import recheck_order, verify_payment
+                                                                                                  worker, redis_client,
+                                                                                                  actors):
+    recheck_order, verify_payment = actors.recheck_order, actors.verify_payment
 
     verify_payment.send("ord_x", 12345, None)  # wrong types
     recheck_order.send_with_options(kwargs={"order_id": "ord_x", "who": "me"})  # unknown field
     recheck_order.send("ord_missing", "support:dan")  # names no order
     join(broker)
-    namespace = os.environ["RECON_BROKER_NAMESPACE"]
+    namespace = NAMESPACE
     dead = redis_client.zcard(f"{namespace}:recon_priority.XQ")
     assert dead == 3
 
@@ -53,11 +55,11 @@ def test_a_message_that_breaks_the_contract_goes_to_the_dead_letter_queue_and_th
 @pytest.mark.e2e
 def test_two_worker_processes_from_the_dramatiq_cli_credit_each_order_exactly_once(deps, org, simulator, web, pg_url,
                                                                                     redis_client):
-    env = {**os.environ, "RECON_DATABASE_URL": pg_url, "RECON_API_TOKENS": '{"tests": "test-token-0123456789"}', "RECON_RAZORPAY_BASE_URL": simulator.base_url,
+    env = {**os.environ, "RECON_BROKER_URL": REDIS_URL, "RECON_BROKER_NAMESPACE": NAMESPACE, "RECON_DATABASE_URL": pg_url, "RECON_API_TOKENS": '{"tests": "test-token-0123456789"}', "RECON_RAZORPAY_BASE_URL": simulator.base_url,
            "RECON_RAZORPAY_KEY_ID": simulator.config.key_id, "RECON_RAZORPAY_KEY_SECRET": simulator.config.key_secret,
            "RECON_RAZORPAY_WEBHOOK_SECRET": simulator.config.webhook_secret}
     dramatiq_cli = str(Path(sys.executable).with_name("dramatiq"))
-    process = subprocess.Popen([dramatiq_cli, "worker.actors", "--processes", "2", "--threads", "4"], cwd=ROOT,
+    process = subprocess.Popen([dramatiq_cli, "worker.main:start", "--processes", "2", "--threads", "4"], cwd=ROOT,
                                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         simulator.sim.set_knobs(webhook_duplicates=3, shuffle_webhooks=True)

@@ -1,12 +1,38 @@
-"""Dramatiq actors. ``worker.broker`` is imported first so that the actors bind to the configured broker.
+"""Dramatiq actors: thin, one queue per module. Declared on a broker by the entry point that built it
+(:func:`declare_actors`), never at import, so importing this package builds nothing.
 
-Run the worker with ``dramatiq worker.actors``.
+Run the worker with ``dramatiq worker.main:start`` (see :mod:`worker.main`).
 """
 
-from worker import broker as _broker  # noqa: F401  (must come before any actor is declared)
-from worker.actors.callbacks import recheck_order, verify_payment  # noqa: E402
-from worker.actors.reconcile import check_order  # noqa: E402
-from worker.actors.webhooks import process_inbox_event  # noqa: E402
+from __future__ import annotations
 
-__all__ = ["check_order", "process_inbox_event", "recheck_order", "verify_payment"]
+from collections.abc import Callable
+from dataclasses import dataclass
 
+import dramatiq
+
+from worker.actors import callbacks, reconcile, webhooks
+from worker.deps import Deps
+
+
+@dataclass(frozen=True, slots=True)
+class Actors:
+    """The actors as declared on one broker: what a process enqueues with (``actors.check_order.send``)."""
+
+    check_order: dramatiq.Actor
+    process_inbox_event: dramatiq.Actor
+    verify_payment: dramatiq.Actor
+    recheck_order: dramatiq.Actor
+
+
+def declare_actors(broker: dramatiq.Broker, deps: Callable[[], Deps]) -> Actors:
+    """Declare every actor on ``broker``; each message runs with ``deps()`` (the process's Deps)."""
+    return Actors(
+        check_order=reconcile.check_order.declare(broker, deps),
+        process_inbox_event=webhooks.process_inbox_event.declare(broker, deps),
+        verify_payment=callbacks.verify_payment.declare(broker, deps),
+        recheck_order=callbacks.recheck_order.declare(broker, deps),
+    )
+
+
+__all__ = ["Actors", "declare_actors"]

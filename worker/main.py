@@ -1,0 +1,38 @@
+"""The worker process's start-up: ``dramatiq worker.main:start`` (Procfile).
+
+Dramatiq's CLI calls :func:`start` in every worker process it forks: settings are read from the
+environment once, then the broker, the Deps and the actors are built here, explicitly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import dramatiq
+
+from worker.actors import Actors, declare_actors
+from worker.broker import build_broker
+from worker.deps import Deps, build_deps
+from worker.settings import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class Runtime:
+    """What one process runs on: its settings, broker, Deps and the actors declared on that broker."""
+
+    settings: Settings
+    broker: dramatiq.Broker
+    deps: Deps
+    actors: Actors
+
+
+def build_runtime(settings: Settings, *, deps: Deps | None = None) -> Runtime:
+    """Broker, Deps and actors for ``settings``: what every entry point (worker, web, scheduler, CLI) starts with."""
+    broker = build_broker(settings)
+    built = deps if deps is not None else build_deps(settings)
+    return Runtime(settings, broker, built, declare_actors(broker, lambda: built))
+
+
+def start() -> None:
+    """The worker process: build everything from the environment (Dramatiq then consumes the broker)."""
+    build_runtime(Settings())
