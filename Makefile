@@ -26,14 +26,14 @@ demo: install
 tools:
 	(command -v promtool && command -v prometheus) >/dev/null || (apt-get update -qq && apt-get install -y -qq prometheus)
 
-## ruff (rules in pyproject.toml) and mypy (strict on the modules listed there). Not in `make test` yet.
+## ruff (rules in pyproject.toml) and mypy (strict on the modules listed there). Part of `make test`, run first.
 ## No `ruff format --check`: the code is not formatted by ruff, and formatting it would touch every file.
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-## The whole test suite against the real PostgreSQL and Redis (see ../shared/docs/services.md).
-test: install tools
+## Lint, then the whole test suite against the real PostgreSQL and Redis (see ../shared/docs/services.md).
+test: install tools lint
 	$(BIN)/pytest -q -p no:cacheprovider
 
 ## Only the tests that need no services.

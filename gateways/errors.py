@@ -6,11 +6,22 @@ like Stripe's ``StripeError``, and never holds credentials.
 
 from __future__ import annotations
 
+from typing import TypedDict, Unpack
+
+
+class Evidence(TypedDict, total=False):
+    """The keyword arguments every gateway error takes (see ``GatewayError``)."""
+
+    status: int | None
+    body: str | None
+    request_id: str | None
+
 
 class GatewayError(Exception):
     """Root of every error a gateway adapter raises."""
 
-    def __init__(self, message: str, *, status: int | None = None, body: str | None = None, request_id: str | None = None):
+    def __init__(self, message: str, *, status: int | None = None, body: str | None = None,
+                 request_id: str | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.body = (body or "")[:500]
@@ -28,7 +39,7 @@ class GatewayTransient(GatewayError):
 class GatewayRateLimited(GatewayTransient):
     """429: try again later, after ``retry_after`` seconds when the gateway said so."""
 
-    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs):
+    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: Unpack[Evidence]) -> None:
         super().__init__(message, **kwargs)
         self.retry_after = retry_after
 
@@ -52,6 +63,6 @@ class MalformedEvent(GatewayError):
     (a 4xx would make the gateway retry for a day and then disable the endpoint); an unsigned one is not.
     """
 
-    def __init__(self, message: str, *, signed: bool = True, **kwargs):
+    def __init__(self, message: str, *, signed: bool = True, **kwargs: Unpack[Evidence]) -> None:
         super().__init__(message, **kwargs)
         self.signed = signed

@@ -18,7 +18,8 @@ class _Body(BaseModel):
 
 class CreateOrderBody(_Body):
     organisation_id: str = Field(min_length=1, max_length=64, pattern=ID_PATTERN)
-    requested_by: str = Field(min_length=1, max_length=64, pattern=ID_PATTERN, description="member id of the admin paying")
+    requested_by: str = Field(min_length=1, max_length=64, pattern=ID_PATTERN,
+                              description="member id of the admin paying")
     plan: str = Field(max_length=32, pattern=TEXT_PATTERN, description="payg, pro or custom (enterprise is refused)")
     credits: int | None = Field(default=None, description="payg: credits to buy, at least 1,000")
     custom_amount_minor: int | None = Field(default=None, description="custom: amount in minor units before tax")
@@ -31,7 +32,8 @@ class VerifyPaymentBody(_Body):
 
 
 class RecheckBody(_Body):
-    requested_by: str = Field(min_length=1, max_length=120, pattern=TEXT_PATTERN, description="the person asking (audited)")
+    requested_by: str = Field(min_length=1, max_length=120, pattern=TEXT_PATTERN,
+                              description="the person asking (audited)")
     reason: str | None = Field(default=None, max_length=2_000, pattern=TEXT_PATTERN)
     wait: bool = Field(default=True, description="answer with the outcome instead of enqueueing")
     wait_timeout_s: float = Field(default=10.0, gt=0, le=60, description="how long to wait for the outcome")

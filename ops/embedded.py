@@ -67,7 +67,7 @@ def start_embedded(stack: ExitStack, *, abandon_after_s: int, workdir: Path | No
         payglocal_public_keys=keys["payglocal_public_keys"], payglocal_public_kid=keys["payglocal_public_kid"],
         payglocal_callback_url=f"{web.base_url}/webhooks/payglocal", abandon_after_s=abandon_after_s,
         api_tokens={"demo-billing": DEMO_TOKEN})
-    log_file = stack.enter_context(open(workdir / "recon.log", "w"))
+    log_file = stack.enter_context(open(workdir / "recon.log", "w"))  # noqa: SIM115  (the ExitStack closes it)
     configure_logging(level="INFO", json=True, stream=log_file)
     upgrade(settings.database_url)
     deps = built["deps"] = build_deps(settings)

@@ -49,7 +49,8 @@ class StateCollector:
             open_rows = session.execute(select(Order.gateway, Order.created_at if age is None else age)
                                         .where(Order.state.in_(("created", "pending")))).all()
             pending_inbox = dict(session.execute(select(InboxEvent.gateway, func.count())
-                                                 .where(InboxEvent.status == "pending").group_by(InboxEvent.gateway)).all())
+                                                 .where(InboxEvent.status == "pending")
+                                                 .group_by(InboxEvent.gateway)).all())
         for gateway in set(pending_inbox) | set(self.deps.gateways):
             inbox.add_metric([gateway], pending_inbox.get(gateway, 0))
         counts: dict[tuple[str, str], int] = {}

@@ -96,7 +96,7 @@ class SimulatorClient:
         return {"merchant_id": keys["merchant_id"], "private_key_pem": keys["merchant_private_pem"],
                 "private_kid": keys["merchant_kid"], "payglocal_public_keys": {keys["payglocal_kid"]:
                                                                                 keys["payglocal_public_pem"]},
-                "payglocal_public_kid": keys["payglocal_kid"]}  # fmt: skip
+                "payglocal_public_kid": keys["payglocal_kid"]}
 
     def set_knobs(self, **knobs: Any) -> dict[str, Any]:
         """Change run-time knobs; returns them all."""
@@ -116,33 +116,33 @@ class SimulatorClient:
 
     # -- the customers ----------------------------------------------------------------------
     def pay(self, gateway_order_id: str, outcome: str, *, deliver_webhooks: bool = True,
-            amount_minor: int | None = None, currency: str | None = None) -> dict[str, Any]:  # fmt: skip
+            amount_minor: int | None = None, currency: str | None = None) -> dict[str, Any]:
         """A checkout attempt on a Razorpay order, or on a PayGlocal gid (then ``deliver_webhooks`` is the callback)."""
         if gateway_order_id.startswith(PAYGLOCAL_PREFIX):
             return self.pay_payglocal(gateway_order_id, outcome, deliver_callback=deliver_webhooks,
-                                      amount_minor=amount_minor, currency=currency)  # fmt: skip
+                                      amount_minor=amount_minor, currency=currency)
         return self._call("POST", "/_sim/razorpay/pay", _given(
             gateway_order_id=gateway_order_id, outcome=outcome, deliver_webhooks=deliver_webhooks,
-            amount_minor=amount_minor, currency=currency))  # fmt: skip
+            amount_minor=amount_minor, currency=currency))
 
     def pay_payglocal(self, gid: str, outcome: str, *, deliver_callback: bool = True, amount_minor: int | None = None,
-                      currency: str | None = None, callback_style: str | None = None) -> dict[str, Any]:  # fmt: skip
+                      currency: str | None = None, callback_style: str | None = None) -> dict[str, Any]:
         """The shopper on PayGlocal's hosted page."""
         return self._call("POST", "/_sim/payglocal/pay", _given(
             gid=gid, outcome=outcome, deliver_callback=deliver_callback, amount_minor=amount_minor, currency=currency,
-            callback_style=callback_style))  # fmt: skip
+            callback_style=callback_style))
 
     def late_authorize(self, payment_id: str, *, deliver_webhooks: bool = True,
-                       minutes_after_creation: float | None = None) -> dict[str, Any]:  # fmt: skip
+                       minutes_after_creation: float | None = None) -> dict[str, Any]:
         """The bank reports success late for a failed Razorpay payment (or PayGlocal gid)."""
         if payment_id.startswith(PAYGLOCAL_PREFIX):
             return self._call("POST", "/_sim/payglocal/late_authorize", {"gid": payment_id})
         return self._call("POST", "/_sim/razorpay/late_authorize", _given(
             gateway_payment_id=payment_id, deliver_webhooks=deliver_webhooks,
-            minutes_after_creation=minutes_after_creation))  # fmt: skip
+            minutes_after_creation=minutes_after_creation))
 
     def refund(self, payment_id: str, amount_minor: int | None = None, *,
-               deliver_webhooks: bool = True) -> dict[str, Any]:  # fmt: skip
+               deliver_webhooks: bool = True) -> dict[str, Any]:
         """Refund a captured Razorpay payment (all of it by default)."""
         return self._call(
             "POST",
@@ -158,7 +158,7 @@ class SimulatorClient:
     def wait_for_webhooks(self, timeout: float = 10.0) -> bool:
         """Block until no delivery is queued or in flight; False on timeout."""
         return self._call("POST", "/_sim/webhooks/wait", {"timeout": timeout},
-                          timeout=timeout + 30)["idle"]  # fmt: skip
+                          timeout=timeout + 30)["idle"]
 
     def webhook_backlog(self) -> int:
         """Deliveries queued or in flight (cheap)."""
@@ -176,7 +176,7 @@ class SimulatorClient:
         """The events generated, oldest first, from index ``since``."""
         found = self._call("GET", "/_sim/webhooks/events", params={"since": since})["events"]
         return [SimulatorEvent(e["event_id"], e["event"], e["gateway"], e["body"].encode("utf-8"), dict(e["headers"]),
-                               e["created_at"]) for e in found]  # fmt: skip
+                               e["created_at"]) for e in found]
 
 
 def _given(**fields: Any) -> dict[str, Any]:
@@ -224,7 +224,7 @@ class SimulatorProcess:
         log = self.log_path.open("ab") if self.log_path else subprocess.DEVNULL
         try:
             self.popen = subprocess.Popen(simulator_argv(self.port, **self.settings), cwd=ROOT, stdout=log,
-                                          stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)  # fmt: skip
+                                          stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         finally:
             if self.log_path:
                 log.close()  # type: ignore[union-attr]
@@ -234,7 +234,7 @@ class SimulatorProcess:
             if self.popen.poll() is not None or time.monotonic() > deadline:
                 self.stop()
                 raise RuntimeError(f"the simulator did not start (exit code {self.popen.returncode}); "
-                                   f"log: {self.log_path or 'not kept'}")  # fmt: skip
+                                   f"log: {self.log_path or 'not kept'}")
             time.sleep(0.05)
         return self.client
 

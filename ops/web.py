@@ -167,7 +167,7 @@ def _enqueue_inbox(actors: Actors, inbox_id: int, **context: str) -> None:
     """Enqueue after the inbox row committed. If the broker is down the row waits for the inbox sweep."""
     try:
         actors.process_inbox_event.send(inbox_id)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001  (the inbox sweep re-enqueues the committed row)
         get_logger(**context).error("inbox_enqueue_failed", inbox_id=inbox_id, error=str(exc))
 
 

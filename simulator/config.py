@@ -21,7 +21,7 @@ KNOBS: frozenset[str] = frozenset({
     "webhook_url", "latency_ms", "error_rate", "rate_limit_rate", "timeout_rate", "timeout_sleep_s",
     "webhook_duplicates", "shuffle_webhooks", "drop_webhooks", "seed", "auto_capture", "webhook_max_attempts",
     "webhook_backoff_s", "webhook_timeout_s", "webhook_retry_window_s", "webhook_disable_after_s", "clock_scale",
-})  # fmt: skip
+})
 
 
 class SimulatorConfig(BaseModel):

@@ -145,7 +145,7 @@ def build_router(sim: Simulator) -> APIRouter:
     async def razorpay_keys() -> JSONResponse:
         cfg = sim.config
         return JSONResponse({"key_id": cfg.key_id, "key_secret": cfg.key_secret, "webhook_secret": cfg.webhook_secret,
-                             "account_id": cfg.account_id})  # fmt: skip
+                             "account_id": cfg.account_id})
 
     _add_webhook_routes(router, sim)
     _add_razorpay_routes(router, sim)
@@ -157,7 +157,7 @@ def _add_webhook_routes(router: APIRouter, sim: Simulator) -> None:
     @router.get("/webhooks")
     async def webhooks() -> JSONResponse:
         return JSONResponse({"stats": sim.webhooks.stats(), "log": sim.delivery_log(),
-                             "endpoints": sim.webhooks.endpoints()})  # fmt: skip
+                             "endpoints": sim.webhooks.endpoints()})
 
     @router.get("/webhooks/backlog")
     async def backlog() -> JSONResponse:
@@ -193,13 +193,13 @@ def _add_razorpay_routes(router: APIRouter, sim: Simulator) -> None:
     async def pay(request: Request) -> JSONResponse:
         body = await _body(request, RazorpayPay)
         return JSONResponse(sim.pay(body.gateway_order_id, body.outcome, deliver_webhooks=body.deliver_webhooks,
-                                    amount_minor=body.amount_minor, currency=body.currency))  # fmt: skip
+                                    amount_minor=body.amount_minor, currency=body.currency))
 
     @router.post("/razorpay/late_authorize")
     async def late_authorize(request: Request) -> JSONResponse:
         body = await _body(request, LateAuthorize)
         return JSONResponse(sim.late_authorize(body.gateway_payment_id, deliver_webhooks=body.deliver_webhooks,
-                                               minutes_after_creation=body.minutes_after_creation))  # fmt: skip
+                                               minutes_after_creation=body.minutes_after_creation))
 
     @router.post("/razorpay/upi_retry")
     async def upi_retry(request: Request) -> JSONResponse:
@@ -210,7 +210,7 @@ def _add_razorpay_routes(router: APIRouter, sim: Simulator) -> None:
     async def refund(request: Request) -> JSONResponse:
         body = await _body(request, RazorpayRefund)
         return JSONResponse(sim.refund(body.gateway_payment_id, body.amount_minor,
-                                       deliver_webhooks=body.deliver_webhooks))  # fmt: skip
+                                       deliver_webhooks=body.deliver_webhooks))
 
 
 def _add_payglocal_routes(router: APIRouter, sim: Simulator) -> None:
@@ -219,7 +219,7 @@ def _add_payglocal_routes(router: APIRouter, sim: Simulator) -> None:
         body = await _body(request, PayGlocalPay)
         return JSONResponse(sim.pay_payglocal(body.gid, body.outcome, deliver_callback=body.deliver_callback,
                                               amount_minor=body.amount_minor, currency=body.currency,
-                                              callback_style=body.callback_style))  # fmt: skip
+                                              callback_style=body.callback_style))
 
     @router.post("/payglocal/late_authorize")
     async def late_authorize_payglocal(request: Request) -> JSONResponse:
@@ -247,4 +247,4 @@ def _add_payglocal_routes(router: APIRouter, sim: Simulator) -> None:
             "merchant_id": keys.merchant_id, "merchant_kid": keys.merchant_kid,
             "merchant_private_pem": keys.merchant_private_pem, "merchant_public_pem": keys.merchant_public_pem,
             "payglocal_kid": keys.payglocal_kid, "payglocal_public_pem": keys.payglocal_public_pem,
-        })  # fmt: skip
+        })

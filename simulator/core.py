@@ -36,37 +36,37 @@ class Simulator:
 
     # -- Razorpay customer behaviour -------------------------------------------------------
     def pay(self, gateway_order_id: str, outcome: str, *, deliver_webhooks: bool = True,
-            amount_minor: int | None = None, currency: str | None = None) -> dict[str, Any]:  # fmt: skip
+            amount_minor: int | None = None, currency: str | None = None) -> dict[str, Any]:
         """A checkout attempt on a Razorpay order (see :meth:`RazorpaySim.pay`) or a PayGlocal gid."""
         if gateway_order_id.startswith(PAYGLOCAL_PREFIX):
             return self.pay_payglocal(gateway_order_id, outcome, deliver_callback=deliver_webhooks,
-                                      amount_minor=amount_minor, currency=currency)  # fmt: skip
+                                      amount_minor=amount_minor, currency=currency)
         return self.razorpay.pay(gateway_order_id, outcome, deliver_webhooks=deliver_webhooks,
-                                 amount_minor=amount_minor, currency=currency)  # fmt: skip
+                                 amount_minor=amount_minor, currency=currency)
 
     def late_authorize(self, gateway_payment_id: str, *, deliver_webhooks: bool = True,
-                       minutes_after_creation: float | None = None) -> dict[str, Any]:  # fmt: skip
+                       minutes_after_creation: float | None = None) -> dict[str, Any]:
         """A failed Razorpay payment (or PayGlocal gid) is authorised late; see :meth:`RazorpaySim.late_authorize`."""
         if gateway_payment_id.startswith(PAYGLOCAL_PREFIX):
             return self.late_authorize_payglocal(gateway_payment_id)
         return self.razorpay.late_authorize(gateway_payment_id, deliver_webhooks=deliver_webhooks,
-                                            minutes_after_creation=minutes_after_creation)  # fmt: skip
+                                            minutes_after_creation=minutes_after_creation)
 
     def upi_retry(self, gateway_payment_id: str, *, deliver_webhooks: bool = True) -> dict[str, Any]:
         """A failed Razorpay payment succeeds on a UPI in-app retry; see :meth:`RazorpaySim.upi_retry`."""
         return self.razorpay.upi_retry(gateway_payment_id, deliver_webhooks=deliver_webhooks)
 
     def refund(self, gateway_payment_id: str, amount_minor: int | None = None, *,
-               deliver_webhooks: bool = True) -> dict[str, Any]:  # fmt: skip
+               deliver_webhooks: bool = True) -> dict[str, Any]:
         """Refund a captured Razorpay payment (fully by default); returns the refund entity."""
         return self.razorpay.refund(gateway_payment_id, amount_minor, deliver_webhooks=deliver_webhooks)
 
     # -- PayGlocal customer behaviour ------------------------------------------------------
     def pay_payglocal(self, gid: str, outcome: str, *, deliver_callback: bool = True, amount_minor: int | None = None,
-                      currency: str | None = None, callback_style: str = "2021") -> dict[str, Any]:  # fmt: skip
+                      currency: str | None = None, callback_style: str = "2021") -> dict[str, Any]:
         """The shopper on PayGlocal's hosted page; see :meth:`PayGlocalSim.pay`."""
         return self.payglocal.pay(gid, outcome, deliver_callback=deliver_callback, amount_minor=amount_minor,
-                                  currency=currency, callback_style=callback_style)  # fmt: skip
+                                  currency=currency, callback_style=callback_style)
 
     def late_authorize_payglocal(self, gid: str) -> dict[str, Any]:
         """A failed PayGlocal transaction turns SENT_FOR_CAPTURE (or AUTHORIZED) late."""

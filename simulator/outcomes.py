@@ -20,5 +20,5 @@ from __future__ import annotations
 from typing import Literal, get_args
 
 Outcome = Literal["success", "authorize_only", "decline", "gateway_error", "timeout", "close_window", "cancel",
-                  "no_response", "cod"]  # fmt: skip
+                  "no_response", "cod"]
 OUTCOMES: frozenset[str] = frozenset(get_args(Outcome))

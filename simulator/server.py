@@ -90,14 +90,14 @@ def bind_socket(host: str, port: int) -> socket.socket:
 def uvicorn_config(sim: Simulator) -> uvicorn.Config:
     """The uvicorn settings used for the simulator app (quiet, no lifespan, fast shutdown)."""
     return uvicorn.Config(create_app(sim), loop="asyncio", lifespan="off", log_level="warning", access_log=False,
-                          timeout_graceful_shutdown=1)  # fmt: skip
+                          timeout_graceful_shutdown=1)
 
 
 class SimulatorServer:
     """The simulator app served by uvicorn on a background thread; a context manager."""
 
     def __init__(self, config: SimulatorConfig | None = None, host: str = "127.0.0.1", port: int = 0, *,
-                 sim: Simulator | None = None):  # fmt: skip
+                 sim: Simulator | None = None):
         if host not in LOOPBACK_HOSTS:
             raise ValueError(f"the simulator binds only to loopback addresses, not {host!r}")
         self.sim = sim if sim is not None else Simulator(config)
@@ -122,7 +122,7 @@ class SimulatorServer:
         self.port = self._socket.getsockname()[1]
         self._server = uvicorn.Server(uvicorn_config(self.sim))
         self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._socket]},
-                                        name=f"sim-uvicorn-{self.port}", daemon=True)  # fmt: skip
+                                        name=f"sim-uvicorn-{self.port}", daemon=True)
         self._thread.start()
         deadline = time.monotonic() + timeout
         while not self._server.started:
@@ -163,7 +163,7 @@ def main(host: str = "127.0.0.1", port: int = 8765, **settings: Any) -> None:
     sock = bind_socket(host, port)
     print(f"gateway simulator on http://{host}:{sock.getsockname()[1]}  razorpay key_id={config.key_id} "
           f"webhook_url={config.webhook_url}  payglocal mid={config.payglocal_merchant_id} (keys: /_sim/payglocal/keys)"
-          "  control: /_sim/state /_sim/knobs /_sim/razorpay/pay /_sim/payglocal/pay", flush=True)  # fmt: skip
+          "  control: /_sim/state /_sim/knobs /_sim/razorpay/pay /_sim/payglocal/pay", flush=True)
     try:
         uvicorn.Server(uvicorn_config(sim)).run(sockets=[sock])
     except KeyboardInterrupt:  # uvicorn re-raises the captured Ctrl-C after its shutdown

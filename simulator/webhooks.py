@@ -62,7 +62,7 @@ class WebhookEvent:
     def as_dict(self) -> dict[str, Any]:
         """The event as JSON-ready data (the body as text: every body the simulator makes is UTF-8/ASCII)."""
         return {"event_id": self.event_id, "event": self.event, "gateway": self.gateway, "created_at": self.created_at,
-                "headers": dict(self.headers), "body": self.body.decode("utf-8"), "url": self.url}  # fmt: skip
+                "headers": dict(self.headers), "body": self.body.decode("utf-8"), "url": self.url}
 
 
 @dataclass(eq=False)
@@ -210,7 +210,7 @@ class WebhookSender:
         """Counts of events and of deliveries by outcome."""
         with self._cond:
             counts = {"events": len(self._events), "deliveries": len(self._log), "in_flight": self._in_flight,
-                      **dict.fromkeys(OUTCOMES, 0)}  # fmt: skip
+                      **dict.fromkeys(OUTCOMES, 0)}
             for delivery in self._log:
                 counts[delivery.outcome] += 1
             return counts
@@ -219,7 +219,7 @@ class WebhookSender:
         """Each endpoint's state: disabled or not, failing since when (simulated epoch seconds)."""
         with self._cond:
             return {url: {"disabled": e.disabled_at is not None, "disabled_at": e.disabled_at,
-                          "failing_since": e.failing_since} for url, e in self._endpoints.items()}  # fmt: skip
+                          "failing_since": e.failing_since} for url, e in self._endpoints.items()}
 
     def reset(self) -> None:
         """Forget all events, log entries, queued deliveries and endpoint states."""
@@ -268,7 +268,7 @@ class WebhookSender:
                 if url:
                     try:
                         response = client.post(url, content=delivery.event.body, headers=delivery.event.headers,
-                                               timeout=self.config.webhook_timeout_s)  # fmt: skip
+                                               timeout=self.config.webhook_timeout_s)
                         status = response.status_code
                     except httpx.HTTPError as exc:
                         error = f"{type(exc).__name__}: {exc}"

@@ -45,7 +45,7 @@ def pg_url():
         admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
         with admin.connect() as connection:
             connection.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001  (any connection error means the service is unavailable)
         _unavailable("PostgreSQL", exc)
     url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
     from db.migrate import upgrade
@@ -62,7 +62,7 @@ def redis_client():
     client = redis.Redis.from_url(REDIS_URL)
     try:
         client.ping()
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001  (any connection error means the service is unavailable)
         _unavailable("Redis", exc)
     yield client
     for key in client.scan_iter(match=f"{NAMESPACE}*", count=500):
@@ -103,12 +103,14 @@ def web_server():
 
 def settings_for(pg_url: str, simulator: SimulatorServer, web_url: str, **overrides) -> Settings:
     keys = simulator.sim.payglocal.adapter_kwargs()
-    return Settings(database_url=pg_url, broker_url=REDIS_URL, broker_namespace=NAMESPACE, razorpay_base_url=simulator.base_url,
+    return Settings(database_url=pg_url, broker_url=REDIS_URL, broker_namespace=NAMESPACE,
+                    razorpay_base_url=simulator.base_url,
                     razorpay_key_id=simulator.config.key_id, razorpay_key_secret=simulator.config.key_secret,
                     razorpay_webhook_secret=simulator.config.webhook_secret,
                     payglocal_base_url=simulator.base_url, payglocal_merchant_id=keys["merchant_id"],
                     payglocal_private_key_pem=keys["private_key_pem"], payglocal_private_kid=keys["private_kid"],
-                    payglocal_public_keys=keys["payglocal_public_keys"], payglocal_public_kid=keys["payglocal_public_kid"],
+                    payglocal_public_keys=keys["payglocal_public_keys"],
+                    payglocal_public_kid=keys["payglocal_public_kid"],
                     payglocal_callback_url=f"{web_url}/webhooks/payglocal",
                     api_tokens={"tests": API_TOKEN, "tests-previous": "rotating-out-token"}, **overrides)
 

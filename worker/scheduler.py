@@ -54,7 +54,8 @@ def run_scheduler(*, deps: Deps, actors: Actors) -> None:
     interval = deps.settings.sweep_interval_s
     leader = deps.coordination.leader_lock("scheduler", ttl_s=max(5.0, interval * 5))
     scheduler = BlockingScheduler(timezone=UTC)
-    scheduler.add_job(sweep_round, "interval", seconds=interval, kwargs={"deps": deps, "leader": leader, "actors": actors},
+    scheduler.add_job(sweep_round, "interval", seconds=interval,
+                      kwargs={"deps": deps, "leader": leader, "actors": actors},
                       coalesce=True, max_instances=1, misfire_grace_time=max(1, int(interval * 5)), id="sweep")
     get_logger().info("scheduler_started", interval_s=interval)
     try:

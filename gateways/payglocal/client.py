@@ -34,7 +34,7 @@ from gateways.errors import GatewayError, GatewayNotFound, GatewayPermanent, Gat
 from gateways.payglocal.settings import SANDBOX_BASE_URL
 from gateways.payglocal.tokens import RequestSigner, status_path
 
-__all__ = ["PayGlocalClient", "SANDBOX_BASE_URL"]
+__all__ = ["SANDBOX_BASE_URL", "PayGlocalClient"]
 
 TOKEN_HEADER = "x-gl-token-external"
 

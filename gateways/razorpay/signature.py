@@ -20,7 +20,7 @@ def sign(secret: str, message: bytes) -> str:
 
 
 def checkout_message(gateway_order_id: str, gateway_payment_id: str) -> bytes:
-    return f"{gateway_order_id}|{gateway_payment_id}".encode("utf-8")
+    return f"{gateway_order_id}|{gateway_payment_id}".encode()
 
 
 def matches_any(secrets: Iterable[str], message: bytes, signature: str | None) -> bool:

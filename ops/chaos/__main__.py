@@ -12,7 +12,8 @@ from ops.chaos.run import ChaosConfig, run_chaos
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ops.chaos", description="Chaos run of gateway-recon (see ops/chaos).")
+    parser = argparse.ArgumentParser(prog="python -m ops.chaos",
+                                     description="Chaos run of gateway-recon (see ops/chaos).")
     for f in fields(ChaosConfig):
         flag, default = "--" + f.name.replace("_", "-"), getattr(ChaosConfig, f.name)
         if isinstance(default, bool):

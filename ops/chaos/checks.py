@@ -233,7 +233,7 @@ def judge(truth: Iterable[GatewayPayment], ours: Ours) -> Verdict:
             verdict.uncredited_payments.append(p.payment_id)
         if p.status == "authorized" and order.state != "paid" and not person:
             verdict.lost_captures.append(p.payment_id)
-    for (gateway, payment_id), grants in grants_by_payment.items():  # a payment of no order we hold, or mismatched
+    for (_gateway, payment_id), grants in grants_by_payment.items():  # a payment of no order we hold, or mismatched
         if grants > 1 and payment_id not in verdict.double_payment:
             verdict.double_payment.append(payment_id)
 
@@ -396,14 +396,15 @@ def measure(engine: Engine, sim, redis_client, namespace: str, *, horizon_s: flo
         tally.dead_letter_reasons = {**dead_letters_logged(log_dir), **dead_letters_held(redis_client, namespace)}
     tally.webhooks = sim.webhook_stats() if log_dir else {"pending": webhook_backlog(sim)}  # stats(): see there
     tally.truth = truth
-    tally.back_in_review = sorted(o for o in ours.reviews if ours.orders.get(o) and ours.orders[o].state == "needs_review")
+    tally.back_in_review = sorted(o for o in ours.reviews
+                                  if ours.orders.get(o) and ours.orders[o].state == "needs_review")
     return tally
 
 
 def _zcard(client, key: str) -> int:
     try:
         return int(client.zcard(key))
-    except Exception:
+    except Exception:  # noqa: BLE001  (a diagnostic read; -1 marks it unreadable)
         return -1
 
 
@@ -491,7 +492,8 @@ def timelines(engine: Engine, order_ids: list[str], truth: Iterable[GatewayPayme
                 out.append(f"== {order_id}: not in the database")
                 continue
             out.append(f"== {order_id} ({order['gateway']} {order['gateway_order_id']}) {order['state']}/"
-                       f"{order['state_reason']} {order['amount_minor']} {order['currency']} credits={order['credits']} "
+                       f"{order['state_reason']} {order['amount_minor']} {order['currency']} "
+                       f"credits={order['credits']} "
                        f"manual_capture={order['manual_capture']} created {order['created_at']:%H:%M:%S.%f}")
             for p in truth_by_order.get(order_id, []):
                 when = f" refunded {datetime.fromtimestamp(p.refunded_at, UTC):%H:%M:%S.%f}" if p.refunded_at else ""
@@ -513,8 +515,8 @@ def timelines(engine: Engine, order_ids: list[str], truth: Iterable[GatewayPayme
             for r in c.execute(text("SELECT created_at, action, requested_by, outcome FROM support_actions "
                                     "WHERE order_id = :id"), {"id": order_id}):
                 rows.append((r.created_at, f"support {r.action} by {r.requested_by}: {r.outcome}"))
-            for r in c.execute(text("SELECT gateway_payment_id, status, amount_minor, currency, flag_reason, updated_at "
-                                    "FROM gateway_payments WHERE order_id = :id"), {"id": order_id}):
+            for r in c.execute(text("SELECT gateway_payment_id, status, amount_minor, currency, flag_reason, "
+                                    "updated_at FROM gateway_payments WHERE order_id = :id"), {"id": order_id}):
                 rows.append((r.updated_at, f"payment row {r.gateway_payment_id} {r.status} {r.amount_minor} "
                                            f"{r.currency} flag={r.flag_reason} (last update)"))
             for at, line in sorted(rows, key=lambda pair: pair[0]):
@@ -548,7 +550,8 @@ def render(tally: Tally, run: dict, console: Console | None = None) -> None:
     table.add_row("refunded after credit, flagged", f"{len(v.refunded_after_credit_flagged):,}",
                   f"in needs_review or decided; credited while its refund was in flight: "
                   f"{len(v.credited_while_refund_in_flight):,}")
-    table.add_row("money kept, a person decides", f"{len(v.money_with_a_person):,}", "needs_review / closed, not credited")
+    table.add_row("money kept, a person decides", f"{len(v.money_with_a_person):,}",
+                  "needs_review / closed, not credited")
     table.add_row("needs_review now", f"{tally.by_state.get('needs_review', 0):,}", _fmt(tally.needs_review_reasons))
     table.add_row("support decisions", f"{sum(tally.reviews.values()):,}",
                   f"{_fmt(tally.reviews)}; back in needs_review after a decision: {len(tally.back_in_review):,}")

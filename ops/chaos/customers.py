@@ -55,7 +55,8 @@ class Customers:
     """Customers and billing: POST /orders, the checkout in the simulator, callbacks, support rechecks, refunds,
     webhook replays, late banks."""
 
-    def __init__(self, cfg, sim: SimulatorClient, web_url: str, token: str, orgs: list[tuple[str, str]], manual_web_url: str | None = None):
+    def __init__(self, cfg, sim: SimulatorClient, web_url: str, token: str, orgs: list[tuple[str, str]],
+                 manual_web_url: str | None = None):
         self.cfg, self.sim, self.orgs = cfg, sim, orgs
         headers = {"Authorization": f"Bearer {token}"}
         limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
@@ -107,7 +108,7 @@ class Customers:
     def _customer(self, number: int) -> None:
         try:
             self._play(number, random.Random(f"{self.cfg.seed}:{number}"))
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001  (any driver error is counted, the run goes on)
             self.count(f"driver_error_{type(exc).__name__}")
         finally:
             with self.lock:
@@ -297,7 +298,7 @@ class Customers:
     def _run_later(self, fn, args) -> None:
         try:
             fn(*args)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001  (any driver error is counted, the run goes on)
             self.count(f"driver_error_{type(exc).__name__}")
         finally:
             with self.lock:

@@ -4,6 +4,7 @@ children a dramatiq master forks), the supervisor that restarts them, and the fa
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import signal
@@ -53,10 +54,8 @@ class Proc:
             return
         self.killed = True
         _signal_group(self.popen.pid, signal.SIGTERM)
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             self.popen.wait(timeout)
-        except subprocess.TimeoutExpired:
-            pass
         _signal_group(self.popen.pid, signal.SIGKILL)  # stragglers of the group too
         self.popen.wait(5)
 
@@ -69,10 +68,8 @@ def _pgid(pid: int) -> int | None:
 
 
 def _signal_group(pgid: int, sig: int) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(pgid, sig)
-    except ProcessLookupError:
-        pass
 
 
 class RedisServer:
@@ -85,18 +82,17 @@ class RedisServer:
 
     def start(self) -> None:
         subprocess.run(["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly",
-                        "no", "--daemonize", "yes", "--dir", str(self.run_dir), "--pidfile", str(self.run_dir / "redis.pid"),
-                        "--logfile", str(self.run_dir / "redis.log")], check=True)
+                        "no", "--daemonize", "yes", "--dir", str(self.run_dir),
+                        "--pidfile", str(self.run_dir / "redis.pid"), "--logfile", str(self.run_dir / "redis.log")],
+                       check=True)
         wait_until(self._up, 20, f"redis-server on port {self.port} did not start")
 
     def stop(self) -> None:
         """SIGTERM, as an orchestrator stops it: with ``--save ""`` nothing is written, everything queued is gone."""
         pidfile = self.run_dir / "redis.pid"
         if pidfile.exists():
-            try:
+            with contextlib.suppress(ProcessLookupError, ValueError):
                 os.kill(int(pidfile.read_text().strip()), signal.SIGTERM)
-            except (ProcessLookupError, ValueError):
-                pass
         wait_until(lambda: not self._listening(), 20, f"redis-server on port {self.port} did not stop", every=0.05)
 
     def _listening(self) -> bool:
@@ -183,7 +179,7 @@ class Faults:
                     return
             try:
                 getattr(self, action)()
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001  (a failed fault injection is counted, the run goes on)
                 self.stats["fault_errors"] += 1
                 self.console.log(f"[red]{action} failed: {exc!r}[/red]")
 

@@ -21,7 +21,8 @@ app = typer.Typer(help="The dead-letter queues.", no_args_is_help=True)
 def dlq_list(ctx: typer.Context) -> None:
     """Messages in the dead-letter queues, with their arguments and why they failed."""
     letters = list_dead_letters(deps=bootstrap.runtime(ctx).deps, queues=QUEUES)
-    table = Table("queue", "message id", "actor", "arguments", "failed at", "error", title=f"{len(letters)} dead letters")
+    table = Table("queue", "message id", "actor", "arguments", "failed at", "error",
+                  title=f"{len(letters)} dead letters")
     for letter in letters:
         table.add_row(letter.queue, letter.message_id, letter.actor, json.dumps([letter.args, letter.kwargs])[:80],
                       datetime.fromtimestamp(letter.failed_at_ms / 1000).isoformat(timespec="seconds"),
@@ -30,7 +31,8 @@ def dlq_list(ctx: typer.Context) -> None:
 
 
 @app.command("replay")
-def dlq_replay(ctx: typer.Context, message_ids: list[str] = typer.Argument(None, help="Message ids (see `recon dlq list`)."),
+def dlq_replay(ctx: typer.Context,
+               message_ids: list[str] = typer.Argument(None, help="Message ids (see `recon dlq list`)."),
                replay_all: bool = typer.Option(False, "--all", help="Every dead letter."),
                by: str = typer.Option(..., "--by"), reason: str = typer.Option(...)) -> None:
     """Enqueue dead-lettered messages again (after the cause was fixed)."""

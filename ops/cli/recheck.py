@@ -45,7 +45,7 @@ def recheck(ctx: typer.Context, order_ids: list[str] = typer.Argument(None, help
                     outcome = recheck_order(order_id, by, reason=reason, deps=deps)
                     progress.console.print(f"{order_id}: {outcome.from_state} -> {outcome.state} ({outcome.reason})")
                     key = outcome.state
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001  (one order's error is reported, the batch goes on)
                 progress.console.print(f"{order_id}: error {type(exc).__name__}: {exc}")
                 key = "error"
             outcomes[key] = outcomes.get(key, 0) + 1

@@ -107,4 +107,4 @@ class PayGlocalApiError(Exception):
             "gid": None, "status": self.status_text, "message": self.message, "timestamp": timestamp(),
             "reasonCode": self.reason_code, "data": None,
             "errors": {"displayMessage": self.message, "detailedMessage": self.message, "code": self.reason_code},
-        }  # fmt: skip
+        }

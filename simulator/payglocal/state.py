@@ -104,7 +104,7 @@ class PayGlocalSim:
                 "currency": currency, "paid_amount_minor": amount, "paid_currency": currency,
                 "captureTxn": request.captureTxn, "callback_url": request.merchantCallbackURL, "status": "CREATED",
                 "created_at": self.clock.now(), "captures": [],
-            }  # fmt: skip
+            }
             self.transactions[gid] = txn
             self._txn_ids.add(txn_id)
             self._by_ref[txn_id] = gid
@@ -272,7 +272,7 @@ class PayGlocalSim:
                 "merchantTxnId": txn["merchantTxnId"],
             },
             "errors": None,
-        }  # fmt: skip
+        }
 
     def _status_envelope(self, txn: dict[str, Any]) -> dict[str, Any]:
         if txn.get("status_shape", self.status_shape) == "v2":
@@ -292,7 +292,7 @@ class PayGlocalSim:
                 "transactionCreationTime": timestamp(txn["created_at"]),
             },
             "errors": None,
-        }  # fmt: skip
+        }
 
     def _v2_status_envelope(self, txn: dict[str, Any]) -> dict[str, Any]:
         """payments-v2 (after-capture.md §6.2): the top-level status is the state; totalAmount/txnCurrency."""
@@ -307,17 +307,17 @@ class PayGlocalSim:
                 "cardData": {"maskedCardNumber": "411111XXXXXX1111", "cardScheme": "VISA", "cardType": "CREDIT"},
             },
             "errors": None,
-        }  # fmt: skip
+        }
 
     def _callback_token(self, txn: dict[str, Any], style: str, iat: int) -> str:
         gid, mid = txn["gid"], self.keys.merchant_id
         if style == "2026":
             claims = {"x-gl-gid": gid, "x-gl-orderId": "gl_o-" + gid[3:], "x-gl-merchantId": mid,
-                      "x-gl-enc": "false", "amplifier-mid": mid, "iat": str(iat), "exp": 300000}  # fmt: skip
+                      "x-gl-enc": "false", "amplifier-mid": mid, "iat": str(iat), "exp": 300000}
         else:
             claims = {"gid": gid, "statusUrl": f"/gl/v1/payments/{gid}/status",
                       "merchantUniqueId": txn["merchantUniqueId"], "exp": 300000, "iat": str(iat),
-                      "status": txn["status"], "x-gl-gid": gid, "x-gl-merchantId": mid}  # fmt: skip
+                      "status": txn["status"], "x-gl-gid": gid, "x-gl-merchantId": mid}
         return self.keys.sign(claims)
 
     def _post_callback(self, txn: dict[str, Any], token: str, iat: int, *, deliver: bool) -> None:

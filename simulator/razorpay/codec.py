@@ -63,10 +63,10 @@ def is_valid_id(kind: str, value: str) -> bool:
 
 
 def error_body(code: str, description: str, *, field: str | None = None, source: str = "NA", step: str = "NA",
-               reason: str = "NA", metadata: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
+               reason: str = "NA", metadata: dict[str, Any] | None = None) -> dict[str, Any]:
     """Razorpay's ``{"error": {...}}`` body (razorpay.md §6)."""
     return {"error": {"code": code, "description": description, "field": field, "source": source, "step": step,
-                      "reason": reason, "metadata": metadata or {}}}  # fmt: skip
+                      "reason": reason, "metadata": metadata or {}}}
 
 
 class RazorpayApiError(Exception):
@@ -85,7 +85,7 @@ class RazorpayApiError(Exception):
         if self.status == 401:
             return error_body(self.code, self.description)
         return error_body(self.code, self.description, field=self.field, source="business",
-                          step="payment_initiation", reason="input_validation_failed")  # fmt: skip
+                          step="payment_initiation", reason="input_validation_failed")
 
 
 def collection(items: list[dict[str, Any]]) -> dict[str, Any]:

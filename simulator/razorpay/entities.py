@@ -20,11 +20,11 @@ def order_entity(
         "id": order_id, "entity": "order", "amount": amount, "amount_paid": 0, "amount_due": amount,
         "currency": currency, "receipt": receipt, "offer_id": None, "status": "created", "attempts": 0,
         "notes": notes, "created_at": now,
-    }  # fmt: skip
+    }
 
 
 def payment_entity(payment_id: str, order: Mapping[str, Any], amount: int, currency: str, now: int,
-                   method: str = "netbanking") -> dict[str, Any]:  # fmt: skip
+                   method: str = "netbanking") -> dict[str, Any]:
     """A new payment (status ``created``) on ``order``; it carries the order's notes (razorpay.md §3.2)."""
     return {
         "id": payment_id, "entity": "payment", "amount": amount, "currency": currency, "status": "created",
@@ -35,7 +35,7 @@ def payment_entity(payment_id: str, order: Mapping[str, Any], amount: int, curre
         "notes": copy.deepcopy(order["notes"]), "fee": None, "tax": None, "error_code": None,
         "error_description": None, "error_source": None, "error_step": None, "error_reason": None,
         "acquirer_data": {"bank_transaction_id": None}, "created_at": now,
-    }  # fmt: skip
+    }
 
 
 def refund_entity(refund_id: str, payment: Mapping[str, Any], amount: int, now: int) -> dict[str, Any]:
@@ -45,11 +45,11 @@ def refund_entity(refund_id: str, payment: Mapping[str, Any], amount: int, now: 
         "payment_id": payment["id"], "notes": [], "receipt": None, "acquirer_data": {"arn": None},
         "created_at": now, "batch_id": None, "status": "processed",
         "speed_processed": "normal", "speed_requested": "optimum",
-    }  # fmt: skip
+    }
 
 
 def webhook_event(name: str, event_id: str, *, account_id: str, webhook_secret: str, now: int,
-                  entities: Mapping[str, dict[str, Any]]) -> WebhookEvent:  # fmt: skip
+                  entities: Mapping[str, dict[str, Any]]) -> WebhookEvent:
     """A webhook with a snapshot of ``entities`` as they are now, serialised once and signed over those bytes.
 
     razorpay.md §5.2: top-level keys entity/account_id/event/contains/payload/created_at and no event id in the
@@ -59,7 +59,7 @@ def webhook_event(name: str, event_id: str, *, account_id: str, webhook_secret: 
     envelope = {
         "entity": "event", "account_id": account_id, "event": name, "contains": list(entities),
         "payload": {key: {"entity": value} for key, value in entities.items()}, "created_at": now,
-    }  # fmt: skip
+    }
     body = json.dumps(envelope, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
     headers = {
         "Content-Type": "application/json",

@@ -104,7 +104,7 @@ class CaptureWindows(BaseModel):
             limit = DASHBOARD_EXPIRY_MINUTES if automatic is None else max(automatic, DASHBOARD_EXPIRY_MINUTES)
         if not _is_int(limit) or (automatic is not None and limit < automatic):
             raise WireError("The manual expiry period must be at least the automatic expiry period.",
-                            "payment.capture_options")  # fmt: skip
+                            "payment.capture_options")
         return cls(automatic=None if manual else automatic, manual=limit)
 
 
@@ -252,7 +252,7 @@ FAILURES: dict[str, PaymentFailure] = {
     "cancel": PaymentFailure(error_code="BAD_REQUEST_ERROR", error_description="Payment processing cancelled by user",
                              error_source="customer", error_step="payment_authentication",
                              error_reason="payment_cancelled"),
-}  # fmt: skip
+}
 
 Model = TypeVar("Model", bound=BaseModel)
 

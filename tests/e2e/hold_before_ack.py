@@ -1,4 +1,5 @@
-"""A Dramatiq middleware loaded only by the crash tests' worker (``dramatiq worker.main:start tests.e2e.hold_before_ack``).
+"""A Dramatiq middleware loaded only by the crash tests' worker
+(``dramatiq worker.main:start tests.e2e.hold_before_ack``).
 
 - Every message a worker process finished is appended to the file ``$CRASH_TEST_JOURNAL`` (message id, actor,
   pid, time, whether it raised), so a test can see that a message ran again in another process.

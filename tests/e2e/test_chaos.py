@@ -30,7 +30,7 @@ def require_services() -> None:
         with engine.connect() as connection:
             connection.execute(text("SELECT 1"))
         engine.dispose()
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001  (any connection error means the service is unavailable)
         problem = f"PostgreSQL is not reachable: {exc}"
     if problem and IN_CI:
         pytest.fail(problem)

@@ -18,6 +18,7 @@ processed, nothing dead-lettered.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -48,15 +49,13 @@ def start_worker(env: dict[str, str], log: Path, *modules: str) -> subprocess.Po
     """``dramatiq worker.main:start [modules]`` in its own process group (``kill -9`` of the group reaches the forked
     child)."""
     with log.open("ab") as out:
-        return subprocess.Popen([DRAMATIQ, "worker.main:start", *modules, "--processes", "1", "--threads", "2"], cwd=ROOT,
-                                env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        return subprocess.Popen([DRAMATIQ, "worker.main:start", *modules, "--processes", "1", "--threads", "2"],
+                                cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
 
 
 def kill_group(process: subprocess.Popen) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
     process.wait(10)
 
 
@@ -138,9 +137,9 @@ def test_a_verify_payment_killed_mid_message_is_redelivered_and_credits_the_orde
     order = new_order(deps)
     paid = simulator.sim.pay(order.gateway_order_id, "success", deliver_webhooks=False)
     seconds, state = kill_mid_message_then_measure(
-        deps, crash_env=crash_env, redis_client=redis_client, simulator=simulator, tmp_path=tmp_path, queue="recon_priority",
-        actor="verify_payment", args=(order.id, paid["razorpay_payment_id"], paid["razorpay_signature"]),
-        order_id=order.id)
+        deps, crash_env=crash_env, redis_client=redis_client, simulator=simulator, tmp_path=tmp_path,
+        queue="recon_priority", actor="verify_payment",
+        args=(order.id, paid["razorpay_payment_id"], paid["razorpay_signature"]), order_id=order.id)
     print(f"\nverify_payment: kill -9 -> redelivered -> order {state} after {seconds:.1f} s")
     assert state == "paid", f"not redelivered within {REDELIVERED_WITHIN_S} s"
     assert ledger_count(deps, order.id) == 1 and balance(deps) == 5_000
@@ -153,8 +152,8 @@ def test_a_recheck_killed_mid_message_is_redelivered_and_credits_the_order_once(
     order = new_order(deps)
     simulator.sim.pay(order.gateway_order_id, "success", deliver_webhooks=False)
     seconds, state = kill_mid_message_then_measure(
-        deps, crash_env=crash_env, redis_client=redis_client, simulator=simulator, tmp_path=tmp_path, queue="recon_priority",
-        actor="recheck_order", args=(order.id, "support:crash-test"), order_id=order.id)
+        deps, crash_env=crash_env, redis_client=redis_client, simulator=simulator, tmp_path=tmp_path,
+        queue="recon_priority", actor="recheck_order", args=(order.id, "support:crash-test"), order_id=order.id)
     print(f"\nrecheck_order: kill -9 -> redelivered -> order {state} after {seconds:.1f} s; audited outcomes: "
           f"{recheck_outcomes(deps, order.id)}")
     assert state == "paid", f"the order is still {state} {seconds:.0f} s after the kill"

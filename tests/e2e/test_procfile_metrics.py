@@ -68,12 +68,14 @@ def test_every_metric_is_non_zero_after_traffic_through_the_procfile_processes(d
     namespace = f"{NAMESPACE}-honcho-{uuid.uuid4().hex[:6]}"
     env = {**os.environ, "PORT": str(port), "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
            "PROMETHEUS_MULTIPROC_DIR": str(tmp_path), "RECON_DATABASE_URL": pg_url,
-           "RECON_BROKER_URL": REDIS_URL, "RECON_BROKER_NAMESPACE": namespace, "RECON_API_TOKENS": json.dumps({"tests": AUTH["Authorization"][7:]}),
+           "RECON_BROKER_URL": REDIS_URL, "RECON_BROKER_NAMESPACE": namespace,
+           "RECON_API_TOKENS": json.dumps({"tests": AUTH["Authorization"][7:]}),
            "RECON_RAZORPAY_BASE_URL": simulator.base_url, "RECON_RAZORPAY_KEY_ID": simulator.config.key_id,
            "RECON_RAZORPAY_KEY_SECRET": simulator.config.key_secret,
            "RECON_RAZORPAY_WEBHOOK_SECRET": simulator.config.webhook_secret,
            "RECON_PAYGLOCAL_BASE_URL": simulator.base_url, "RECON_PAYGLOCAL_MERCHANT_ID": keys["merchant_id"],
-           "RECON_PAYGLOCAL_PRIVATE_KEY_PEM": keys["private_key_pem"], "RECON_PAYGLOCAL_PRIVATE_KID": keys["private_kid"],
+           "RECON_PAYGLOCAL_PRIVATE_KEY_PEM": keys["private_key_pem"],
+           "RECON_PAYGLOCAL_PRIVATE_KID": keys["private_kid"],
            "RECON_PAYGLOCAL_PUBLIC_KEYS": json.dumps(keys["payglocal_public_keys"]),
            "RECON_PAYGLOCAL_PUBLIC_KID": keys["payglocal_public_kid"],
            "RECON_PAYGLOCAL_CALLBACK_URL": f"{web}/webhooks/payglocal",
@@ -141,7 +143,7 @@ def drive_traffic(client, simulator, redis_client, namespace: str) -> set[str]:
     """Traffic of every kind; returns the metrics already seen non-zero on the way."""
     for gateway in ("razorpay", "payglocal"):
         paid = simulator.sim.pay(order(client, gateway)["gateway_order_id"], "success")
-        payment_id, signature = GATEWAY_ORGS[gateway].callback(paid)
+        _payment_id, _signature = GATEWAY_ORGS[gateway].callback(paid)
         simulator.sim.pay(order(client, gateway)["gateway_order_id"], "close_window")
     late_order = order(client, "razorpay")
     late = simulator.sim.pay(late_order["gateway_order_id"], "timeout")

@@ -55,7 +55,9 @@ def test_a_message_that_breaks_the_contract_goes_to_the_dead_letter_queue_and_th
 @pytest.mark.e2e
 def test_two_worker_processes_from_the_dramatiq_cli_credit_each_order_exactly_once(deps, org, simulator, web, pg_url,
                                                                                     redis_client):
-    env = {**os.environ, "RECON_BROKER_URL": REDIS_URL, "RECON_BROKER_NAMESPACE": NAMESPACE, "RECON_DATABASE_URL": pg_url, "RECON_API_TOKENS": '{"tests": "test-token-0123456789"}', "RECON_RAZORPAY_BASE_URL": simulator.base_url,
+    env = {**os.environ, "RECON_BROKER_URL": REDIS_URL, "RECON_BROKER_NAMESPACE": NAMESPACE,
+           "RECON_DATABASE_URL": pg_url, "RECON_API_TOKENS": '{"tests": "test-token-0123456789"}',
+           "RECON_RAZORPAY_BASE_URL": simulator.base_url,
            "RECON_RAZORPAY_KEY_ID": simulator.config.key_id, "RECON_RAZORPAY_KEY_SECRET": simulator.config.key_secret,
            "RECON_RAZORPAY_WEBHOOK_SECRET": simulator.config.webhook_secret}
     dramatiq_cli = str(Path(sys.executable).with_name("dramatiq"))

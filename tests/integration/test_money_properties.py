@@ -293,7 +293,8 @@ class MoneyMachine(RuleBasedStateMachine):
 
     # --- setup -------------------------------------------------------------------------------------------
 
-    @initialize(orders=st.lists(st.tuples(st.sampled_from([False, False, True]), FIRST_ATTEMPT), min_size=2, max_size=4))
+    @initialize(orders=st.lists(st.tuples(st.sampled_from([False, False, True]), FIRST_ATTEMPT),
+                                min_size=2, max_size=4))
     def open_orders(self, orders):
         """The orders (manual capture or not), each with the customer's first checkout attempt, if any."""
         for index, (manual_capture, _first) in enumerate(orders):
@@ -307,7 +308,7 @@ class MoneyMachine(RuleBasedStateMachine):
         self.recent = list(self.orders)
         self._begin("orders " + ", ".join(f"{o.name}={o.id} ({o.amount_minor} {o.currency}"
                                           f"{', manual capture' if o.manual_capture else ''})" for o in self.orders))
-        for ref, (_manual, first) in zip(self.orders, orders):
+        for ref, (_manual, first) in zip(self.orders, orders, strict=True):
             if first is not None:
                 self._checkout(ref, first, wrong_amount=False)
 
@@ -343,7 +344,8 @@ class MoneyMachine(RuleBasedStateMachine):
     @precondition(lambda self: self._gateway_payments("captured"))
     @rule(pick=PICK, partial=st.booleans())
     def refund(self, pick, partial):
-        payment = self._choose(self._gateway_payments("captured", fresh=True), pick, lambda p: self._order_of(p.order_id))
+        payment = self._choose(self._gateway_payments("captured", fresh=True), pick,
+                               lambda p: self._order_of(p.order_id))
         self._begin(f"gateway: {self._name(payment.id)} refunded {'100 paise' if partial else 'in full'}")
         self.sim.refund(payment.id, 100 if partial else None, deliver_webhooks=False)
 
@@ -495,7 +497,8 @@ class MoneyMachine(RuleBasedStateMachine):
                 assert (payment.amount, payment.currency) == (order.amount_minor, order.currency), self._fail(
                     f"(c) over-credit: {what} of {payment.amount} {payment.currency}, the order is for "
                     f"{order.amount_minor} {order.currency}")
-                assert payment.status in ("captured", "refunded") and (payment.captured or payment.status == "captured"), \
+                assert payment.status in ("captured", "refunded") and (
+                    payment.captured or payment.status == "captured"), \
                     self._fail(f"(c) over-credit: {what}, which the gateway holds as {payment.status}, never captured")
                 if payment.status == "captured" and payment.amount_refunded == 0:
                     continue

@@ -90,7 +90,8 @@ def test_declined_then_timeout_marks_failed_and_closed_window_marks_abandoned(de
     reconcile_order(errored.id, deps=deps)
     assert (order_row(deps, closed.id).state, order_row(deps, closed.id).state_reason) == (
         "abandoned", CLOSED_WINDOW_REASON[gateway.gateway])
-    assert (order_row(deps, errored.id).state, order_row(deps, errored.id).state_reason) == ("abandoned", "gateway_error")
+    assert (order_row(deps, errored.id).state, order_row(deps, errored.id).state_reason) == (
+        "abandoned", "gateway_error")
 
 
 def test_an_abandoned_order_is_paid_and_credited_once_when_the_bank_authorises_late(deps, gateway, simulator, web,
@@ -111,7 +112,8 @@ def test_an_abandoned_order_is_paid_and_credited_once_when_the_bank_authorises_l
     assert balance(deps, gateway) == 5_000 and ledger_count(deps) == 1
 
 
-def test_a_late_authorisation_after_another_payment_paid_the_order_is_refunded_and_credited_nothing(deps, org, simulator):
+def test_a_late_authorisation_after_another_payment_paid_the_order_is_refunded_and_credited_nothing(
+        deps, org, simulator):
     order = new_order(deps)
     first = simulator.sim.pay(order.gateway_order_id, "timeout", deliver_webhooks=False)
     simulator.sim.pay(order.gateway_order_id, "success", deliver_webhooks=False)

@@ -203,7 +203,7 @@ def cli_problems(commands: list[list[str]]) -> list[str]:
             continue
         try:
             command.make_context(" ".join(path), rest)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001  (any click error is a problem to report)
             problems.append(f"recon {' '.join(args)}: {getattr(exc, 'format_message', exc.__str__)()}")
     return problems
 

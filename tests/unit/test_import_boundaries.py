@@ -47,7 +47,7 @@ def test_the_simulator_package_exists_and_is_parsed() -> None:
     """The check below is not vacuous: the simulator has its gateways and shared modules."""
     names = {p.relative_to(ROOT).as_posix() for p in python_files("simulator")}
     assert {"simulator/server.py", "simulator/clock.py", "simulator/faults.py", "simulator/webhooks.py",
-            "simulator/razorpay/state.py", "simulator/payglocal/state.py"} <= names  # fmt: skip
+            "simulator/razorpay/state.py", "simulator/payglocal/state.py"} <= names
 
 
 @pytest.mark.parametrize("path", python_files("simulator"), ids=lambda p: p.relative_to(ROOT).as_posix())
@@ -58,7 +58,7 @@ def test_the_simulator_imports_nothing_of_ours(path: Path) -> None:
 
 
 @pytest.mark.parametrize("path", [p for package in SERVICE_PACKAGES for p in python_files(package)],
-                         ids=lambda p: p.relative_to(ROOT).as_posix())  # fmt: skip
+                         ids=lambda p: p.relative_to(ROOT).as_posix())
 def test_the_service_packages_import_nothing_of_the_simulator(path: Path) -> None:
     """No module of worker/, gateways/, db/ or ops/ imports simulator (``recon simulator`` execs it instead)."""
     wrong = sorted(m for m in imported_modules(path) if top_level(m) == "simulator")

@@ -61,7 +61,8 @@ def quote(*, plan: Plan, credits: int | None, custom_amount_minor: int | None, c
         credits, subtotal = 0, _price(prices.pro_price_minor, currency)
     else:
         credits = 0
-        if not isinstance(custom_amount_minor, int) or isinstance(custom_amount_minor, bool) or custom_amount_minor <= 0:
+        if (not isinstance(custom_amount_minor, int) or isinstance(custom_amount_minor, bool)
+                or custom_amount_minor <= 0):
             raise OrderRejected("invalid_amount", "a custom payment needs a positive amount in minor units")
         if custom_amount_minor > prices.max_custom_amount_minor:
             raise OrderRejected("above_maximum", "the custom amount is larger than we accept online")

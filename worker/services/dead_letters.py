@@ -57,7 +57,8 @@ def replay_dead_letter(letter: DeadLetter, *, deps: Deps, broker: dramatiq.Broke
     if raw is None:
         return
     data = json.loads(raw)
-    options = {k: v for k, v in data.get("options", {}).items() if k not in ("retries", "traceback", "redis_message_id")}
+    options = {k: v for k, v in data.get("options", {}).items()
+               if k not in ("retries", "traceback", "redis_message_id")}
     broker.enqueue(dramatiq.Message(queue_name=data["queue_name"], actor_name=data["actor_name"],
                                     args=tuple(data.get("args", ())), kwargs=data.get("kwargs", {}), options=options,
                                     message_id=data["message_id"], message_timestamp=data["message_timestamp"]))

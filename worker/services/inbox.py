@@ -92,7 +92,8 @@ def _apply_webhook(uow: UnitOfWork, row: InboxEvent, *, deps: Deps) -> Applied:
     decision = uow.apply(order, Evidence(Source.WEBHOOK, (event.payment,)))
     if decision.capture:
         return Applied("processed", decision.reason, decision,
-                       follow_up=lambda: capture_authorized(order_id, gateway_name, decision, Source.WEBHOOK, deps=deps))
+                       follow_up=lambda: capture_authorized(order_id, gateway_name, decision, Source.WEBHOOK,
+                                                            deps=deps))
     return Applied("processed", decision.reason, decision)
 
 

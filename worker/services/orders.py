@@ -104,10 +104,12 @@ def _new_order(session, request: PurchaseRequest, *, deps: Deps, now: datetime) 
     plan = parse_plan(request.plan)
     region = deps.regions.get(organisation.region)
     if region is None:
-        raise OrderRejected("region_not_supported", f"online payment is not available in region {organisation.region!r}")
+        raise OrderRejected("region_not_supported",
+                            f"online payment is not available in region {organisation.region!r}")
     if region.gateway not in deps.gateways:
         raise OrderRejected("gateway_not_configured",
-                            f"online payment through {region.gateway} is not configured for region {organisation.region}")
+                            f"online payment through {region.gateway} is not configured "
+                            f"for region {organisation.region}")
     if plan == Plan.PRO and organisation.plan == "enterprise":
         raise OrderRejected("enterprise_organisation",
                             "this organisation is on Enterprise: buying Pro online would downgrade it; "
@@ -123,7 +125,8 @@ def _new_order(session, request: PurchaseRequest, *, deps: Deps, now: datetime) 
         id=new_order_id(), organisation_id=organisation.id, requested_by=member.id, plan=plan.value,
         credits=priced.credits if plan == Plan.PAYG else 0, currency=priced.currency,
         subtotal_minor=priced.subtotal_minor, tax_rate_bp=priced.tax_rate_bp, tax_minor=priced.tax_minor,
-        amount_minor=priced.total_minor, gateway=region.gateway, manual_capture=registry.adapter(region.gateway).manual_capture_from(deps.settings),
+        amount_minor=priced.total_minor, gateway=region.gateway,
+        manual_capture=registry.adapter(region.gateway).manual_capture_from(deps.settings),
         state=INITIAL_STATE.value, refund_policy_accepted_at=now, created_at=now, updated_at=now, check_count=0,
     )
 

@@ -1,20 +1,20 @@
 """initial schema
 
 Revision ID: 0001
-Revises: 
+Revises:
 Create Date: 2026-11-25 21:43:53.475910
 
 """
-from typing import Sequence, Union
+from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
 
 # revision identifiers, used by Alembic.
 revision: str = '0001'
-down_revision: Union[str, Sequence[str], None] = None
-branch_labels: Union[str, Sequence[str], None] = None
-depends_on: Union[str, Sequence[str], None] = None
+down_revision: str | Sequence[str] | None = None
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
@@ -70,7 +70,8 @@ def upgrade() -> None:
     sa.Column('organisation_id', sa.String(length=64), nullable=False),
     sa.Column('email', sa.String(length=254), nullable=False),
     sa.Column('role', sa.String(length=16), nullable=False),
-    sa.ForeignKeyConstraint(['organisation_id'], ['organisations.id'], name=op.f('fk_members_organisation_id_organisations')),
+    sa.ForeignKeyConstraint(['organisation_id'], ['organisations.id'],
+                            name=op.f('fk_members_organisation_id_organisations')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_members')),
     sa.UniqueConstraint('organisation_id', 'email', name=op.f('uq_members_organisation_id_email'))
     )
@@ -97,13 +98,16 @@ def upgrade() -> None:
     sa.Column('paid_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('next_check_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('check_count', sa.Integer(), nullable=False),
-    sa.ForeignKeyConstraint(['organisation_id'], ['organisations.id'], name=op.f('fk_orders_organisation_id_organisations')),
+    sa.ForeignKeyConstraint(['organisation_id'], ['organisations.id'],
+                            name=op.f('fk_orders_organisation_id_organisations')),
     sa.ForeignKeyConstraint(['requested_by'], ['members.id'], name=op.f('fk_orders_requested_by_members')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_orders')),
     sa.UniqueConstraint('gateway', 'gateway_order_id', name=op.f('uq_orders_gateway_gateway_order_id'))
     )
     with op.batch_alter_table('orders', schema=None) as batch_op:
-        batch_op.create_index('ix_orders_due', ['next_check_at'], unique=False, postgresql_where=sa.text('next_check_at IS NOT NULL'), sqlite_where=sa.text('next_check_at IS NOT NULL'))
+        batch_op.create_index('ix_orders_due', ['next_check_at'], unique=False,
+                              postgresql_where=sa.text('next_check_at IS NOT NULL'),
+                              sqlite_where=sa.text('next_check_at IS NOT NULL'))
         batch_op.create_index(batch_op.f('ix_orders_organisation_id'), ['organisation_id'], unique=False)
         batch_op.create_index('ix_orders_state_created_at', ['state', 'created_at'], unique=False)
 
@@ -140,7 +144,8 @@ def upgrade() -> None:
     sa.Column('currency', sa.String(length=3), nullable=False),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.ForeignKeyConstraint(['order_id'], ['orders.id'], name=op.f('fk_ledger_entries_order_id_orders')),
-    sa.ForeignKeyConstraint(['organisation_id'], ['organisations.id'], name=op.f('fk_ledger_entries_organisation_id_organisations')),
+    sa.ForeignKeyConstraint(['organisation_id'], ['organisations.id'],
+                            name=op.f('fk_ledger_entries_organisation_id_organisations')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_ledger_entries')),
     sa.UniqueConstraint('gateway', 'gateway_payment_id', name=op.f('uq_ledger_entries_gateway_gateway_payment_id')),
     sa.UniqueConstraint('order_id', name=op.f('uq_ledger_entries_order_id'))
@@ -184,7 +189,8 @@ def downgrade() -> None:
     with op.batch_alter_table('orders', schema=None) as batch_op:
         batch_op.drop_index('ix_orders_state_created_at')
         batch_op.drop_index(batch_op.f('ix_orders_organisation_id'))
-        batch_op.drop_index('ix_orders_due', postgresql_where=sa.text('next_check_at IS NOT NULL'), sqlite_where=sa.text('next_check_at IS NOT NULL'))
+        batch_op.drop_index('ix_orders_due', postgresql_where=sa.text('next_check_at IS NOT NULL'),
+                            sqlite_where=sa.text('next_check_at IS NOT NULL'))
 
     op.drop_table('orders')
     op.drop_table('members')

@@ -44,7 +44,8 @@ class KeyPair:
 
 def _pair() -> KeyPair:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
     public = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     return KeyPair(private.decode("ascii"), public.decode("ascii"))
 
@@ -55,7 +56,8 @@ def keys() -> dict[str, KeyPair]:
     return {"merchant": _pair(), "payglocal": _pair(), "other": _pair()}
 
 
-def payglocal_token(claims: dict[str, Any], *, kid: str = PAYGLOCAL_KID, signer: str = "payglocal", **header: Any) -> str:
+def payglocal_token(claims: dict[str, Any], *, kid: str = PAYGLOCAL_KID, signer: str = "payglocal",
+                    **header: Any) -> str:
     """A PayGlocal-style callback token made with joserfc (header as PayGlocal sends it)."""
     protected = {"issued-by": "Glocal", "is-digested": "false", "alg": "RS256", "kid": kid, **header}
     key = RSAKey.import_key(keys()[signer].private_pem)
@@ -131,12 +133,14 @@ def make_gateway(
     """A gateway wired to a FakePayGlocal; sleeps of the GET retry are recorded in ``sleeps``."""
     fake = FakePayGlocal(handler)
     recorded = sleeps if sleeps is not None else []
-    gateway = PayGlocalGateway(transport=httpx.MockTransport(fake), sleep=recorded.append, **gateway_kwargs(**overrides))
+    gateway = PayGlocalGateway(transport=httpx.MockTransport(fake), sleep=recorded.append,
+                               **gateway_kwargs(**overrides))
     return gateway, fake
 
 
 def status_json(
-    status: str = "SENT_FOR_CAPTURE", *, gid: str = GID, amount: Any = "500.00", currency: str = "INR", top: str = "SUCCESS"
+    status: str = "SENT_FOR_CAPTURE", *, gid: str = GID, amount: Any = "500.00", currency: str = "INR",
+    top: str = "SUCCESS",
 ) -> dict[str, Any]:
     """A status-enquiry answer: top-level ``status`` is the call's outcome, ``data.status`` the truth."""
     return {
@@ -179,7 +183,7 @@ def initiate_json(gid: str = GID) -> dict[str, Any]:
 def create(gateway: PayGlocalGateway, **overrides: Any) -> RemoteOrder:
     """Create the standard test order (receipt order-42, 500.00 INR, auto capture), with ``overrides``."""
     arguments = {"receipt": "order-42", "amount_minor": 50000, "currency": "INR", "notes": {"x": "y"},
-                 "manual_capture": False}  # fmt: skip
+                 "manual_capture": False}
     arguments.update(overrides)
     return gateway.create_order(**arguments)
 

@@ -43,7 +43,8 @@ def test_requests_name_the_gateway_and_retries_are_bounded() -> None:
 
 def test_event_hooks_and_the_transport_are_passed_to_httpx() -> None:
     seen: list[str] = []
-    client = EchoClient(base_url="https://echo.test", transport=httpx.MockTransport(lambda r: httpx.Response(200, json={})),
+    client = EchoClient(base_url="https://echo.test",
+                        transport=httpx.MockTransport(lambda r: httpx.Response(200, json={})),
                         event_hooks={"request": [lambda request: seen.append(request.url.path)]})
     client._send("POST", "/z", json={})
     assert seen == ["/z"]

@@ -22,7 +22,8 @@ ISO_4217_TWO = "INR USD GBP EUR AED SGD AUD CAD CHF".split()
 
 
 def test_the_table_is_iso_4217_exactly() -> None:
-    expected = {**dict.fromkeys(ISO_4217_ZERO, 0), **dict.fromkeys(ISO_4217_THREE, 3), **dict.fromkeys(ISO_4217_FOUR, 4)}
+    expected = {**dict.fromkeys(ISO_4217_ZERO, 0), **dict.fromkeys(ISO_4217_THREE, 3),
+                **dict.fromkeys(ISO_4217_FOUR, 4)}
     assert dict(EXPONENTS) == expected
     assert DEFAULT_EXPONENT == 2 and all(exponent(code) == 2 for code in ISO_4217_TWO)
 

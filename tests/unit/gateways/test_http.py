@@ -63,17 +63,15 @@ def test_build_client_uses_the_injected_transport_and_headers() -> None:
 )
 def test_translate_errors_maps_httpx_exceptions(raised: Exception, expected: type[Exception]) -> None:
     """Each httpx failure becomes a gateway error that keeps the httpx one as its cause."""
-    with pytest.raises(expected, match="example GET /x") as caught:
-        with translate_errors("example GET /x"):
-            raise raised
+    with pytest.raises(expected, match="example GET /x") as caught, translate_errors("example GET /x"):
+        raise raised
     assert caught.value.__cause__ is raised
 
 
 def test_translate_errors_leaves_other_exceptions_alone() -> None:
     """Only httpx errors are translated."""
-    with pytest.raises(KeyError):
-        with translate_errors("example"):
-            raise KeyError("x")
+    with pytest.raises(KeyError), translate_errors("example"):
+        raise KeyError("x")
 
 
 def test_retry_idempotent_retries_transient_errors_up_to_the_bound() -> None:

@@ -40,7 +40,7 @@ def test_a_callback_form_post_becomes_an_event_without_a_payment() -> None:
         (b"x-gl-token", FORM_HEADERS, MalformedEvent, "not a form-encoded"),
         (b"x-gl-token=not-a-token", FORM_HEADERS, SignatureInvalid, "not a compact JWS"),
     ],
-)  # fmt: skip
+)
 def test_anything_but_a_valid_callback_form_is_refused_with_a_reason(body, headers, error, reason) -> None:
     """JSON webhooks, forms without a token and tokens that are not JWS are refused, saying why."""
     gateway, _ = make_gateway(lambda request: httpx.Response(500))

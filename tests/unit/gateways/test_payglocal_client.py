@@ -62,7 +62,8 @@ def test_initiate_posts_a_jwe_as_text_plain_with_a_jws_over_it() -> None:
 
     gateway, fake = make_gateway(handler)
     order = create(gateway)
-    assert (order.gateway_order_id, order.receipt, order.amount_minor, order.currency) == (GID, "order-42", 50000, "INR")
+    assert (order.gateway_order_id, order.receipt, order.amount_minor, order.currency) == (
+        GID, "order-42", 50000, "INR")
     assert order.checkout == {"redirect_url": initiate_json()["data"]["redirectUrl"], "gid": GID}
     assert len(fake.requests) == 1
 
@@ -158,7 +159,8 @@ def test_a_proxy_404_then_the_real_answer_reads_the_payment() -> None:
 def test_other_4xx_are_permanent_and_not_retried(status: int, reason: str) -> None:
     """Bad request, bad or expired token, unknown kid: GatewayPermanent with its evidence, one request."""
     sleeps: list[float] = []
-    gateway, fake = make_gateway(lambda request: error_json(status, "Token signature verification failed", reason), sleeps)
+    gateway, fake = make_gateway(lambda request: error_json(status, "Token signature verification failed", reason),
+                                 sleeps)
     with pytest.raises(GatewayPermanent) as caught:
         gateway.fetch_payment(GID)
     assert caught.value.status == status and reason in str(caught.value) and reason in caught.value.body
@@ -189,7 +191,7 @@ def test_a_429_retry_after_is_honoured() -> None:
     """Retry-After: 2 is slept exactly before the next attempt."""
     sleeps: list[float] = []
     responses = [error_json(429, "Too many requests", "GL-429-001", **{"Retry-After": "2"}),
-                 httpx.Response(200, json=status_json())]  # fmt: skip
+                 httpx.Response(200, json=status_json())]
     gateway, fake = make_gateway(lambda request: responses.pop(0), sleeps)
     assert gateway.fetch_payment(GID).status is RemoteStatus.CAPTURED
     assert sleeps == [2.0] and len(fake.requests) == 2
@@ -247,7 +249,7 @@ def v2_status_json(status: str = "SENT_FOR_CAPTURE", *, amount: str = "500.00", 
                  "totalAmount": amount, "txnCurrency": currency,
                  "cardData": {"maskedCardNumber": "411111XXXXXX1111", "cardScheme": "VISA", "cardType": "CREDIT"}},
         "errors": None,
-    }  # fmt: skip
+    }
 
 
 def test_the_gateway_reads_a_payments_v2_status_answer() -> None:

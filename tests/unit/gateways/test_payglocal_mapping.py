@@ -21,10 +21,10 @@ EXTERNAL_STATUS = [
     "STEP_UP", "REFUND_STARTED", "CAPTURE_STARTED", "AUTH_REVERSAL_STARTED", "EXPIRED", "PRE_PAYNOW_ABANDONED",
     "RULE_CONFIG_ERROR", "SYSTEM_DECLINED", "NOT_FOUND", "MARKED_AS_FRAUD", "ALTPAY_DECLINE", "PENDING",
     "AUTHENTICATION_FAILED", "REFUND_VOIDED", "AUTHORIZED_PENDING_CAPTURE",
-]  # fmt: skip
+]
 #: §6.1's statuses outside the enum: CONDITIONAL_DECLINE, FAILURE / INITIATED, the "coming soon" placeholders.
 OUTSIDE_THE_ENUM = ["CONDITIONAL_DECLINE", "FAILURE", "INITIATED", "FAILED", "REFUNDED", "DISPUTED", "CANCELLED",
-                    "REFUND_INITIATED"]  # fmt: skip
+                    "REFUND_INITIATED"]
 #: Mapped to UNKNOWN on purpose (keep checking, alert): what they say about the money is not known.
 DELIBERATELY_UNKNOWN = {"SUCCESS", "NOT_FOUND", "REFUND_VOIDED", "DISPUTED", "FAILURE", "INITIATED"}
 
@@ -135,7 +135,7 @@ def test_a_refund_reads_as_a_full_refund() -> None:
     [({"refundAmount": "100.00"}, 10000), ({"refundAmount": "100.00", "refundCurrency": "inr"}, 10000),
      ({"refundAmount": "100.00", "refundCurrency": "USD"}, 50000), ({"refundAmount": "900.00"}, 50000),
      ({"refundAmount": "1.001"}, 50000), ({"refundAmount": ""}, 50000)],
-)  # fmt: skip
+)
 def test_a_refund_amount_in_the_answer_is_used_when_it_is_readable(extra: dict, refunded: int) -> None:
     """data.refundAmount (in the payment's currency, at most its amount) is the refunded part; else full."""
     envelope = status_json("SENT_FOR_REFUND")
@@ -176,7 +176,7 @@ def test_amounts_convert_exactly_to_minor_units(amount, currency: str, minor: in
     [("10.001", "INR"), ("500.5", "JPY"), ("1.2345", "KWD"), ("1e3", "INR"), ("-5.00", "INR"), ("", "INR"),
      ("1,000.00", "INR"), ("NaN", "INR"), ("Infinity", "INR"), (True, "INR"), (None, "INR"), ("10", "RUPEES"),
      (0.001, "INR")],
-)  # fmt: skip
+)
 def test_amounts_with_too_many_decimals_or_odd_forms_are_a_bad_response(amount, currency: str) -> None:
     """More decimals than the currency allows, signs, exponents, separators or non-numbers raise GatewayPermanent."""
     with pytest.raises(GatewayPermanent):
@@ -194,7 +194,7 @@ def test_a_status_response_with_a_three_decimal_amount_maps_exactly() -> None:
     ("minor", "currency", "text"),
     [(50000, "INR", "500.00"), (1, "INR", "0.01"), (1050, "usd", "10.50"), (500, "JPY", "500"), (1234, "KWD", "1.234"),
      (5, "TND", "0.005"), (0, "INR", "0.00")],
-)  # fmt: skip
+)
 def test_minor_units_become_payglocals_decimal_strings(minor: int, currency: str, text: str) -> None:
     """totalAmount is sent as a decimal string with the currency's decimals, and converts back exactly."""
     assert mapping.minor_to_amount(minor, currency) == text
@@ -244,7 +244,7 @@ V2_STATUS = {
              "paymentMethod": "CARD", "totalAmount": "10.00", "txnCurrency": "INR",
              "cardData": {"maskedCardNumber": "411111XXXXXX1111", "cardScheme": "VISA", "cardType": "CREDIT"}},
     "errors": None,
-}  # fmt: skip
+}
 
 
 def test_the_payments_v2_status_answer_maps_from_total_amount_and_txn_currency() -> None:

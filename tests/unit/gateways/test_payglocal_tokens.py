@@ -43,7 +43,8 @@ def make_signer(now_ms=lambda: NOW_MS) -> tokens.RequestSigner:
 
 def verify(token: str, *, now_ms: int = NOW_MS + 1_000, merchant_id: str = MID, **kwargs) -> tokens.CallbackClaims:
     public_keys = kwargs.pop("public_keys", {PAYGLOCAL_KID: keys()["payglocal"].public_pem})
-    return tokens.verify_callback_claims(token, public_keys=public_keys, merchant_id=merchant_id, now_ms=now_ms, **kwargs)
+    return tokens.verify_callback_claims(token, public_keys=public_keys, merchant_id=merchant_id, now_ms=now_ms,
+                                         **kwargs)
 
 
 # Request signing ---------------------------------------------------------------------------
@@ -138,7 +139,7 @@ def test_a_joserfc_made_token_of_either_shape_verifies_with_ours_and_status_is_n
         now_ms=NOW_MS,
     ) == GID
     claims_2026 = {"x-gl-gid": GID, "x-gl-orderId": "gl_o-a64a176f", "x-gl-merchantId": MID, "x-gl-enc": "false",
-                   "amplifier-mid": MID, "iat": str(NOW_MS), "exp": 300000}  # fmt: skip
+                   "amplifier-mid": MID, "iat": str(NOW_MS), "exp": 300000}
     claims = verify(payglocal_token(claims_2026))
     assert (claims.gid, claims.order_id, claims.status) == (GID, "gl_o-a64a176f", None)
     assert claims.gids() == {GID, "gl_o-a64a176f"}

@@ -82,14 +82,16 @@ def test_a_lost_create_is_found_by_merchant_txn_id() -> None:
 
 def test_a_duplicate_initiate_400_also_finds_the_earlier_transaction() -> None:
     """A 400 (duplicate merchantTxnId from a lost earlier create) is resolved the same way."""
-    responses = [error_json(400, "Duplicate merchantTxnId", "GL-400-002"), httpx.Response(200, json=status_json("CREATED"))]
+    responses = [error_json(400, "Duplicate merchantTxnId", "GL-400-002"),
+                 httpx.Response(200, json=status_json("CREATED"))]
     gateway, _ = make_gateway(lambda request: responses.pop(0))
     assert create(gateway).gateway_order_id == GID
 
 
 def test_a_lost_create_that_is_not_found_re_raises_the_original_error() -> None:
     """Nothing under the receipt: the caller gets the create's GatewayTransient to retry later."""
-    responses = [error_json(504, "Gateway timeout", "GL-504-001"), error_json(404, "Transaction not found", "GL-404-001")]
+    responses = [error_json(504, "Gateway timeout", "GL-504-001"),
+                 error_json(404, "Transaction not found", "GL-404-001")]
     gateway, _ = make_gateway(lambda request: responses.pop(0))
     with pytest.raises(GatewayTransient) as caught:
         create(gateway)

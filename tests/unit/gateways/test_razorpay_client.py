@@ -95,7 +95,8 @@ def test_server_errors_are_transient_and_gets_retry_a_bounded_number_of_times(re
     assert len(sleeps) == 2 and all(0 < s <= 5.0 for s in sleeps)
 
 
-@pytest.mark.parametrize("error", [httpx.ReadTimeout, httpx.ConnectTimeout, httpx.ConnectError, httpx.RemoteProtocolError])
+@pytest.mark.parametrize("error",
+                         [httpx.ReadTimeout, httpx.ConnectTimeout, httpx.ConnectError, httpx.RemoteProtocolError])
 def test_timeouts_and_connection_errors_are_transient_with_the_cause_kept(error: type[httpx.HTTPError]) -> None:
     """httpx transport failures become GatewayTransient (raise ... from exc), retried 3 times."""
 

@@ -189,7 +189,8 @@ def test_parse_notes_normalises_list_and_object_forms() -> None:
         ("", "", "", FailureKind.OTHER),
     ],
 )
-def test_failure_classification(source: str | None, reason: str | None, code: str | None, expected: FailureKind) -> None:
+def test_failure_classification(source: str | None, reason: str | None, code: str | None,
+                                expected: FailureKind) -> None:
     """Window closed, then timed out, then gateway error, then declined, else other."""
     assert classify_failure(error_source=source, error_reason=reason, error_code=code) is expected
 

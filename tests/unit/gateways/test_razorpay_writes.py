@@ -135,7 +135,7 @@ def test_a_lost_create_whose_lookup_also_fails_reraises_the_create_error() -> No
 def test_a_refused_create_is_permanent_without_a_lookup() -> None:
     """A 400 on create (e.g. amount too small) is not a lost response: no receipt lookup."""
     gateway, fake = make_gateway(lambda request: razorpay_error(400, "The amount must be at least INR 1.00"))
-    with pytest.raises(GatewayPermanent, match="at least INR 1.00"):
+    with pytest.raises(GatewayPermanent, match=r"at least INR 1\.00"):
         create(gateway, amount_minor=50)
     assert fake.calls() == [("POST", "/v1/orders")]
 
@@ -205,7 +205,8 @@ def test_capturing_an_already_captured_payment_refetches_it() -> None:
         (razorpay_error(503, "down", code="SERVER_ERROR"), GatewayTransient),
     ],
 )
-def test_other_capture_failures_are_raised_and_never_retried(response: httpx.Response, error: type[GatewayError]) -> None:
+def test_other_capture_failures_are_raised_and_never_retried(response: httpx.Response,
+                                                             error: type[GatewayError]) -> None:
     """Capture is a POST: one attempt, the mapped error, no re-fetch."""
     sleeps: list[float] = []
     gateway, fake = make_gateway(lambda request: response, sleeps)

@@ -3,6 +3,7 @@ return an event or raise one of the two documented errors; nothing else escapes.
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 from hypothesis import HealthCheck, given, settings
@@ -31,10 +32,8 @@ envelopes = st.fixed_dictionaries({
 @settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck))
 @given(body=st.binary(max_size=400), event_id=st.text(max_size=30))
 def test_random_bytes_never_raise_anything_but_malformed(body, event_id):
-    try:
+    with contextlib.suppress(MalformedEvent):
         mapping.parse_webhook(body, event_id)
-    except MalformedEvent:
-        pass
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=list(HealthCheck))

@@ -30,5 +30,6 @@ def no_leftover_threads() -> Iterator[None]:
     """Every simulator thread a test started is gone when it ends (clean shutdown)."""
     before = set(threading.enumerate())
     yield
-    leftovers = [t.name for t in threading.enumerate() if t.name.startswith("sim-") and t.is_alive() and t not in before]
+    leftovers = [t.name for t in threading.enumerate()
+                 if t.name.startswith("sim-") and t.is_alive() and t not in before]
     assert leftovers == []

@@ -37,7 +37,7 @@ def test_razorpay_signatures_match_the_documented_vectors() -> None:
 @pytest.mark.parametrize(("value", "currency", "minor"), [
     ("500.00", "INR", 50000), ("10", "INR", 1000), (89, "INR", 8900), (10.5, "USD", 1050), ("1.234", "KWD", 1234),
     ("1000", "KRW", 1000), ("1000.00", "KRW", 1000), ("500", "JPY", 500), ("1.2345", "CLF", 12345),
-])  # fmt: skip
+])
 def test_payglocal_amounts_are_major_units_by_iso_4217(value, currency: str, minor: int) -> None:
     """payglocal.md §5: totalAmount is a major-unit decimal (string or number); decimals per ISO 4217."""
     assert major_to_minor(value, currency) == minor
@@ -45,7 +45,7 @@ def test_payglocal_amounts_are_major_units_by_iso_4217(value, currency: str, min
 
 
 @pytest.mark.parametrize(("value", "currency"), [("10.5", "KRW"), ("1.2345", "KWD"), ("-1", "INR"), ("1e3", "INR"),
-                                                 (True, "INR")])  # fmt: skip
+                                                 (True, "INR")])
 def test_payglocal_amounts_with_too_many_decimals_are_refused(value, currency: str) -> None:
     with pytest.raises(ValueError):
         major_to_minor(value, currency)
@@ -71,7 +71,7 @@ def test_a_repeated_receipt_creates_a_new_order_unless_unique_receipt_is_asked(s
 def test_a_malformed_id_is_not_a_valid_id(server: SimulatorServer) -> None:
     """razorpay.md §2: a malformed id -> 400 "... is not a valid id"; an unknown one -> "does not exist"."""
     for path, value in (("/v1/orders/pay_Abc", "pay_Abc"), ("/v1/payments/order_x", "order_x"),
-                        ("/v1/orders/order_a-b", "order_a-b")):  # fmt: skip
+                        ("/v1/orders/order_a-b", "order_a-b")):
         response = get(server, path)
         assert response.status_code == 400
         assert response.json()["error"]["description"] == f"{value} is not a valid id"
@@ -87,7 +87,7 @@ def test_an_orders_payments_are_listed_oldest_first(server: SimulatorServer) -> 
 
 
 def test_a_cancelled_checkout_is_a_failed_payment_caused_by_the_customer(server: SimulatorServer,
-                                                                         receiver: Receiver) -> None:  # fmt: skip
+                                                                         receiver: Receiver) -> None:
     """razorpay.md §3.3: error_reason payment_cancelled, error_source customer; payment.failed is sent."""
     cancelled = server.sim.pay(new_order(server)["id"], "cancel")
     assert (cancelled["status"], cancelled["error_reason"], cancelled["error_source"]) == (
@@ -186,7 +186,7 @@ def test_control_requests_are_validated_models(server: SimulatorServer) -> None:
     with plain(server) as control:
         extra = control.post("/_sim/razorpay/pay", json={"gateway_order_id": order["id"], "outcome": "success", "x": 1})
         typed = control.post("/_sim/razorpay/pay", json={"gateway_order_id": order["id"], "outcome": "success",
-                                                         "amount_minor": "12"})  # fmt: skip
+                                                         "amount_minor": "12"})
         back = control.post("/_sim/clock/advance", json={"seconds": -1})
         ahead = control.post("/_sim/clock/advance", json={"seconds": 3600}).json()
         keys = control.get("/_sim/razorpay/keys").json()

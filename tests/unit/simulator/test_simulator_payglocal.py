@@ -69,7 +69,7 @@ def test_create_pay_success_then_fetch_order_shows_captured(pg_server: Simulator
     assert paid["data"]["Amount"] in ("500.00", "500") and paid["data"]["Currency"] == "INR"
     fetched = gateway.fetch_order(order.gateway_order_id)
     assert (fetched.gateway_order_id, fetched.receipt, fetched.wire_status) == (order.gateway_order_id, "order-1",
-                                                                               "SENT_FOR_CAPTURE")  # fmt: skip
+                                                                               "SENT_FOR_CAPTURE")
     [payment] = fetched.payments
     assert (payment.status, payment.amount_minor, payment.currency) == (RemoteStatus.CAPTURED, 50000, "INR")
     assert gateway.fetch_order("order-1").gateway_order_id == order.gateway_order_id  # by merchantTxnId
@@ -83,7 +83,8 @@ def test_create_pay_success_then_fetch_order_shows_captured(pg_server: Simulator
         ("close_window", "ABANDONED", FailureKind.WINDOW_CLOSED),
     ],
 )
-def test_failed_outcomes_map_to_failed_with_their_kind(pg_server: SimulatorServer, outcome: str, wire: str, kind) -> None:
+def test_failed_outcomes_map_to_failed_with_their_kind(pg_server: SimulatorServer, outcome: str, wire: str,
+                                                       kind) -> None:
     """Decline, gateway error and a closed window are FAILED with the matching failure kind."""
     gateway = adapter(pg_server)
     gid = create(gateway).gateway_order_id
@@ -102,7 +103,7 @@ def test_a_conditional_decline_can_be_authorised_late(pg_server: SimulatorServer
     first = gateway.fetch_payment(gid)
     assert (first.status, first.failure_kind, first.wire_status) == (
         RemoteStatus.FAILED, FailureKind.TIMED_OUT, "CONDITIONAL_DECLINE"
-    )  # fmt: skip
+    )
     pg_server.sim.late_authorize(gid)
     assert gateway.fetch_order(gid).payments[0].status is RemoteStatus.CAPTURED
 
@@ -150,7 +151,7 @@ def test_the_simulator_rejects_a_wrong_digest_with_400(pg_server: SimulatorServe
         merchant_id=MID, private_key=tokens.load_key(kwargs["private_key_pem"]), private_kid=MERCHANT_KID,
         payglocal_public_key=tokens.load_key(keys()["payglocal"].public_pem), payglocal_public_kid=PAYGLOCAL_KID,
         now_ms=lambda: time.time_ns() // 1_000_000,
-    )  # fmt: skip
+    )
     with plain(pg_server) as client:
         path = tokens.status_path("gl_x")
         wrong = client.get(path, headers={"x-gl-token-external": signer.sign_path("/other")})
@@ -171,10 +172,12 @@ def test_the_simulator_rejects_a_wrong_digest_with_400(pg_server: SimulatorServe
         ({"merchant_id": "another_mid"}, 403),
         ({"now_ms": lambda: time.time_ns() // 1_000_000 - 6 * 60_000}, 401),
         ({"private_key_pem": keys()["other"].private_pem}, 401),
-        ({"payglocal_public_keys": {"old-kid": keys()["payglocal"].public_pem}, "payglocal_public_kid": "old-kid"}, 400),
+        ({"payglocal_public_keys": {"old-kid": keys()["payglocal"].public_pem}, "payglocal_public_kid": "old-kid"},
+         400),
     ],
 )
-def test_the_simulator_rejects_bad_credentials_like_payglocal(pg_server: SimulatorServer, overrides, status: int) -> None:
+def test_the_simulator_rejects_bad_credentials_like_payglocal(pg_server: SimulatorServer, overrides,
+                                                              status: int) -> None:
     """Unknown kid or MID -> 403; expired (iat > 5 min old) or badly signed -> 401; JWE to an unknown key -> 400."""
     gateway = adapter(pg_server, **overrides)
     with pytest.raises(GatewayPermanent) as caught:
@@ -195,7 +198,7 @@ def test_a_request_without_a_token_is_401(pg_server: SimulatorServer) -> None:
 
 @pytest.mark.parametrize("style", ["2021", "2026"])
 def test_the_callback_form_is_posted_and_verifies_with_our_adapter(pg_server: SimulatorServer, receiver: Receiver,
-                                                                   style: str) -> None:  # fmt: skip
+                                                                   style: str) -> None:
     """After payment the simulator POSTs x-gl-token=<token> form-encoded to merchantCallbackURL; we verify it."""
     gateway = adapter(pg_server, receiver)
     gid = create(gateway).gateway_order_id
@@ -293,7 +296,7 @@ def test_the_status_url_with_payglocals_own_token_needs_no_merchant_token(pg_ser
     gid = create(adapter(pg_server)).gateway_order_id
     raw = pg_server.sim.payglocal.initiate({"merchantTxnId": "order-1", "merchantUniqueId": "order-1",
                                              "paymentData": {"totalAmount": "500.00", "txnCurrency": "INR"}},
-                                            pg_server.base_url)  # fmt: skip
+                                            pg_server.base_url)
     assert raw["gid"] == gid
     response = httpx.get(raw["data"]["statusUrl"], timeout=5)
     assert response.status_code == 200 and response.json()["data"]["status"] == "CREATED"

@@ -42,7 +42,7 @@ def test_create_order_shape_notes_and_unique_receipt(server: SimulatorServer) ->
         "id": None, "entity": "order", "amount": 50000, "amount_paid": 0, "amount_due": 50000,
         "currency": "INR", "receipt": "rcpt-1", "offer_id": None, "status": "created", "attempts": 0,
         "notes": [], "created_at": None,
-    }  # fmt: skip
+    }
     assert abs(order["created_at"] - time.time()) < 5
     assert new_order(server, notes={"user": "u1"})["notes"] == {"user": "u1"}
     again = new_order(server, amount=50000, receipt="rcpt-1", unique_receipt=True)
@@ -100,7 +100,8 @@ def test_pay_success_captures_and_pays_the_order(server: SimulatorServer) -> Non
     assert payment["status"] == "captured" and payment["amount"] == 50000 and payment["order_id"] == order["id"]
     assert "razorpay_signature" not in payment and isinstance(payment["fee"], int)
     fetched = get(server, f"/v1/orders/{order['id']}").json()
-    assert (fetched["status"], fetched["amount_paid"], fetched["amount_due"], fetched["attempts"]) == ("paid", 50000, 0, 1)
+    assert (fetched["status"], fetched["amount_paid"], fetched["amount_due"], fetched["attempts"]) == (
+        "paid", 50000, 0, 1)
     with pytest.raises(SimulatorError):
         server.sim.pay(order["id"], "success")  # a paid order takes no new payment
 
@@ -112,13 +113,14 @@ def test_decline_and_other_failures_carry_razorpay_error_fields(server: Simulato
     payment = get(server, f"/v1/payments/{declined['id']}").json()
     assert payment["status"] == "failed" and payment["captured"] is False
     assert (payment["error_code"], payment["error_source"], payment["error_step"], payment["error_reason"]) == (
-        "BAD_REQUEST_ERROR", "bank", "payment_authorization", "payment_failed")  # fmt: skip
+        "BAD_REQUEST_ERROR", "bank", "payment_authorization", "payment_failed")
     assert payment["error_description"] == "Your payment has been declined by the bank"
     gateway = server.sim.pay(order["id"], "gateway_error")
     fields = ("error_code", "error_source", "error_reason")
     assert [gateway[f] for f in fields] == ["GATEWAY_ERROR", "gateway", "payment_failed"]
     timed_out = server.sim.pay(order["id"], "timeout")
-    assert [timed_out[f] for f in ("status", *fields)] == ["failed", "BAD_REQUEST_ERROR", "internal", "payment_timed_out"]
+    assert [timed_out[f] for f in ("status", *fields)] == [
+        "failed", "BAD_REQUEST_ERROR", "internal", "payment_timed_out"]
     assert server.sim.pay(order["id"], "close_window") == {"closed": True}
     fetched = get(server, f"/v1/orders/{order['id']}").json()
     assert (fetched["status"], fetched["attempts"], fetched["amount_paid"]) == ("attempted", 3, 0)

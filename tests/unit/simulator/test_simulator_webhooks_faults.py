@@ -27,7 +27,8 @@ def pay_and_collect(srv: SimulatorServer, receiver: Receiver, outcome: str = "su
 
 def test_webhooks_are_signed_over_raw_bytes_with_razorpay_envelope(server: SimulatorServer, receiver: Receiver) -> None:
     received = pay_and_collect(server, receiver)
-    assert [json.loads(body)["event"] for _, body in received] == ["payment.authorized", "payment.captured", "order.paid"]
+    assert [json.loads(body)["event"] for _, body in received] == [
+        "payment.authorized", "payment.captured", "order.paid"]
     event_ids = set()
     for headers, body in received:
         assert headers["Content-Type"] == "application/json"
@@ -50,7 +51,7 @@ def test_webhooks_are_signed_over_raw_bytes_with_razorpay_envelope(server: Simul
 
 
 def test_failed_payment_sends_payment_failed(server: SimulatorServer, receiver: Receiver) -> None:
-    (headers, body), = pay_and_collect(server, receiver, "decline")
+    (_headers, body), = pay_and_collect(server, receiver, "decline")
     entity = json.loads(body)["payload"]["payment"]["entity"]
     assert json.loads(body)["event"] == "payment.failed" and entity["error_reason"] == "payment_failed"
 
@@ -108,7 +109,7 @@ def test_non_2xx_is_retried_with_backoff_then_given_up() -> None:
             assert srv.sim.delivery_log()[1] | {"event_id": None} == {
                 "event_id": None, "event": "payment.failed", "gateway": "razorpay", "copy": 0,
                 "attempts": 5, "status_code": 500, "outcome": "failed", "error": None,
-            }  # fmt: skip
+            }
             assert len(dead.received()) == 5
     finally:
         flaky.close()
@@ -182,7 +183,8 @@ def test_control_api(server: SimulatorServer, receiver: Receiver) -> None:
         assert paid.status_code == 200 and paid.json()["status"] == "failed"
         late = control.post("/_sim/razorpay/late_authorize", json={"gateway_payment_id": paid.json()["id"]})
         assert late.json()["status"] == "captured"
-        refund = control.post("/_sim/razorpay/refund", json={"gateway_payment_id": paid.json()["id"], "amount_minor": 100})
+        refund = control.post("/_sim/razorpay/refund",
+                              json={"gateway_payment_id": paid.json()["id"], "amount_minor": 100})
         assert refund.json()["amount"] == 100
 
         def pay(order_id: str, outcome: str) -> int:
