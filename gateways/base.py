@@ -154,6 +154,14 @@ class GatewayAdapter(ClosedOnExit):
     """An adapter over one :class:`GatewayClient`: ``close()`` and ``with`` close its connection pool."""
 
     _client: GatewayClient
+    #: The prefix of the adapter's fields in the service's flat settings (``razorpay_``).
+    settings_prefix: ClassVar[str]
+
+    @classmethod
+    def manual_capture_from(cls, settings: object) -> bool:
+        """Whether a new order is created for manual capture (``<prefix>manual_capture``), as ``settings``
+        say now (read at each order: an operator may switch it)."""
+        return bool(getattr(settings, cls.settings_prefix + "manual_capture", False))
 
     def close(self) -> None:
         """Close the HTTP connection pool."""

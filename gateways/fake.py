@@ -36,12 +36,13 @@ class FakeGateway:
     # --- scripting -------------------------------------------------------------------------------
 
     def pay(self, gateway_order_id: str, status: RemoteStatus = RemoteStatus.CAPTURED, *,
-            amount_minor: int | None = None, failure_kind: FailureKind | None = None) -> RemotePayment:
+            amount_minor: int | None = None, failure_kind: FailureKind | None = None,
+            created_at: int | None = None) -> RemotePayment:
         """A payment attempt on the order, in ``status`` (the order's amount unless given)."""
         order = self.orders[gateway_order_id]
         payment = RemotePayment(f"fake_pay_{next(self._ids)}", gateway_order_id, status,
                                 order.amount_minor if amount_minor is None else amount_minor, order.currency,
-                                failure_kind=failure_kind, wire_status=status.value)
+                                failure_kind=failure_kind, wire_status=status.value, created_at=created_at)
         self.payments[payment.gateway_payment_id] = payment
         return payment
 
@@ -56,7 +57,8 @@ class FakeGateway:
         body = json.dumps({"id": event_id or f"evt_{next(self._ids)}", "event": event,
                            "order_id": payment.gateway_order_id,
                            "payment": {"id": payment.gateway_payment_id, "status": payment.status.value,
-                                       "amount": payment.amount_minor, "currency": payment.currency}}).encode()
+                                       "amount": payment.amount_minor, "currency": payment.currency,
+                                       "created_at": payment.created_at}}).encode()
         return body, {"content-type": "application/json", "x-fake-signature": self.secret}
 
     def callback_signature(self, gateway_order_id: str, gateway_payment_id: str) -> str:
@@ -80,6 +82,12 @@ class FakeGateway:
             raise GatewayNotFound(f"{gateway_order_id} is not a valid id")
         payments = tuple(p for p in self.payments.values() if p.gateway_order_id == gateway_order_id)
         return replace(self.orders[gateway_order_id], payments=payments)
+
+    def fetch_attempts(self, gateway_order_id: str) -> tuple[RemotePayment, ...]:
+        self.calls.append("fetch_attempts")
+        if gateway_order_id not in self.orders:
+            raise GatewayNotFound(f"{gateway_order_id} is not a valid id")
+        return tuple(p for p in self.payments.values() if p.gateway_order_id == gateway_order_id)
 
     def fetch_payment(self, gateway_payment_id: str) -> RemotePayment:
         self.calls.append("fetch_payment")
@@ -109,7 +117,7 @@ class FakeGateway:
             wire = data.get("payment")
             payment = None if wire is None else RemotePayment(
                 wire["id"], data["order_id"], RemoteStatus(wire["status"]), int(wire["amount"]), wire["currency"],
-                wire_status=wire["status"])
+                wire_status=wire["status"], created_at=wire.get("created_at"))
             return WebhookEvent(str(data["id"]), str(data["event"]), data.get("order_id"), payment)
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise MalformedEvent(f"not a fake webhook: {exc}", signed=True) from exc

@@ -52,6 +52,7 @@ class RemotePayment:
     failure_kind: FailureKind | None = None
     failure_reason: str | None = None
     wire_status: str = ""
+    created_at: int | None = None  #: when the attempt was created, Unix seconds (None: the gateway does not say)
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,6 +167,11 @@ class PaymentGateway(GatewayFacts, Protocol):
 
     def fetch_order(self, gateway_order_id: str) -> RemoteOrder:
         """The order and all its payment attempts. Raises GatewayNotFound when unknown."""
+        ...
+
+    def fetch_attempts(self, gateway_order_id: str) -> tuple[RemotePayment, ...]:
+        """Every payment attempt on the order, in **one** request: what a check needs (the order entity
+        adds nothing the decision uses). Raises GatewayNotFound when the gateway does not know the order."""
         ...
 
     def fetch_payment(self, gateway_payment_id: str) -> RemotePayment:

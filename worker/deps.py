@@ -3,21 +3,24 @@ as ``deps``: there is no process-wide default, so every entry point and test say
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 
+import httpx
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.session import make_engine, make_session_factory
+from gateways import registry
 from gateways.port import PaymentGateway
 from worker.clock import Clock, SystemClock
 from worker.coordination import Coordination
 from worker.domain.order_state import Policy
 from worker.domain.pricing import PriceList
 from worker.domain.schedule import Schedule
-from worker.gateway_guard import GuardedGateway
+from worker.gateway_guard import GuardedGateway, RateLimitedTransport, RateSlots
+from worker.gateway_metrics import metrics_hooks
 from worker.services.unit import Rules, UnitOfWork
 from worker.settings import Region, Settings
 
@@ -75,32 +78,38 @@ class Deps:
             raise LookupError(f"no gateway named {name!r} is configured") from None
 
 
-def build_gateways(settings: Settings, *, transport=None) -> dict[str, PaymentGateway]:
-    """Every gateway the settings enable (``gateways.registry``), each timed by the gateway metrics."""
-    from gateways import registry
-    from worker.gateway_metrics import metrics_hooks
-
-    return registry.build_configured(settings, transport=transport, event_hooks=metrics_hooks)
+def rate_slots(name: str, settings: Settings, coordination: Coordination) -> RateSlots:
+    """The gateway's share of the shared request rate (Redis when configured, else this process's)."""
+    return RateSlots(name, backend=coordination.rate_backend, namespace=settings.broker_namespace,
+                     rate_per_s=settings.gateway_rate_per_s.get(name, 10), sweep_share=settings.sweep_share)
 
 
-def build_payglocal(settings: Settings, *, transport=None) -> PaymentGateway:
-    """PayGlocal alone; raises ``ValueError`` naming every missing ``payglocal_*`` setting."""
-    from gateways.payglocal import PayGlocalGateway
-    from worker.gateway_metrics import metrics_hooks
+def build_gateways(settings: Settings, *, transport: httpx.BaseTransport | None = None,
+                   slots: Callable[[str], RateSlots] | None = None) -> dict[str, PaymentGateway]:
+    """Every gateway the settings enable (:mod:`gateways.registry`), each timed by the gateway metrics and,
+    given ``slots``, taking one rate-limit slot per HTTP request at its transport."""
+    built: dict[str, PaymentGateway] = {}
+    for factory in registry.ADAPTERS:
+        if not factory.enabled(settings):
+            continue
+        wired = transport
+        if slots is not None:
+            wired = RateLimitedTransport(transport or httpx.HTTPTransport(), slots(factory.name))
+        built[factory.name] = factory.from_settings(settings, transport=wired, event_hooks=metrics_hooks(factory.name))
+    return built
 
-    return PayGlocalGateway.from_settings(settings, transport=transport, event_hooks=metrics_hooks("payglocal"))
 
-
-def guard(gateways: dict[str, PaymentGateway], settings: Settings, coordination: Coordination) -> dict[str, GuardedGateway]:
-    """Wrap each gateway in the shared rate limit and circuit breaker."""
-    return {name: GuardedGateway(gateway, backend=coordination.rate_backend, namespace=settings.broker_namespace,
-                                 rate_per_s=settings.gateway_rate_per_s.get(name, 10), sweep_share=settings.sweep_share,
-                                 breaker_storage=coordination.breaker_storage(name), fail_max=settings.breaker_fail_max,
-                                 reset_timeout_s=settings.breaker_reset_s)
+def guard(gateways: Mapping[str, PaymentGateway], settings: Settings,
+          coordination: Coordination) -> dict[str, GuardedGateway]:
+    """Put each gateway's sweep calls behind the shared circuit breaker."""
+    return {name: GuardedGateway(gateway, breaker_storage=coordination.breaker_storage(name),
+                                 fail_max=settings.breaker_fail_max, reset_timeout_s=settings.breaker_reset_s)
             for name, gateway in gateways.items()}
 
 
-def build_deps(settings: Settings, *, clock: Clock | None = None, gateways: dict[str, PaymentGateway] | None = None) -> Deps:
+def build_deps(settings: Settings, *, clock: Clock | None = None,
+               gateways: Mapping[str, PaymentGateway] | None = None) -> Deps:
+    """The process's Deps. ``gateways`` replaces the configured ones (tests: fakes; no rate slots then)."""
     engine = make_engine(settings.database_url)
     coordination = Coordination(settings)
     return Deps(
@@ -108,7 +117,8 @@ def build_deps(settings: Settings, *, clock: Clock | None = None, gateways: dict
         settings=settings,
         engine=engine,
         sessions=make_session_factory(engine),
-        gateways=guard(gateways if gateways is not None else build_gateways(settings), settings, coordination),
+        gateways=guard(gateways if gateways is not None else build_gateways(
+            settings, slots=lambda name: rate_slots(name, settings, coordination)), settings, coordination),
         clock=clock or SystemClock(),
         policy=Policy(abandon_after=timedelta(seconds=settings.abandon_after_s),
                       late_payment_horizon=timedelta(seconds=settings.late_payment_horizon_s)),

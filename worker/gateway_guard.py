@@ -1,8 +1,8 @@
 """Gateway protection shared by every worker process on every host.
 
-- A rate limit per gateway (Dramatiq's Redis-backed ``WindowRateLimiter``), with head-room kept
-  for priority work: sweeps may use only ``sweep_share`` of the rate, support rechecks and
-  billing verifications the whole of it, so sweeps never starve them.
+- A rate limit per gateway (Dramatiq's Redis-backed ``WindowRateLimiter``), one slot per HTTP request,
+  taken by the adapter's transport, with head-room kept for priority work: sweeps may use only
+  ``sweep_share`` of the rate, support rechecks and billing verifications the whole of it.
 - A circuit breaker per gateway (pybreaker, state in Redis) around sweep calls: after repeated
   transient failures it opens, the scheduler stops sweeping that gateway, and after
   ``reset_timeout`` it lets a trial call through and closes again by itself.
@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
+import httpx
 import pybreaker
 from dramatiq.rate_limits import WindowRateLimiter
 from redis.exceptions import RedisError
@@ -51,18 +52,69 @@ def low_priority():
         PRIORITY.reset(token)
 
 
-class GuardedGateway:
-    """A PaymentGateway that waits for a rate-limit slot and, for sweeps, goes through the breaker."""
+class RateSlots:
+    """One gateway's share of the request rate, counted across every process: one slot per HTTP request
+    (a check that makes two requests takes two, as the gateway counts them). Sweeps (``PRIORITY`` low) may
+    use only ``sweep_share`` of the rate; support and billing the whole of it."""
 
-    def __init__(self, inner: PaymentGateway, *, backend, namespace: str, rate_per_s: int, sweep_share: float,
-                 breaker_storage: pybreaker.CircuitBreakerStorage, fail_max: int = 5, reset_timeout_s: float = 30,
+    def __init__(self, name: str, *, backend, namespace: str, rate_per_s: int, sweep_share: float,
                  max_wait_s: float = 5.0):
+        self.name = name
+        sweep_rate = max(1, int(rate_per_s * sweep_share))
+        self._all = WindowRateLimiter(backend, f"{namespace}:rate:{name}:all", limit=rate_per_s, window=1)
+        self._sweep = WindowRateLimiter(backend, f"{namespace}:rate:{name}:sweep", limit=sweep_rate, window=1)
+        self._max_wait_s = max_wait_s
+
+    def take(self) -> None:
+        """Wait (at most ``max_wait_s``) for a slot of this request's priority.
+
+        Raises:
+            GatewayRateLimited: no slot in time (``retry_after`` 1 s); nothing was sent.
+        """
+        limiters = [self._sweep, self._all] if PRIORITY.get() == "low" else [self._all]
+
+        def take_all() -> bool:
+            for limiter in limiters:
+                with limiter.acquire(raise_on_failure=False) as acquired:
+                    if not acquired:
+                        return False
+            return True
+
+        waiting = Retrying(stop=stop_after_delay(self._max_wait_s), wait=wait_random(0.005, 0.05),
+                           retry=retry_if_result(lambda ok: not ok), retry_error_callback=lambda _state: False)
+        try:
+            acquired = waiting(take_all)
+        except RedisError as exc:  # the shared limiter is down: fail open, the gateway's own 429s still apply
+            get_logger(gateway=self.name).warning("rate_limiter_unavailable", error=type(exc).__name__)
+            return
+        if not acquired:
+            GATEWAY_RATE_LIMITED.labels(self.name, "local").inc()
+            raise GatewayRateLimited(f"{self.name}: no rate-limit slot within {self._max_wait_s}s", retry_after=1)
+
+
+class RateLimitedTransport(httpx.BaseTransport):
+    """Takes a :class:`RateSlots` slot before every request it sends: retries and multi-request calls
+    included, which is what the gateway's own limit counts (httpx's place for cross-cutting concerns)."""
+
+    def __init__(self, inner: httpx.BaseTransport, slots: RateSlots):
+        self.inner, self.slots = inner, slots
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        self.slots.take()
+        return self.inner.handle_request(request)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+class GuardedGateway:
+    """A PaymentGateway whose sweep calls go through the shared circuit breaker (rate limits are taken
+    per request by its transport, :class:`RateLimitedTransport`)."""
+
+    def __init__(self, inner: PaymentGateway, *, breaker_storage: pybreaker.CircuitBreakerStorage, fail_max: int = 5,
+                 reset_timeout_s: float = 30):
         self.inner = inner
         self.name = inner.name
-        sweep_rate = max(1, int(rate_per_s * sweep_share))
-        self._all = WindowRateLimiter(backend, f"{namespace}:rate:{inner.name}:all", limit=rate_per_s, window=1)
-        self._sweep = WindowRateLimiter(backend, f"{namespace}:rate:{inner.name}:sweep", limit=sweep_rate, window=1)
-        self._max_wait_s = max_wait_s
         self._breaker_storage, self._reset_timeout_s = breaker_storage, reset_timeout_s
         self.breaker = pybreaker.CircuitBreaker(
             fail_max=fail_max, reset_timeout=reset_timeout_s, state_storage=breaker_storage, name=inner.name,
@@ -107,6 +159,9 @@ class GuardedGateway:
     def fetch_order(self, gateway_order_id: str) -> RemoteOrder:
         return self._call(self.inner.fetch_order, gateway_order_id)
 
+    def fetch_attempts(self, gateway_order_id: str) -> tuple[RemotePayment, ...]:
+        return self._call(self.inner.fetch_attempts, gateway_order_id)
+
     def fetch_payment(self, gateway_payment_id: str) -> RemotePayment:
         return self._call(self.inner.fetch_payment, gateway_payment_id)
 
@@ -127,7 +182,6 @@ class GuardedGateway:
 
     def _call(self, fn, *args, **kwargs):
         sweeping = PRIORITY.get() == "low"
-        self._wait_for_slot([self._sweep, self._all] if sweeping else [self._all])
         try:
             if not sweeping:
                 return fn(*args, **kwargs)
@@ -141,25 +195,6 @@ class GuardedGateway:
             CIRCUIT_OPEN.labels(self.name).inc()
             raise CircuitOpen(f"{self.name} circuit is open; sweeps paused") from exc
         except GatewayTransient as exc:
-            if exc.status is None:  # no HTTP answer at all: timeouts, refused connections
+            if exc.status is None and not isinstance(exc, GatewayRateLimited):  # no HTTP answer: timeouts, refused
                 GATEWAY_REQUESTS.labels(self.name, fn.__name__, "error").inc()
             raise
-
-    def _wait_for_slot(self, limiters: list[WindowRateLimiter]) -> None:
-        def take() -> bool:
-            for limiter in limiters:
-                with limiter.acquire(raise_on_failure=False) as acquired:
-                    if not acquired:
-                        return False
-            return True
-
-        waiting = Retrying(stop=stop_after_delay(self._max_wait_s), wait=wait_random(0.005, 0.05),
-                           retry=retry_if_result(lambda ok: not ok), retry_error_callback=lambda _state: False)
-        try:
-            acquired = waiting(take)
-        except RedisError as exc:  # the shared limiter is down: fail open, the gateway's own 429s still apply
-            get_logger(gateway=self.name).warning("rate_limiter_unavailable", error=type(exc).__name__)
-            return
-        if not acquired:
-            GATEWAY_RATE_LIMITED.labels(self.name, "local").inc()
-            raise GatewayRateLimited(f"{self.name}: no rate-limit slot within {self._max_wait_s}s", retry_after=1)

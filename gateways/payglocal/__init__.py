@@ -34,7 +34,7 @@ from gateways.payglocal.client import PayGlocalClient
 from gateways.payglocal.settings import DEFAULT_CALLBACK_MAX_AGE_S, SANDBOX_BASE_URL, PayGlocalSettings
 from gateways.port import CallbackResult, RemoteOrder, RemotePayment, RemoteStatus, WebhookEvent
 
-__all__ = ["PayGlocalGateway", "PayGlocalSettings", "SANDBOX_BASE_URL"]
+__all__ = ["SANDBOX_BASE_URL", "PayGlocalGateway", "PayGlocalSettings"]
 
 CALLBACK_EVENT_TYPE = "payglocal.callback"
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
@@ -57,6 +57,7 @@ class PayGlocalGateway(GatewayAdapter):
 
     # Facts the port declares (gateways.port.GatewayFacts) ------------------------------------
 
+    settings_prefix = PayGlocalSettings.PREFIX
     name = "payglocal"
     label = "PayGlocal"
     #: Only the shopper's browser callback reaches the webhook endpoint: a form post (payglocal.md §4).
@@ -73,11 +74,6 @@ class PayGlocalGateway(GatewayAdapter):
     def enabled(cls, settings: object) -> bool:
         """PayGlocal is built when a merchant id is set (``payglocal_merchant_id``)."""
         return PayGlocalSettings.enabled(settings)
-
-    @classmethod
-    def manual_capture_from(cls, settings: object) -> bool:
-        """Whether new transactions are initiated for manual capture (``payglocal_manual_capture``)."""
-        return bool(getattr(settings, PayGlocalSettings.PREFIX + "manual_capture", False))
 
     @classmethod
     def from_settings(
@@ -224,6 +220,10 @@ class PayGlocalGateway(GatewayAdapter):
         """
         return mapping.order_from_status(self._client.status(gateway_order_id), gid=_as_gid(gateway_order_id))
 
+    def fetch_attempts(self, gateway_order_id: str) -> tuple[RemotePayment, ...]:
+        """The transaction's payment: one status enquiry (a PayGlocal transaction is one attempt)."""
+        return self.fetch_order(gateway_order_id).payments
+
     def fetch_payment(self, gateway_payment_id: str) -> RemotePayment:
         """The transaction's payment (the gid is both ids). Raises GatewayNotFound when unknown."""
         return mapping.payment_from_status(self._client.status(gateway_payment_id), gid=_as_gid(gateway_payment_id))
@@ -347,7 +347,7 @@ class PayGlocalGateway(GatewayAdapter):
             envelope = self._client.status(receipt)
             found = mapping.order_from_status(envelope)
         except GatewayError:
-            raise create_error  # the lookup error stays attached as __context__
+            raise create_error  # noqa: B904  (not its cause: the lookup error stays attached as __context__)
         if found.receipt not in (None, receipt):
             raise create_error
         return found

@@ -52,6 +52,7 @@ class RazorpayGateway(GatewayAdapter):
 
     # Facts the port declares (gateways.port.GatewayFacts) ------------------------------------
 
+    settings_prefix = RazorpaySettings.PREFIX
     name = "razorpay"
     label = "Razorpay"
     #: Webhooks are a JSON envelope posted as is (razorpay.md §5.2).
@@ -67,11 +68,6 @@ class RazorpayGateway(GatewayAdapter):
     def enabled(cls, settings: object) -> bool:
         """Razorpay is always built: its settings have working (simulator) defaults."""
         return True
-
-    @classmethod
-    def manual_capture_from(cls, settings: object) -> bool:
-        """Whether new orders are created for manual capture (``razorpay_manual_capture``)."""
-        return bool(getattr(settings, RazorpaySettings.PREFIX + "manual_capture", False))
 
     @classmethod
     def from_settings(
@@ -207,6 +203,14 @@ class RazorpayGateway(GatewayAdapter):
             order = mapping.order_from_json(entity, mapping.payments_from_collection(collection))
         return dataclasses.replace(order, checkout=self._checkout(order))
 
+    def fetch_attempts(self, gateway_order_id: str) -> tuple[RemotePayment, ...]:
+        """Every attempt on the order, failed ones included: ``GET /v1/orders/{id}/payments`` alone, the call
+        razorpay.md §2 names for reconciliation. An unknown order id answers 400 "The id provided does not
+        exist" there as on the order itself (§0.7), which the client maps to GatewayNotFound."""
+        collection = self._client.fetch_order_payments(gateway_order_id)
+        with _api_shape("fetch_attempts"):
+            return mapping.payments_from_collection(collection)
+
     def fetch_payment(self, gateway_payment_id: str) -> RemotePayment:
         """One payment attempt (``GET /v1/payments/{id}``). Raises GatewayNotFound when unknown."""
         entity = self._client.fetch_payment(gateway_payment_id)
@@ -303,7 +307,7 @@ class RazorpayGateway(GatewayAdapter):
         try:
             found = self._client.find_order_by_receipt(receipt)
         except GatewayError:
-            raise create_error  # the lookup error stays attached as __context__
+            raise create_error  # noqa: B904  (not its cause: the lookup error stays attached as __context__)
         if found is None:
             raise create_error
         return found

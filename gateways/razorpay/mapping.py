@@ -122,6 +122,7 @@ def payment_from_json(entity: Mapping[str, Any]) -> RemotePayment:
         failure_kind=failure_kind,
         failure_reason=failure_reason,
         wire_status=wire_status,
+        created_at=entity["created_at"] if isinstance(entity.get("created_at"), int) else None,
     )
 
 

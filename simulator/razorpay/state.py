@@ -82,7 +82,7 @@ class RazorpaySim:
     def _event(self, name: str, **entities: dict[str, Any]) -> WebhookEvent:
         event_id = "evt_" + "".join(self._ids.choice(_ALNUM) for _ in range(codec.ID_LENGTH))
         return webhook_event(name, event_id, account_id=self.config.account_id, now=self._now(),
-                             webhook_secret=self.config.webhook_secret, entities=entities)  # fmt: skip
+                             webhook_secret=self.config.webhook_secret, entities=entities)
 
     # -- API operations ----------------------------------------------------------------------
     def create_order(self, body: Any) -> dict[str, Any]:
@@ -96,11 +96,11 @@ class RazorpaySim:
                 found = earlier[0]
                 if (found["amount"], found["currency"]) != (request.amount, request.currency):
                     raise RazorpayApiError(400, "An order with this receipt already exists for another amount or "
-                                                "currency.", field="receipt")  # fmt: skip
+                                                "currency.", field="receipt")
                 return copy.deepcopy(found)
             order_id = self._new_id("order", self.orders)
             self.orders[order_id] = order_entity(order_id, request.amount, request.currency, request.receipt,
-                                                 request.notes, self._now())  # fmt: skip
+                                                 request.notes, self._now())
             self._capture_mode[order_id] = request.capture
             self._windows[order_id] = request.windows()
             self._order_payments[order_id] = []
@@ -199,17 +199,17 @@ class RazorpaySim:
             result["razorpay_payment_id"] = payment["id"]
             result["razorpay_order_id"] = payment["order_id"]
             result["razorpay_signature"] = codec.checkout_signature(self.config.key_secret, payment["order_id"],
-                                                                    payment["id"])  # fmt: skip
+                                                                    payment["id"])
         return result
 
     def _authorize(self, payment: dict[str, Any]) -> None:
         payment.update(status="authorized", error_code=None, error_description=None, error_source=None,
-                       error_step=None, error_reason=None)  # fmt: skip
+                       error_step=None, error_reason=None)
         payment["acquirer_data"]["bank_transaction_id"] = "".join(self._ids.choice(string.digits) for _ in range(7))
 
     # -- customer behaviour ------------------------------------------------------------------
     def pay(self, gateway_order_id: str, outcome: str, *, deliver_webhooks: bool = True,
-            amount_minor: int | None = None, currency: str | None = None) -> dict[str, Any]:  # fmt: skip
+            amount_minor: int | None = None, currency: str | None = None) -> dict[str, Any]:
         """A customer's checkout attempt on an order; see :mod:`simulator.outcomes`.
 
         Returns the payment JSON (plus the checkout handler fields when authorised or captured), or
@@ -233,7 +233,7 @@ class RazorpaySim:
             amount = order["amount"] if amount_minor is None else amount_minor
             method = "cod" if outcome == "cod" else "netbanking"
             payment = payment_entity(self._new_id("payment", self.payments), order, amount,
-                                     currency or order["currency"], self._now(), method)  # fmt: skip
+                                     currency or order["currency"], self._now(), method)
             self.payments[payment["id"]] = payment
             self._order_payments[order["id"]].append(payment["id"])
             order["attempts"] += 1
@@ -270,7 +270,7 @@ class RazorpaySim:
     LATE_AUTHORISATION_MINUTES = 15.0
 
     def late_authorize(self, gateway_payment_id: str, *, deliver_webhooks: bool = True,
-                       minutes_after_creation: float | None = None) -> dict[str, Any]:  # fmt: skip
+                       minutes_after_creation: float | None = None) -> dict[str, Any]:
         """The bank reports success for a failed (or still ``created``) payment, ``minutes_after_creation``
         after it was created: ``payment.authorized`` (razorpay.md §3.4, "failed -> authorized").
 
@@ -291,6 +291,9 @@ class RazorpaySim:
             automatic = windows.automatic
             if self._capture_mode.get(order["id"]) is None and not self.config.auto_capture:
                 automatic = None  # the account captures manually
+            # The bank answers late_by minutes after the payment was created: its created_at says so (the
+            # capture windows count from creation, after-capture.md §1.2), whatever this process's clock.
+            payment["created_at"] = min(payment["created_at"], int(self.clock.now() - late_by * 60))
             self._authorize(payment)
             events = [self._event("payment.authorized", payment=payment)]
             if order["status"] == "paid" or late_by > windows.manual:
@@ -334,7 +337,7 @@ class RazorpaySim:
             return self._with_checkout_fields(payment)
 
     def refund(self, gateway_payment_id: str, amount_minor: int | None = None, *,
-               deliver_webhooks: bool = True) -> dict[str, Any]:  # fmt: skip
+               deliver_webhooks: bool = True) -> dict[str, Any]:
         """Refund a captured payment (all that is left by default); returns the refund entity."""
         with self.lock:
             payment = self.payments.get(gateway_payment_id)

@@ -1,5 +1,6 @@
-"""Gateway protection shared through Redis: the rate limit keeps head-room for priority work, and the
-circuit breaker pauses sweeps against a failing gateway, then closes by itself."""
+"""Gateway protection shared through Redis: the rate limit counts every HTTP request (as the gateway does)
+and keeps head-room for priority work, and the circuit breaker pauses sweeps against a failing gateway,
+then closes by itself."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from dramatiq.rate_limits.backends import RedisBackend
 from gateways.errors import GatewayRateLimited, GatewayTransient
 from tests.runtime import NAMESPACE
 from tests.unit.gateways.razorpay_fakes import make_gateway
-from worker.gateway_guard import CircuitOpen, GuardedGateway, low_priority
+from worker.gateway_guard import CircuitOpen, GuardedGateway, RateLimitedTransport, RateSlots, low_priority
 
 ORDER = {"id": "order_A", "entity": "order", "amount": 100, "amount_paid": 0, "amount_due": 100, "currency": "INR",
          "receipt": "r", "status": "created", "attempts": 0, "notes": [], "created_at": 1}
@@ -26,29 +27,42 @@ def answer(request: httpx.Request) -> httpx.Response:
     return httpx.Response(200, json=ORDER)
 
 
-def guarded(redis_client, handler=answer, **options) -> tuple[GuardedGateway, object]:
-    gateway, fake = make_gateway(handler, retry_attempts=1)
+def guarded(redis_client, handler=answer, *, rate_per_s=3, backend=None) -> tuple[GuardedGateway, object]:
     namespace = f"{NAMESPACE}:guard-{uuid.uuid4().hex[:8]}"  # deleted after the run
+    slots = RateSlots("razorpay", backend=backend or RedisBackend(client=redis_client), namespace=namespace,
+                      rate_per_s=rate_per_s, sweep_share=0.67, max_wait_s=0.0)
+    gateway, fake = make_gateway(handler, retry_attempts=1, wrap=lambda inner: RateLimitedTransport(inner, slots))
     storage = pybreaker.CircuitRedisStorage(pybreaker.STATE_CLOSED, redis_client, namespace=f"{namespace}:breaker")
-    defaults = {"rate_per_s": 3, "sweep_share": 0.67, "max_wait_s": 0.0, "fail_max": 2, "reset_timeout_s": 1}
-    return GuardedGateway(gateway, backend=RedisBackend(client=redis_client), namespace=namespace,
-                          breaker_storage=storage, **{**defaults, **options}), fake
+    return GuardedGateway(gateway, breaker_storage=storage, fail_max=2, reset_timeout_s=1), fake
+
+
+def top_of_a_second() -> None:
+    second = int(time.time())
+    while int(time.time()) == second:  # start at the top of a one-second window
+        time.sleep(0.01)
 
 
 def test_sweeps_get_their_share_of_the_rate_and_priority_work_still_gets_a_slot(redis_client):
     guard, fake = guarded(redis_client)
-    second = int(time.time())
-    while int(time.time()) == second:  # start at the top of a one-second window
-        time.sleep(0.01)
+    top_of_a_second()
     with low_priority():
-        guard.fetch_order("order_A")
-        guard.fetch_order("order_A")
+        guard.fetch_attempts("order_A")
+        guard.fetch_attempts("order_A")
         with pytest.raises(GatewayRateLimited):
-            guard.fetch_order("order_A")  # sweeps may use 2 of the 3 slots
-    guard.fetch_order("order_A")  # a support recheck still gets the third
+            guard.fetch_attempts("order_A")  # sweeps may use 2 of the 3 slots
+    guard.fetch_attempts("order_A")  # a support recheck still gets the third
     with pytest.raises(GatewayRateLimited):
-        guard.fetch_order("order_A")
-    assert len(fake.calls("GET")) == 3 * 2  # each fetch_order is order + payments: denied calls sent nothing
+        guard.fetch_attempts("order_A")
+    assert len(fake.calls("GET")) == 3  # a check is one request; denied calls sent nothing
+
+
+def test_a_call_that_makes_two_requests_takes_two_slots(redis_client):
+    guard, fake = guarded(redis_client, rate_per_s=3)
+    top_of_a_second()
+    guard.fetch_order("order_A")  # the order and its payments: two requests, as Razorpay counts them
+    with pytest.raises(GatewayRateLimited):
+        guard.fetch_order("order_A")  # one slot left: the payments request is refused before it is sent
+    assert len(fake.calls("GET")) == 3
 
 
 def test_the_circuit_opens_after_repeated_failures_pauses_sweeps_and_closes_by_itself(redis_client):
@@ -82,9 +96,6 @@ def test_a_redis_outage_does_not_stop_gateway_calls(redis_client):
     import redis
 
     dead = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)  # nothing listens on port 1
-    gateway, fake = make_gateway(answer, retry_attempts=1)
-    guard = GuardedGateway(gateway, backend=RedisBackend(client=dead), namespace="recon-test-dead",
-                           breaker_storage=pybreaker.CircuitMemoryStorage(pybreaker.STATE_CLOSED), rate_per_s=3,
-                           sweep_share=0.67, max_wait_s=0.0)
+    guard, fake = guarded(redis_client, backend=RedisBackend(client=dead))
     assert guard.fetch_order("order_A").gateway_order_id == "order_A"
     assert len(fake.calls("GET")) == 2

@@ -116,6 +116,12 @@ class Policy:
 
     abandon_after: timedelta = timedelta(minutes=30)
     late_payment_horizon: timedelta = timedelta(days=5)
+    #: The gateway's auto-capture window, from the payment's creation (after-capture.md §1.2: A, 12 minutes at
+    #: least): an authorisation inside it is captured by the gateway at once, one after it stays authorised.
+    auto_capture_window: timedelta = timedelta(minutes=12)
+    #: How long such a fresh authorisation, reported by a webhook or callback, is left for the gateway to
+    #: capture before a check captures it if it did not.
+    auto_capture_grace: timedelta = timedelta(minutes=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +161,7 @@ class Decision:
     grant: RemotePayment | None = None
     capture: tuple[RemotePayment, ...] = ()
     flagged: tuple[RemotePayment, ...] = field(default=())
+    check_by: datetime | None = None  #: check the order at the gateway no later than this
 
     @property
     def changed(self) -> bool:
@@ -210,8 +217,10 @@ def _decide_closed(order: OrderSnapshot, payments: tuple[RemotePayment, ...]) ->
 def _decide_credited(order: OrderSnapshot, payments: tuple[RemotePayment, ...]) -> Decision:
     """A credited order: new evidence may send it to a person, never to a second grant."""
     fresh = _unflagged(order, payments)
-    refunded = [p for p in fresh if p.status == RemoteStatus.REFUNDED and p.gateway_payment_id == order.granted_payment_id]
-    new_money = [p for p in fresh if p.status == RemoteStatus.CAPTURED and p.gateway_payment_id != order.granted_payment_id]
+    refunded = [p for p in fresh
+                if p.status == RemoteStatus.REFUNDED and p.gateway_payment_id == order.granted_payment_id]
+    new_money = [p for p in fresh
+                 if p.status == RemoteStatus.CAPTURED and p.gateway_payment_id != order.granted_payment_id]
     if refunded:
         return Decision(order.state, OrderState.NEEDS_REVIEW, "refunded_after_credit", flagged=tuple(refunded))
     if new_money:
@@ -241,7 +250,8 @@ def _decide_unpaid(
         return Decision(order.state, OrderState.NEEDS_REVIEW, "second_captured_payment", flagged=tuple(good[1:]))
     if good:
         return Decision(order.state, OrderState.PAID, "late_payment" if late else "captured", grant=good[0])
-    authorized = sorted((p for p in payments if p.status == RemoteStatus.AUTHORIZED), key=lambda p: p.gateway_payment_id)
+    authorized = sorted((p for p in payments if p.status == RemoteStatus.AUTHORIZED),
+                        key=lambda p: p.gateway_payment_id)
     if any(not matches(order, p) for p in authorized):
         return Decision(order.state, OrderState.NEEDS_REVIEW, "amount_or_currency_mismatch",
                         flagged=tuple(p for p in authorized if not matches(order, p)))
@@ -250,10 +260,15 @@ def _decide_unpaid(
     # §3.4). One at a time: a second authorisation on the order is left for the gateway to refund.
     capture = tuple(authorized[:1])
     if late:
-        return Decision(order.state, order.state, "late_authorized_capturing" if capture else "still_" + order.state.value,
-                        capture=capture)
+        return Decision(order.state, order.state,
+                        "late_authorized_capturing" if capture else "still_" + order.state.value, capture=capture)
     seen_attempt = bool(payments) or evidence.source == Source.CALLBACK
     base = OrderState.PENDING if seen_attempt or order.state == OrderState.PENDING else OrderState.CREATED
+    if capture and _left_to_auto_capture(order, evidence, capture[0], now=now, policy=policy):
+        # payment.authorized comes just before payment.captured on an auto-capture order: capturing now
+        # would cost a capture and a fetch for nothing. A check soon captures it if the gateway did not.
+        return Decision(order.state, base, "authorized_awaiting_auto_capture",
+                        check_by=now + policy.auto_capture_grace)
     if capture:
         return Decision(order.state, base, "authorized_capturing", capture=capture)
     timed_out = now >= window_closes_at(order, policy)
@@ -261,6 +276,15 @@ def _decide_unpaid(
     if not evidence.complete or not timed_out or any(p.status in in_flight for p in payments):
         return Decision(order.state, base, _waiting_reason(payments))
     return _close(order, payments)
+
+
+def _left_to_auto_capture(order: OrderSnapshot, evidence: Evidence, payment: RemotePayment, *, now: datetime,
+                          policy: Policy) -> bool:
+    """A fresh authorisation on an auto-capture order, reported by a webhook or callback: the gateway is
+    capturing it. A late one (created before the window), or one of unknown age, we capture."""
+    if order.manual_capture or evidence.source not in (Source.WEBHOOK, Source.CALLBACK) or payment.created_at is None:
+        return False
+    return now.timestamp() - payment.created_at < policy.auto_capture_window.total_seconds()
 
 
 def _waiting_reason(payments: tuple[RemotePayment, ...]) -> str:

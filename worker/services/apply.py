@@ -96,9 +96,11 @@ def apply_evidence(session: Session, order: Order, evidence: Evidence, *, now: d
     decision = decide(before, seen, now=now, policy=policy)
     evolve(before, decision)  # raises IllegalTransition before anything is written
     reported = {p.gateway_payment_id for p in evidence.payments}
+    rows = {row.gateway_payment_id: row for row in stored}
     for payment in seen.payments:
         if payment.gateway_payment_id in reported:
-            queries.record_payment(session, order_id=order.id, gateway=order.gateway, values=payment_values(payment), now=now)
+            queries.record_payment(session, order_id=order.id, gateway=order.gateway, values=payment_values(payment),
+                                   now=now, known=rows)
     for payment in decision.flagged:
         queries.flag_payment(session, gateway=order.gateway, gateway_payment_id=payment.gateway_payment_id,
                              reason=decision.reason)
@@ -107,9 +109,10 @@ def apply_evidence(session: Session, order: Order, evidence: Evidence, *, now: d
     for payment in evidence.payments:
         if payment.status == RemoteStatus.UNKNOWN:
             UNKNOWN_STATUS.labels(order.gateway).inc()
-            log.warning("gateway_status_unknown", payment_id=payment.gateway_payment_id, wire_status=payment.wire_status)
+            log.warning("gateway_status_unknown", payment_id=payment.gateway_payment_id,
+                        wire_status=payment.wire_status)
     _reschedule(order, before, evidence, moved=decision.changed or new_attempt, now=now, policy=policy,
-                schedule=schedule)
+                schedule=schedule, check_by=decision.check_by)
     order.updated_at = now
     return decision
 
@@ -152,8 +155,9 @@ def record_transition(gateway: str, decision: Decision) -> None:
 
 
 def _reschedule(order: Order, before: OrderSnapshot, evidence: Evidence, *, moved: bool, now: datetime,
-                policy: Policy, schedule: Schedule) -> None:
-    """A move resets the back-off; a poll or recheck counts as one more check."""
+                policy: Policy, schedule: Schedule, check_by: datetime | None = None) -> None:
+    """A move resets the back-off; a poll or recheck counts as one more check; ``check_by`` (the
+    decision's) brings the next check forward."""
     polled = evidence.source in (Source.POLL, Source.RECHECK)
     if moved:
         order.check_count = 0
@@ -164,3 +168,5 @@ def _reschedule(order: Order, before: OrderSnapshot, evidence: Evidence, *, move
     order.next_check_at = next_check_at(
         state=OrderState(order.state), checks_done=order.check_count, now=now,
         window_closes_at=window_closes_at(before, policy), horizon_at=horizon_at(before, policy), schedule=schedule)
+    if check_by is not None and order.next_check_at is not None:  # None: the schedule ends (horizon, paid)
+        order.next_check_at = min(order.next_check_at, check_by)

@@ -17,9 +17,10 @@ from worker.services.capture import capture_authorized
 
 
 def order_evidence(gateway: PaymentGateway, gateway_order_id: str, source: Source) -> Evidence:
-    """Every attempt on the order as the gateway tells it now (or that it does not know the order)."""
+    """Every attempt on the order as the gateway tells it now (or that it does not know the order): one
+    request (:meth:`~gateways.port.PaymentGateway.fetch_attempts`)."""
     try:
-        return Evidence(source, gateway.fetch_order(gateway_order_id).payments, complete=True)
+        return Evidence(source, gateway.fetch_attempts(gateway_order_id), complete=True)
     except GatewayNotFound:
         return Evidence(source, order_missing=True, complete=True)
 

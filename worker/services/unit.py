@@ -64,7 +64,9 @@ class UnitOfWork:
         self._committed = False
 
     def __enter__(self) -> Self:
-        self.session = self._sessions()
+        # No autoflush: a unit's ORM changes (the inbox row's attempts, order id and mark; the order's
+        # fields) go out as one UPDATE each at commit, not one per query that happens to follow them.
+        self.session = self._sessions(autoflush=False)
         self.now = self._rules.now()
         return self
 
@@ -124,7 +126,8 @@ class UnitOfWork:
 
     def take_lease(self, order: Order, *, lease_s: int) -> bool:
         """True if this caller may check the order now (no other check holds it)."""
-        return queries.take_check_lease(self.session, order.id, now=self.now, until=self.now + timedelta(seconds=lease_s))
+        return queries.take_check_lease(self.session, order.id, now=self.now,
+                                        until=self.now + timedelta(seconds=lease_s))
 
     def release_lease(self, order_id: str) -> None:
         queries.release_check_lease(self.session, order_id)

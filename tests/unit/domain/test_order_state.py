@@ -39,6 +39,9 @@ RS = RemoteStatus
 T0 = datetime(2025, 3, 1, 10, 0, tzinfo=UTC)
 POLICY = Policy()  # abandon_after = 30 minutes
 BEFORE_TIMEOUT = T0 + timedelta(minutes=5)
+#: Creation times (Unix seconds) of an attempt inside the auto-capture window at BEFORE_TIMEOUT, and before it.
+FRESH = int((BEFORE_TIMEOUT - timedelta(minutes=1)).timestamp())
+LATE = int((BEFORE_TIMEOUT - timedelta(minutes=20)).timestamp())
 JUST_BEFORE_TIMEOUT = T0 + POLICY.abandon_after - timedelta(seconds=1)
 AT_TIMEOUT = T0 + POLICY.abandon_after
 AFTER_TIMEOUT = T0 + timedelta(hours=2)
@@ -57,10 +60,11 @@ def order(state: OrderState = S.CREATED, *, manual_capture: bool = False, grante
 
 
 def pay(pid: str, status: RemoteStatus, *, amount: int = AMOUNT, currency: str = CURRENCY,
-        goid: str | None = GOID, refunded: int = 0, kind: FailureKind | None = None) -> RemotePayment:
+        goid: str | None = GOID, refunded: int = 0, kind: FailureKind | None = None,
+        created: int | None = None) -> RemotePayment:
     return RemotePayment(gateway_payment_id=pid, gateway_order_id=goid, status=status, amount_minor=amount,
                          currency=currency, amount_refunded_minor=refunded, failure_kind=kind,
-                         wire_status=status.value)
+                         wire_status=status.value, created_at=created)
 
 
 def captured(pid: str = "pay_1", **kw) -> RemotePayment:
@@ -154,6 +158,18 @@ CASES = [
     Case("an authorised matching payment on an auto-capture order is captured by us too (late past the window)",
          order(S.CREATED), webhook(authorized()), BEFORE_TIMEOUT, S.PENDING, "authorized_capturing",
          capture=("pay_1",)),
+    Case("a fresh authorisation a webhook reports on an auto-capture order is left a minute for the gateway",
+         order(S.CREATED), webhook(authorized(created=FRESH)), BEFORE_TIMEOUT, S.PENDING,
+         "authorized_awaiting_auto_capture"),
+    Case("an authorisation created before the auto-capture window is late: the webhook's is captured by us",
+         order(S.CREATED), webhook(authorized(created=LATE)), BEFORE_TIMEOUT, S.PENDING, "authorized_capturing",
+         capture=("pay_1",)),
+    Case("a fresh authorisation a poll finds (a minute on) is captured by us: the gateway did not",
+         order(S.PENDING), poll(authorized(created=FRESH)), BEFORE_TIMEOUT, S.PENDING, "authorized_capturing",
+         capture=("pay_1",)),
+    Case("manual capture: a fresh authorisation from a webhook is captured at once",
+         order(S.CREATED, manual_capture=True), webhook(authorized(created=FRESH)), BEFORE_TIMEOUT, S.PENDING,
+         "authorized_capturing", capture=("pay_1",)),
     Case("of two authorised matching payments only the lowest id is captured: never two on one order",
          order(S.PENDING), poll(authorized("pay_2"), authorized("pay_1")), BEFORE_TIMEOUT, S.PENDING,
          "authorized_capturing", capture=("pay_1",)),
@@ -321,6 +337,13 @@ def test_decide(case: Case) -> None:
     assert after.flagged_payment_ids == case.order.flagged_payment_ids | set(case.flagged)
     assert (after.order_id, after.amount_minor, after.currency, after.gateway_order_id) == (
         case.order.order_id, case.order.amount_minor, case.order.currency, case.order.gateway_order_id)
+
+
+def test_an_authorisation_left_for_auto_capture_is_checked_within_the_grace() -> None:
+    waiting = decide(order(S.CREATED), webhook(authorized(created=FRESH)), now=BEFORE_TIMEOUT, policy=POLICY)
+    assert waiting.capture == () and waiting.check_by == BEFORE_TIMEOUT + POLICY.auto_capture_grace
+    late = decide(order(S.ABANDONED), webhook(authorized(created=FRESH)), now=BEFORE_TIMEOUT, policy=POLICY)
+    assert [p.gateway_payment_id for p in late.capture] == ["pay_1"]  # an abandoned order's is late: captured now
 
 
 def test_decide_flags_the_same_payment_whatever_the_order_of_payments_in_the_evidence() -> None:

@@ -37,16 +37,20 @@ class FakeRazorpay:
 
 
 def make_gateway(
-    handler: Handler, sleeps: list[float] | None = None, **overrides: Any
+    handler: Handler,
+    sleeps: list[float] | None = None,
+    wrap: Callable[[httpx.BaseTransport], httpx.BaseTransport] = lambda transport: transport,
+    **overrides: Any,
 ) -> tuple[RazorpayGateway, FakeRazorpay]:
-    """A gateway wired to a FakeRazorpay; sleeps of the GET retry are recorded in ``sleeps``."""
+    """A gateway wired to a FakeRazorpay (through ``wrap(transport)``, e.g. a rate-limited transport);
+    sleeps of the GET retry are recorded in ``sleeps``."""
     fake = FakeRazorpay(handler)
     recorded = sleeps if sleeps is not None else []
     gateway = RazorpayGateway(
         key_id=KEY_ID,
         key_secret=KEY_SECRET,
         webhook_secrets=["whsec"],
-        transport=httpx.MockTransport(fake),
+        transport=wrap(httpx.MockTransport(fake)),
         sleep=recorded.append,
         **overrides,
     )

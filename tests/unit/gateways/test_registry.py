@@ -22,7 +22,7 @@ GATEWAYS = pathlib.Path(__file__).resolve().parents[3] / "gateways"
 #: The facts the port declares (read-only properties of ``GatewayFacts``) and their types.
 FACTS = {name: get_type_hints(member.fget)["return"] for name, member in vars(GatewayFacts).items()
          if isinstance(member, property)}
-BUILDERS = ("enabled", "manual_capture_from", "from_settings")
+BUILDERS = ("enabled", "from_settings")
 
 
 def flat(**overrides: Any) -> types.SimpleNamespace:
@@ -52,6 +52,9 @@ def test_every_registered_adapter_declares_every_fact_in_its_own_class(adapter: 
         assert isinstance(value, origin), f"{adapter.__name__}.{fact} = {value!r} is not a {kind}"
     for builder in BUILDERS:
         assert builder in vars(adapter) and callable(getattr(adapter, builder)), f"{adapter.__name__}.{builder}"
+    # manual_capture_from is the shared base's, reading the prefix each adapter declares itself
+    assert "settings_prefix" in vars(adapter) and adapter.settings_prefix == adapter.name + "_"
+    assert adapter.manual_capture_from(flat(**{adapter.name + "_manual_capture": True})) is True
 
 
 @pytest.mark.parametrize("adapter", registry.ADAPTERS, ids=lambda a: a.name)

@@ -79,7 +79,8 @@ def test_a_move_the_transition_table_forbids_writes_nothing(deps, fake):
     with deps.unit() as uow, pytest.raises(IllegalTransition):
         paid = uow.order(order.id, lock=True)
         uow.move(paid, decide_creation_failed(uow.snapshot(paid)), source="create")
-    assert state(deps, order.id) == "paid" and rows(deps, LedgerEntry)[0].gateway_payment_id == payment.gateway_payment_id
+    assert state(deps, order.id) == "paid"
+    assert rows(deps, LedgerEntry)[0].gateway_payment_id == payment.gateway_payment_id
 
 
 # --- order creation ------------------------------------------------------------------------------------
@@ -135,6 +136,19 @@ def test_a_webhook_of_the_wrong_media_type_is_refused_with_the_adapters_fact(dep
     assert stored.status == "rejected" and "expected application/json" in stored.reason
 
 
+def test_a_fresh_authorisation_is_left_to_auto_capture_and_captured_by_a_check_if_it_was_not(deps, fake):
+    order = new_order(deps)
+    fresh = int(deps.clock.now().timestamp()) - 30
+    body, headers = fake.webhook(fake.pay(order.gateway_order_id, RemoteStatus.AUTHORIZED, created_at=fresh),
+                                 "payment.authorized")
+    inbox.process_inbox_event(intake.store_webhook("razorpay", body, headers, deps=deps).inbox_id, deps=deps)
+    assert (fake.captures, state(deps, order.id)) == ([], "pending")  # the gateway is capturing it
+    assert rows(deps, Order)[0].next_check_at <= deps.clock.now() + deps.policy.auto_capture_grace
+    deps.clock.advance(deps.policy.auto_capture_grace)
+    poll.reconcile_order(order.id, deps=deps)  # it did not: we capture
+    assert fake.captures and state(deps, order.id) == "paid" and balance("org-in", deps=deps) == 5_000
+
+
 def test_an_authorised_payment_from_a_webhook_is_captured_then_credited(deps, fake):
     order = new_order(deps)
     body, headers = fake.webhook(fake.pay(order.gateway_order_id, RemoteStatus.AUTHORIZED), "payment.authorized")
@@ -179,7 +193,7 @@ def test_a_poll_credits_a_captured_payment_and_a_gateway_outage_leaves_the_order
         raise GatewayTransient("503")
 
     with monkeypatch.context() as patched:
-        patched.setattr(fake, "fetch_order", down)
+        patched.setattr(fake, "fetch_attempts", down)
         assert poll.reconcile_order(order.id, deps=deps) is None
     assert rows(deps, Order)[0].check_lease_until is None  # released: the next round may try again
     assert poll.reconcile_order(order.id, deps=deps).to_state.value == "paid"
@@ -214,7 +228,7 @@ def test_a_recheck_decides_audits_and_takes_two_transactions(deps, fake):
     assert (outcome.from_state, outcome.state, outcome.reason) == ("created", "paid", "captured")
     [action] = rows(deps, SupportAction)
     assert (action.action, action.requested_by, action.outcome["state"]) == ("recheck", "support:ann", "paid")
-    assert fake.calls.count("fetch_order") == 1
+    assert fake.calls.count("fetch_attempts") == 1
 
 
 def test_a_recheck_takes_over_a_check_that_never_ends(deps, fake):
@@ -224,7 +238,7 @@ def test_a_recheck_takes_over_a_check_that_never_ends(deps, fake):
         uow.take_lease(uow.order(order.id, lock=True), lease_s=60)
         uow.commit()
     outcome = recheck.recheck_order(order.id, "support:ann", deps=deps, join_wait_s=0.2)
-    assert (outcome.state, fake.calls.count("fetch_order")) == ("paid", 1)
+    assert (outcome.state, fake.calls.count("fetch_attempts")) == ("paid", 1)
     assert rows(deps, Order)[0].check_lease_until is None
     assert [a.action for a in rows(deps, SupportAction)] == ["recheck"]
 
