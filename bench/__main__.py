@@ -1,6 +1,7 @@
 """``python -m bench``: run every benchmark, write the results, print the goal table.
 
-Each figure is a ratio against a baseline measured in the same run on the same machine. Needs
+Each figure is a ratio against a baseline measured in the same run on the same machine (benchmark 1:
+the webhook → credit path against its floor, ``bench/credit_path.py``, ``bench/floor.py``). Needs
 PostgreSQL on 127.0.0.1:5432 (``pgbench`` installed) and ``redis-server`` (a private one is started on
 a spare port); ``make bench`` installs the Python side. ``--quick`` runs everything small (a minute or
 two) for development; the default is the full run, which fits in 15 minutes on 2 cores.
@@ -27,7 +28,10 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="small N everywhere (development)")
     p.add_argument("--only", default=",".join(BENCHMARKS), help=f"comma-separated subset of {','.join(BENCHMARKS)}")
     p.add_argument("--clients", type=int, default=8, help="concurrent webhook senders = pgbench clients (N)")
-    p.add_argument("--callback-seconds", type=float, default=None, help="how long to send webhooks")
+    p.add_argument("--callback-seconds", type=float, default=None,
+                   help="benchmark 1: seconds of each sustained (closed-loop) phase")
+    p.add_argument("--web-workers", type=int, default=1,
+                   help="benchmark 1: web processes for the service (`recon web --workers N`) and the floor")
     p.add_argument("--rate", type=int, default=100, help="gateway rate limit R per second (RECON_GATEWAY_RATE_PER_S)")
     p.add_argument("--latency-ms", type=int, default=100, help="simulator latency per request")
     p.add_argument("--sweep-orders", type=int, default=None, help="due orders to sweep (default 10,000)")
@@ -46,9 +50,10 @@ def parse(argv: list[str]) -> argparse.Namespace:
 def sizes(args: argparse.Namespace) -> dict:
     quick = args.quick
     return {
-        "callback_orders": 400 if quick else 3_000,
-        "callback_seconds": args.callback_seconds or (8 if quick else 30),
-        "pgbench_seconds": 5 if quick else 20,
+        "callback_seconds": args.callback_seconds or (8 if quick else 25),
+        "callback_point_seconds": 5 if quick else 12,
+        "callback_fractions": (0.5,) if quick else (0.25, 0.5, 0.75),
+        "pgbench_seconds": 0 if quick else 10,
         "sweep_orders": args.sweep_orders or (1_000 if quick else 10_000),
         "sweep_max_seconds": args.sweep_max_seconds or (90 if quick else 210),
         "sdk_orders": args.sdk_orders or (20 if quick else 150),
@@ -100,7 +105,8 @@ def findings(results: dict) -> list[str]:
         out.append(
             "**`recon web` enqueues on the event loop** (`ops/web.py`, `receive_webhook` → `_enqueue_inbox`): "
             "`process_inbox_event.send` is a blocking Redis round trip made in the async handler, so it "
-            "serialises every webhook on the loop thread (a py-spy sample of `recon web` under this load, taken while building the benchmark, had a third of the loop thread in that call). Fix: "
+            "serialises every webhook on the loop thread (a py-spy sample of `recon web` under this load, taken "
+            "while building the benchmark, had a third of the loop thread in that call). Fix: "
             "`await run_in_threadpool(_enqueue_inbox, stored.inbox_id, gateway)`.")
     if "recheck_path" in prof:
         rc = prof["recheck_path"]
@@ -146,7 +152,8 @@ def main(argv: list[str]) -> int:
     snapshots = [harness.machine_snapshot("start")]
     results: dict = {"run": {"argv": argv, "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
                              "sizes": n, "git": git_head()}, "benchmarks": {}}
-    log(f"machine at start: load {snapshots[0]['loadavg'][0]:.1f}, others busy: {snapshots[0]['others_busy'] or 'none'}")
+    log(f"machine at start: load {snapshots[0]['loadavg'][0]:.1f}, "
+        f"others busy: {snapshots[0]['others_busy'] or 'none'}")
 
     def attempt(name: str, fn):
         if name not in only:
@@ -155,7 +162,7 @@ def main(argv: list[str]) -> int:
         t = time.monotonic()
         try:
             value = fn()
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001  (one failed benchmark is reported, the others still run)
             traceback.print_exc()
             value = {"error": f"{type(exc).__name__}: {exc}", "goals": [{
                 "benchmark": name, "goal": "ran", "measured": f"failed: {type(exc).__name__}: {exc}"[:300],
@@ -165,11 +172,12 @@ def main(argv: list[str]) -> int:
         log(f"{name}: done in {value['seconds']:.0f} s")
         return value
 
-    from bench import callbacks, due_query, memory, profile, sweep
+    from bench import credit_path, due_query, memory, profile, sweep
 
-    attempt("callbacks", lambda: callbacks.run(
-        clients=args.clients, orders=n["callback_orders"], seconds=n["callback_seconds"],
-        pgbench_seconds=n["pgbench_seconds"], worker_processes=2, worker_threads=8, logs=logs, profile=args.py_spy))
+    attempt("callbacks", lambda: credit_path.run(
+        clients=args.clients, seconds=n["callback_seconds"], point_seconds=n["callback_point_seconds"],
+        fractions=n["callback_fractions"], web_workers=args.web_workers, worker_processes=2, worker_threads=8,
+        logs=logs, pgbench_seconds=n["pgbench_seconds"], profile=args.py_spy))
     swept = attempt("sweep", lambda: sweep.run(
         orders=n["sweep_orders"], rate=args.rate, latency_ms=args.latency_ms, worker_processes=args.sweep_processes,
         worker_threads=args.sweep_threads, sdk_orders=n["sdk_orders"], recheck_rate=args.recheck_rate, logs=logs,
@@ -184,7 +192,7 @@ def main(argv: list[str]) -> int:
             log(f"memory: claim path over all {n['big']:,} orders (fresh process)")
             try:
                 return memory.claim_all(db_url, rate=1_000)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001  (a failed measurement is reported in the results, not fatal)
                 traceback.print_exc()
                 return {"error": f"{type(exc).__name__}: {exc}"}
         return due_query.run(small=n["small"], large=n["big"], rate=args.rate, repeats=n["repeats"], keep_db=claim)

@@ -52,7 +52,8 @@ def pgbench(clients: int, seconds: int, scale: int = 10) -> dict:
             "clients": clients, "threads": 2, "seconds": seconds, "scale": scale, "init_s": round(init_s, 1)}
 
 
-async def _send_all(url: str, batches: list[list[tuple[bytes, dict]]], clients: int, seconds: float | None = None) -> dict:
+async def _send_all(url: str, batches: list[list[tuple[bytes, dict]]], clients: int,
+                    seconds: float | None = None) -> dict:
     """N senders, each with its own httpx client; each takes the next order and posts its events in order.
     With ``seconds``, senders take no new order after that long."""
     stop_at = time.monotonic() + seconds if seconds else float("inf")
@@ -79,7 +80,8 @@ async def _send_all(url: str, batches: list[list[tuple[bytes, dict]]], clients: 
                     statuses[response.status_code] += 1
 
     await asyncio.gather(*(sender() for _ in range(clients)))
-    return {"orders_sent": orders_sent, "statuses": dict(statuses), "http_p50_ms": _ms(harness.percentile(latencies, 50)),
+    return {"orders_sent": orders_sent, "statuses": dict(statuses),
+            "http_p50_ms": _ms(harness.percentile(latencies, 50)),
             "http_p99_ms": _ms(harness.percentile(latencies, 99))}
 
 
@@ -103,7 +105,8 @@ def run(*, clients: int, orders: int, seconds: float, pgbench_seconds: int, work
         ids = [f"ord_cb{i:016x}" for i in range(orders)]
         mapping = harness.sim_orders(sim, ids)
         harness.insert_orders(engine, [{"id": oid, "organisation_id": orgs[i % len(orgs)],
-                                        "requested_by": f"{orgs[i % len(orgs)]}-admin", "gateway_order_id": mapping[oid],
+                                        "requested_by": f"{orgs[i % len(orgs)]}-admin",
+                                        "gateway_order_id": mapping[oid],
                                         "next_check_at": harness.ago(-3600)}
                                        for i, oid in enumerate(ids)])
         for oid in ids:
@@ -120,7 +123,8 @@ def run(*, clients: int, orders: int, seconds: float, pgbench_seconds: int, work
             procs.start_worker(worker_processes, worker_threads)
             watched = [procs.processes["web"].pid, *procs.worker_pids()]
             cpu_before = {pid: harness.cpu_seconds(pid) for pid in watched}
-            spies = [_start_py_spy(procs.processes["worker"].pid, logs / "callbacks-worker.py-spy.txt", subprocesses=True),
+            spies = [_start_py_spy(procs.processes["worker"].pid, logs / "callbacks-worker.py-spy.txt",
+                                   subprocesses=True),
                      _start_py_spy(procs.processes["web"].pid, logs / "callbacks-web.py-spy.txt")] if profile else []
             log(f"callbacks: sending the webhooks of up to {orders} orders ({webhooks}) for at most {seconds:g} s "
                 f"from {clients} concurrent clients")

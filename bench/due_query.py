@@ -68,12 +68,14 @@ def measure(deps, *, limit: int, repeats: int) -> dict:
             session.rollback()
             session.close()
     now = deps.clock.now()
-    sql = str(_claim_statement(now, limit).compile(dialect=postgresql.dialect(), compile_kwargs={"literal_binds": True}))
+    sql = str(_claim_statement(now, limit).compile(dialect=postgresql.dialect(),
+                                                   compile_kwargs={"literal_binds": True}))
     with deps.engine.connect() as connection:
         plan = [row[0] for row in connection.execute(text("EXPLAIN (ANALYZE, BUFFERS) " + sql))]
         connection.rollback()
         stats = connection.execute(text(
-            "SELECT pg_size_pretty(pg_relation_size('ix_orders_due')), pg_size_pretty(pg_total_relation_size('orders')),"
+            "SELECT pg_size_pretty(pg_relation_size('ix_orders_due')),"
+            " pg_size_pretty(pg_total_relation_size('orders')),"
             " (SELECT count(*) FROM orders), (SELECT count(*) FROM orders WHERE next_check_at IS NOT NULL),"
             " (SELECT count(*) FROM orders WHERE next_check_at <= now())")).one()
     return {"orders": stats[2], "in_due_index": stats[3], "due": stats[4], "index_size": stats[0],
@@ -126,8 +128,10 @@ def run(*, small: int, large: int, rate: int, repeats: int, keep_db=None) -> dic
     result["goals"] = [{
         "benchmark": "4 due-orders claim at scale",
         "goal": f"one round's claim ({limit} rows) on {large:,} orders within 2 × of {small:,}",
-        "measured": f"{large_ms} ms median on {result['large']['orders']:,} orders ({result['large']['claimed']} claimed)",
-        "baseline": f"{small_ms} ms median on {result['small']['orders']:,} orders ({result['small']['claimed']} claimed)",
+        "measured": f"{large_ms} ms median on {result['large']['orders']:,} orders "
+                    f"({result['large']['claimed']} claimed)",
+        "baseline": f"{small_ms} ms median on {result['small']['orders']:,} orders "
+                    f"({result['small']['claimed']} claimed)",
         "ratio": round(ratio, 2), "target": "≤ 2", "met": ratio <= 2,
     }]
     return result

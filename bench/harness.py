@@ -197,10 +197,10 @@ def private_redis() -> Iterator[RedisTarget]:
             try:
                 redis.Redis.from_url(target.url).ping()
                 break
-            except Exception:
+            except Exception as exc:  # any error means not up yet; retried until the deadline
                 if time.monotonic() > deadline or process.poll() is not None:
                     stop(process)
-                    raise RuntimeError("the private redis-server did not start")
+                    raise RuntimeError("the private redis-server did not start") from exc
                 time.sleep(0.05)
     try:
         yield target
@@ -239,9 +239,11 @@ class Services:
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
     web_url: str | None = None
 
-    def start_web(self) -> str:
+    def start_web(self, workers: int = 1) -> str:
+        """``recon web`` (``workers`` > 1: that many uvicorn worker processes under one supervisor)."""
         port = free_port()
-        self._start("web", [str(BIN / "recon"), "web", "--host", "127.0.0.1", "--port", str(port)])
+        self._start("web", [str(BIN / "recon"), "web", "--host", "127.0.0.1", "--port", str(port),
+                            *(["--workers", str(workers)] if workers > 1 else [])])
         self.web_url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 60
         while True:
@@ -278,10 +280,9 @@ class Services:
 
     def _start(self, name: str, argv: list[str]) -> subprocess.Popen:
         self.logs.mkdir(parents=True, exist_ok=True)
-        handle = open(self.logs / f"{name}.log", "ab")
-        process = subprocess.Popen(argv, cwd=ROOT, env=self.env, stdout=handle, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
-        handle.close()
+        with open(self.logs / f"{name}.log", "ab") as handle:  # the child keeps its own descriptor
+            process = subprocess.Popen(argv, cwd=ROOT, env=self.env, stdout=handle, stderr=subprocess.STDOUT,
+                                       start_new_session=True)
         self.processes[name] = process
         return process
 
@@ -351,7 +352,7 @@ def insert_orders(engine, rows: list[dict]) -> None:
                 "tax_minor": TAX, "amount_minor": AMOUNT, "gateway": "razorpay", "manual_capture": False,
                 "state": "created", "state_reason": None, "refund_policy_accepted_at": now, "created_at": now,
                 "updated_at": now, "next_check_at": None, "check_count": 0, "last_attempt_at": None}
-    columns = list(defaults) + ["id", "organisation_id", "requested_by", "gateway_order_id"]
+    columns = [*defaults, "id", "organisation_id", "requested_by", "gateway_order_id"]
     statement = text(f"INSERT INTO orders ({', '.join(columns)}) VALUES ({', '.join(':' + c for c in columns)})")
     with engine.begin() as connection:
         for start in range(0, len(rows), 5_000):

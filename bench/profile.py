@@ -85,7 +85,7 @@ def webhook_path(orders: int, out_dir) -> dict:
     from db import queries
     from worker.logging import configure_logging
 
-    configure_logging(level="INFO", json=True, stream=open(os.devnull, "w"))
+    configure_logging(level="INFO", json=True, stream=open(os.devnull, "w"))  # noqa: SIM115  (open for the run)
     with harness.scratch_db("profile") as db_url:
         engine, deps, events = _webhook_setup(orders, db_url)
         warm, rest = events[:60], events[60:]
@@ -142,8 +142,9 @@ def recheck_path(orders: int, out_dir) -> dict:
         for i, o in enumerate(ids):
             if i % 10 == 0:
                 sim.pay(mapping[o], "success", deliver_webhooks=False)
-        harness.insert_orders(engine, [{"id": o, "organisation_id": orgs[i % 10], "requested_by": f"{orgs[i % 10]}-admin",
-                                        "gateway_order_id": mapping[o]} for i, o in enumerate(ids)])
+        harness.insert_orders(engine, [{"id": o, "organisation_id": orgs[i % 10],
+                                        "requested_by": f"{orgs[i % 10]}-admin", "gateway_order_id": mapping[o]}
+                                       for i, o in enumerate(ids)])
         deps = build_deps(Settings(database_url=db_url, broker_url="stub://", razorpay_base_url=simulator.base_url,
                                    razorpay_key_id=sim.config.key_id, razorpay_key_secret=sim.config.key_secret,
                                    razorpay_webhook_secret=sim.config.webhook_secret))
@@ -165,7 +166,8 @@ def recheck_path(orders: int, out_dir) -> dict:
         deps.engine.dispose()
         engine.dispose()
     n = len(ids) - 20
-    return {"rechecks": n, "ms_cpu_per_recheck": round(cpu * 1000 / n, 2), "ms_wall_per_recheck": round(wall * 1000 / n, 2),
+    return {"rechecks": n, "ms_cpu_per_recheck": round(cpu * 1000 / n, 2),
+            "ms_wall_per_recheck": round(wall * 1000 / n, 2),
             "profile_file": "bench/results/profile-recheck-path.txt", "hot_spots": _hot_spots(profiler)}
 
 
@@ -175,7 +177,8 @@ def _hot_spots(profiler, limit: int = 12) -> list[dict]:
     totals: dict[str, float] = {}
 
     def walk(frame, seen: frozenset):
-        name = f"{frame.function} ({frame.file_path_short}:{frame.line_no})" if frame.file_path_short else frame.function
+        name = (f"{frame.function} ({frame.file_path_short}:{frame.line_no})" if frame.file_path_short
+                else frame.function)
         ours = frame.file_path_short and frame.file_path_short.split("/")[0] in ("worker", "db", "gateways", "ops")
         if ours and name not in seen and not frame.function.startswith("["):
             totals[name] = totals.get(name, 0.0) + frame.time
@@ -199,7 +202,8 @@ def breaker_serialisation(redis: harness.RedisTarget, *, latency_s: float = 0.1,
     from worker.gateway_guard import low_priority
     from worker.settings import Settings
 
-    answer = RemoteOrder(gateway_order_id="order_x", amount_minor=1, currency="INR", receipt=None, wire_status="created")
+    answer = RemoteOrder(gateway_order_id="order_x", amount_minor=1, currency="INR", receipt=None,
+                         wire_status="created")
 
     class SlowGateway:
         name = "razorpay"

@@ -86,7 +86,8 @@ class RecheckLoad:
         sent = sum(self.statuses.values())
         duration = (self.stopped_at or time.monotonic()) - (self.started_at or time.monotonic())
         summary = {
-            "requests": sent, "rate_target_per_s": self.rate, "rate_sent_per_s": round(sent / duration, 2) if duration else None,
+            "requests": sent, "rate_target_per_s": self.rate,
+            "rate_sent_per_s": round(sent / duration, 2) if duration else None,
             "statuses": {str(k): v for k, v in self.statuses.items()}, "outcomes": dict(self.outcomes),
             "p50_ms": None if p50 is None else round(p50 * 1000, 1),
             "p99_ms": None if p99 is None else round(p99 * 1000, 1),

@@ -32,8 +32,8 @@ def table_md(rows: list[dict]) -> str:
     lines = ["| benchmark | goal | measured | baseline (same run) | ratio | target | met |",
              "|---|---|---|---|---|---|---|"]
     for r in rows:
-        lines.append("| " + " | ".join(_cell(r.get(k)) for k in
-                                          ("benchmark", "goal", "measured", "baseline", "ratio", "target", "met")) + " |")
+        keys = ("benchmark", "goal", "measured", "baseline", "ratio", "target", "met")
+        lines.append("| " + " | ".join(_cell(r.get(k)) for k in keys) + " |")
     return "\n".join(lines)
 
 
@@ -44,6 +44,46 @@ def table_text(rows: list[dict]) -> str:
                    f"      measured: {r['measured']}\n      baseline: {r['baseline']}\n"
                    f"      ratio {r.get('ratio')} (target {r.get('target')})")
     return "\n".join(out)
+
+
+def callbacks_md(c: dict) -> list[str]:
+    """Section 1: the service against its floor."""
+    from bench.floor import LEAVES_OUT
+
+    s, f = c["service"], c["floor"]
+
+    def row(name: str, p: dict) -> str:
+        cpu = p["cpu_ms_per_credited"]
+        offered = f"{p['offered_per_s']}/s" if p["offered_per_s"] else "as fast as they go"
+        return (f"| {name} | {p['label']} | {offered} | {p['orders']:,} | {p['credited_per_s']} | "
+                f"{p['received_to_credited_p50_ms']} | {p['received_to_credited_p99_ms']} | {cpu['web']} | "
+                f"{cpu['workers']} | {cpu['total']} | {p['http']['http_p99_ms']} |")
+
+    out = ["## 1. Webhook → credit: the service against its floor", "",
+           f"{c['clients']} senders (`bench/loadgen.py`: one keep-alive connection each, pre-built requests), each "
+           "order's 3 signed webhooks (payment.authorized, payment.captured, order.paid, the simulator's exact "
+           "bytes) one after another; both systems on the same Postgres server (scratch databases of their own) "
+           "and the run's private Redis, one system at a time.", "",
+           f"- **service**: {s['layout']}; credited each exactly once: {_cell(s['credited_exactly_once'])}.",
+           f"- **floor**: {f['layout']} (`bench/floor.py`, `bench/floor_worker.py`); credited each exactly once: "
+           f"{_cell(f['credited_exactly_once'])}.",
+           f"- web processes: {c['web_workers']} for both (`python -m bench --web-workers N`).",
+           f"- fixed load for the latency goal: {c['fixed_load_per_s']} orders/s (half the service's sustained rate), "
+           "open loop (order k due at k / rate whatever the answers do).", "",
+           "| system | phase | offered | orders | credited/s | p50 ms | p99 ms | CPU ms/order web | workers | total "
+           "| HTTP p99 ms |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for name, sysres in (("service", s), ("floor", f)):
+        out += [row(name, p) for p in [sysres["sustained"], sysres["fixed"], *sysres["phases"]]]
+    out += ["", "Received → credited: from the inbox row's `received_at` of the order's first capture-carrying event "
+            "to the ledger row's `created_at` (both stamped by Postgres). The sustained phase's latency is behind "
+            "its own backlog (the senders outrun the workers); CPU is utime + stime of the web and worker process "
+            "trees over the phase, drain included, per credited order.", ""]
+    if "pgbench" in c.get("baseline", {}):
+        pg = c["baseline"]["pgbench"]
+        out += [f"For reference, pgbench TPC-B on the same server: {pg['tps']:.0f} tps (scale {pg['scale']}, "
+                f"-c {pg['clients']} -j 2 -T {pg['seconds']}).", ""]
+    out += ["What the floor leaves out that the service must do:", ""] + [f"- {x}" for x in LEAVES_OUT] + [""]
+    return out
 
 
 def markdown(results: dict) -> str:
@@ -63,29 +103,40 @@ def markdown(results: dict) -> str:
         table_md(rows),
         "",
     ]
+    charts = results.get("charts", {})
+    if charts:
+        parts += [" ".join(f"![{name}](results/{Path(path).name})" for name, path in charts.items()), ""]
     if "callbacks" in b and isinstance(b["callbacks"], dict) and "credited_per_s" in b["callbacks"]:
         c = b["callbacks"]
         parts += ["## 1. Callback throughput", "",
                   f"- {c['orders']:,} orders, {c['webhooks']:,} signed webhooks (payment.authorized, payment.captured, "
                   f"order.paid per order) from {c['clients']} concurrent httpx clients to `recon web`; "
-                  f"`dramatiq worker.main:start --processes {c['worker']['processes']} --threads {c['worker']['threads']}`.",
-                  f"- credited {c['credited']:,} orders ({'each exactly once' if c['credited_exactly_once'] else 'NOT exactly once'}) "
+                  f"`dramatiq worker.main:start --processes {c['worker']['processes']} "
+                  f"--threads {c['worker']['threads']}`.",
+                  f"- credited {c['credited']:,} orders "
+                  f"({'each exactly once' if c['credited_exactly_once'] else 'NOT exactly once'}) "
                   f"at **{c['credited_per_s']} orders/s**; webhooks accepted at {c['webhooks_per_s']}/s "
                   f"(HTTP p50 {c['http']['http_p50_ms']} ms, p99 {c['http']['http_p99_ms']} ms).",
-                  f"- received → credited: p50 {c['received_to_credited_p50_ms']} ms, p99 {c['received_to_credited_p99_ms']} ms.",
+                  f"- received → credited: p50 {c['received_to_credited_p50_ms']} ms, "
+                  f"p99 {c['received_to_credited_p99_ms']} ms.",
                   f"- CPU: web {c['cpu_s']['web']} s, workers {c['cpu_s']['workers']} s during the run.",
-                  f"- pgbench: {c['baseline']['pgbench']['tps']:.0f} tps (TPC-B, scale {c['baseline']['pgbench']['scale']}, "
+                  f"- pgbench: {c['baseline']['pgbench']['tps']:.0f} tps "
+                  f"(TPC-B, scale {c['baseline']['pgbench']['scale']}, "
                   f"-c {c['baseline']['pgbench']['clients']} -j 2 -T {c['baseline']['pgbench']['seconds']}).", ""]
+    if "callbacks" in b and isinstance(b["callbacks"], dict) and "floor" in b["callbacks"]:
+        parts += callbacks_md(b["callbacks"])
     if "sweep" in b and isinstance(b["sweep"], dict) and "checked_per_s" in b["sweep"]:
         s = b["sweep"]
         capped = "" if s["finished"] else f"; the run stopped at its {s['max_seconds']:.0f} s cap"
         parts += ["## 2. Sweep throughput", "",
                   f"- {s['orders']:,} due orders, simulator latency {s['simulator_latency_ms']} ms per request, "
                   f"R = {s['rate_limit_per_s']}/s (sweeps get × {s['sweep_share']}), workers "
-                  f"{s['worker']['processes']} × {s['worker']['threads']} threads; scheduler, workers and web as in the Procfile.",
+                  f"{s['worker']['processes']} × {s['worker']['threads']} threads; "
+                  "scheduler, workers and web as in the Procfile.",
                   f"- checked {s['checked']:,} in {s['check_window_s']} s: **{s['checked_per_s']} orders/s** "
                   f"(ideal bound {s['bound_per_s']}/s){capped}.",
-                  f"- credited by the sweep {s['credited_by_sweep']} (expected {s['credited_expected']} among the checked "
+                  f"- credited by the sweep {s['credited_by_sweep']} "
+                  f"(expected {s['credited_expected']} among the checked "
                   f"share); states after: {s['states']}; polls per untouched order {s['polls_per_untouched_order']}.",
                   f"- CPU seconds during the sweep: {s['cpu_s']}.",
                   f"- official SDK, sequential: {s['baseline']['sdk_sequential']['orders_per_s']} orders/s over "
@@ -108,8 +159,9 @@ def markdown(results: dict) -> str:
                       "```", *m["explain"], "```", ""]
         if "large_full_budget" in d:
             m = d["large_full_budget"]
-            parts += [f"For information, the full round budget ({m['limit']}) on {m['orders']:,} orders: {m['claimed']} "
-                      f"claimed, median {m['median_ms']} ms, p90 {m['p90_ms']} ms (cost is linear in rows claimed).", ""]
+            parts += [f"For information, the full round budget ({m['limit']}) on {m['orders']:,} orders: "
+                      f"{m['claimed']} claimed, median {m['median_ms']} ms, p90 {m['p90_ms']} ms "
+                      "(cost is linear in rows claimed).", ""]
     if "memory" in b and isinstance(b["memory"], dict):
         m = b["memory"]
         parts += ["## 5. Memory", ""]
@@ -135,10 +187,12 @@ def markdown(results: dict) -> str:
                   f"- webhook → credit path (pyinstrument, {w['events_profiled']} events in-process; full tree in "
                   f"`{w['profile_file']}`). Our functions by inclusive share:", ""]
         parts += [f"  - {h['function']}: {h['share']:.0%}" for h in w["hot_spots"]]
-        parts += ["", f"- `db.queries.insert_ignore` A/B (CPU per event): original store {ab['original']['store_ms_cpu']} ms + "
-                  f"process {ab['original']['process_ms_cpu']} ms ({ab['original']['per_order_ms_cpu']} ms per order of 3 "
-                  f"webhooks); with a cached text statement store {ab['cached_text_insert']['store_ms_cpu']} ms + process "
-                  f"{ab['cached_text_insert']['process_ms_cpu']} ms ({ab['cached_text_insert']['per_order_ms_cpu']} ms per order).",
+        original, cached = ab["original"], ab["cached_text_insert"]
+        parts += ["", "- `db.queries.insert_ignore` A/B (CPU per event): "
+                  f"original store {original['store_ms_cpu']} ms + "
+                  f"process {original['process_ms_cpu']} ms ({original['per_order_ms_cpu']} ms per order of 3 "
+                  f"webhooks); with a cached text statement store {cached['store_ms_cpu']} ms + process "
+                  f"{cached['process_ms_cpu']} ms ({cached['per_order_ms_cpu']} ms per order).",
                   *([f"- recheck path in-process against the simulator without latency ({rc['rechecks']} rechecks; "
                      f"`{rc['profile_file']}`): {rc['ms_wall_per_recheck']} ms wall, {rc['ms_cpu_per_recheck']} ms CPU "
                      "per recheck (CPU includes the in-process simulator's two answers). Our functions by inclusive "
@@ -146,17 +200,22 @@ def markdown(results: dict) -> str:
                     if rc else []),
                   f"- `GuardedGateway` with {br['threads']} threads and a {br['latency_s'] * 1000:.0f} ms gateway: "
                   f"{br['sweep_priority_calls_per_s']} calls/s at sweep priority (through pybreaker) vs "
-                  f"{br['support_priority_calls_per_s']} calls/s at support priority (ideal {br['ideal_calls_per_s']}).", ""]
+                  f"{br['support_priority_calls_per_s']} calls/s at support priority "
+                  f"(ideal {br['ideal_calls_per_s']}).", ""]
     if results.get("findings"):
         parts += ["## Findings", ""] + [f"{i}. {f}" for i, f in enumerate(results["findings"], 1)] + [""]
     parts += ["## Machine snapshots", "", "| when | load (1/5/15 min) | other busy processes |", "|---|---|---|"]
-    parts += [f"| {s['label']} | {' / '.join(f'{x:.1f}' for x in s['loadavg'])} | {_cell(', '.join(s['others_busy']) or 'none')} |"
+    parts += [f"| {s['label']} | {' / '.join(f'{x:.1f}' for x in s['loadavg'])} "
+              f"| {_cell(', '.join(s['others_busy']) or 'none')} |"
               for s in run["snapshots"]]
     return "\n".join(parts) + "\n"
 
 
 def write(results: dict) -> str:
     RESULTS.mkdir(parents=True, exist_ok=True)
+    from bench import charts
+
+    results["charts"] = {name: str(path) for name, path in charts.draw(results).items()}
     (RESULTS / "latest.json").write_text(json.dumps(results, indent=1, default=str))
     text = markdown(results)
     (RESULTS / "latest.md").write_text(text)

@@ -90,7 +90,7 @@ def run(*, orders: int, rate: int, latency_ms: int, worker_processes: int, worke
         engine = create_engine(db_url, pool_size=2)
         orgs = harness.seed_organisations(engine, 100)
         log(f"sweep: seeding {orders} due orders and {recheck_orders} orders for rechecks")
-        sweep_ids = _seed(sim, engine, "sw", orders, orgs, harness.ago(5))
+        _seed(sim, engine, "sw", orders, orgs, harness.ago(5))
         recheck_ids = _seed(sim, engine, "rc", recheck_orders, orgs, harness.ago(-3600))
         with engine.connect() as connection:
             connection.execute(text("ANALYZE orders"))
@@ -124,7 +124,8 @@ def run(*, orders: int, rate: int, latency_ms: int, worker_processes: int, worke
             with engine.connect() as connection:
                 while time.monotonic() < deadline:
                     checked = connection.execute(text(
-                        "SELECT count(*) FROM orders WHERE id LIKE 'ord_sw%' AND last_checked_at IS NOT NULL")).scalar_one()
+                        "SELECT count(*) FROM orders WHERE id LIKE 'ord_sw%' AND last_checked_at IS NOT NULL"
+                    )).scalar_one()
                     connection.commit()
                     progress.append((round(time.monotonic() - started, 1), checked))
                     rss_samples.append((checked, {pid: harness.rss_kb(pid) for pid in workers}))
@@ -153,12 +154,14 @@ def run(*, orders: int, rate: int, latency_ms: int, worker_processes: int, worke
             checked_ids = connection.execute(text(
                 "SELECT id FROM orders WHERE id LIKE 'ord_sw%' AND last_checked_at IS NOT NULL")).scalars().all()
             polls_untouched = connection.execute(text(
-                "SELECT avg(check_count)::float FROM orders WHERE id LIKE 'ord_sw%' AND state = 'created'")).scalar_one()
+                "SELECT avg(check_count)::float FROM orders WHERE id LIKE 'ord_sw%' AND state = 'created'"
+            )).scalar_one()
         engine.dispose()
     window = (last - first).total_seconds() if first and last else None
     per_s = (checked - 1) / window if window else 0.0
     result.update({
-        "finished": checked >= orders, "max_seconds": max_seconds, "checked": checked, "elapsed_s": round(elapsed, 1), "check_window_s": round(window or 0, 1),
+        "finished": checked >= orders, "max_seconds": max_seconds, "checked": checked, "elapsed_s": round(elapsed, 1),
+        "check_window_s": round(window or 0, 1),
         "checked_per_s": round(per_s, 1), "states": states, "credited_by_sweep": credited,
         "credited_expected": sum(1 for order_id in checked_ids if _plan(int(order_id[6:], 16)) == "success"),
         "polls_per_untouched_order": round(polls_untouched or 0, 3),
