@@ -139,6 +139,9 @@ class InboxEvent(Base):
     __table_args__ = (
         UniqueConstraint("gateway", "event_id"),
         Index("ix_inbox_events_status", "status", "received_at"),
+        # the other pending webhooks about one payment, taken together by one worker (migration 0004)
+        Index("ix_inbox_events_pending_payment", "gateway", "gateway_payment_id",
+              postgresql_where=text("status = 'pending'"), sqlite_where=text("status = 'pending'")),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)

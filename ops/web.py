@@ -142,14 +142,20 @@ async def receive_webhook(gateway: Annotated[str, Path(max_length=32, pattern=ID
                                          f"oversized: more than {limit} bytes (the first {limit} kept)", deps=deps)
         return JSONResponse(status_code=413, content={"status": "rejected", "inbox_id": stored.inbox_id,
                                                       "reason": stored.reason})
-    stored = await run_in_threadpool(intake.store_webhook, gateway, raw, dict(request.headers), deps=deps)
-    if stored.enqueue:
-        await run_in_threadpool(_enqueue_inbox, actors, stored.inbox_id, gateway=gateway)
+    stored = await run_in_threadpool(_store_and_enqueue, actors, gateway, raw, dict(request.headers), deps)
     code = 200  # stored and signed by the gateway: acknowledged even when refused (see intake.Stored)
     if stored.status == "rejected" and not stored.authentic:
         code = 415 if stored.reason.startswith("unsupported_content_type") else 400
     return JSONResponse(status_code=code, content={"status": stored.status, "inbox_id": stored.inbox_id,
                                                    **({"reason": stored.reason} if stored.reason else {})})
+
+
+def _store_and_enqueue(actors: Actors, gateway: str, raw: bytes, headers: dict[str, str], deps: Deps) -> intake.Stored:
+    """Store (committed), then enqueue: one trip to the thread pool for both blocking calls."""
+    stored = intake.store_webhook(gateway, raw, headers, deps=deps)
+    if stored.enqueue:
+        _enqueue_inbox(actors, stored.inbox_id, gateway=gateway)
+    return stored
 
 
 async def _read_at_most(request: Request, limit: int) -> tuple[bytes, bool]:

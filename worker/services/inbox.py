@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from db.models import InboxEvent
 from gateways.errors import GatewayNotFound, MalformedEvent, SignatureInvalid
+from gateways.port import PaymentGateway, RemotePayment
 from worker.deps import Deps
 from worker.domain.order_state import Decision, Evidence, Source
 from worker.logging import get_logger
@@ -89,12 +90,33 @@ def _apply_webhook(uow: UnitOfWork, row: InboxEvent, *, deps: Deps) -> Applied:
     if event.payment is None:  # a prompt to check (PayGlocal's browser callback), never proof of payment
         return Applied("processed", "prompted a gateway check",
                        follow_up=lambda: reconcile_order(order_id, deps=deps, source=Source.CALLBACK))
-    decision = uow.apply(order, Evidence(Source.WEBHOOK, (event.payment,)))
+    batch = _siblings_about(uow, row, gateway, order.gateway_order_id) if row.gateway_payment_id else []
+    decision = uow.apply(order, Evidence(Source.WEBHOOK, (event.payment, *(p for _, p in batch))))
+    for sibling, _ in batch:  # decided together: one transaction for what arrived together
+        sibling.attempts += 1
+        sibling.order_id = order.id
+        _finish(uow, sibling, "processed", f"{decision.reason} (applied with inbox #{row.id})")
     if decision.capture:
         return Applied("processed", decision.reason, decision,
                        follow_up=lambda: capture_authorized(order_id, gateway_name, decision, Source.WEBHOOK,
                                                             deps=deps))
     return Applied("processed", decision.reason, decision)
+
+
+def _siblings_about(uow: UnitOfWork, row: InboxEvent, gateway: PaymentGateway,
+                    gateway_order_id: str) -> list[tuple[InboxEvent, RemotePayment]]:
+    """The other pending webhooks about the same payment of the same order, each with the payment it
+    reports (payment.authorized, payment.captured and order.paid come together). A row that does not parse
+    to a payment of this order is left for its own message."""
+    found: list[tuple[InboxEvent, RemotePayment]] = []
+    for sibling in uow.pending_siblings(row):
+        try:
+            event = gateway.parse_verified_webhook(sibling.body, sibling.headers)
+        except (SignatureInvalid, MalformedEvent):
+            continue
+        if event.payment is not None and event.gateway_order_id == gateway_order_id:
+            found.append((sibling, event.payment))
+    return found
 
 
 def _finish(uow: UnitOfWork, row: InboxEvent, status: str, reason: str) -> None:

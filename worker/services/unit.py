@@ -155,6 +155,16 @@ class UnitOfWork:
     def inbox_row(self, inbox_id: int, *, lock: bool = True) -> InboxEvent | None:
         return queries.get_inbox_event(self.session, inbox_id, lock=lock)
 
+    def pending_siblings(self, row: InboxEvent, *, limit: int = 20) -> list[InboxEvent]:
+        """The other verified webhooks about ``row``'s payment still pending, locked; rows another worker
+        holds are skipped (it applies them)."""
+        stmt = (select(InboxEvent)
+                .where(InboxEvent.gateway == row.gateway, InboxEvent.gateway_payment_id == row.gateway_payment_id,
+                       InboxEvent.status == "pending", InboxEvent.kind == "webhook", InboxEvent.event_id.is_not(None),
+                       InboxEvent.id != row.id)
+                .order_by(InboxEvent.id).limit(limit).with_for_update(skip_locked=True))
+        return list(self.session.execute(stmt).scalars())
+
     def keep_refused(self, values: dict[str, Any], reason: str) -> tuple[int, str]:
         """Keep refused input, closed, with no event id; returns its id and the reason kept."""
         reason = printable(reason)[:500]

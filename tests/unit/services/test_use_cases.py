@@ -270,3 +270,18 @@ def test_every_credit_has_one_ledger_row_whatever_delivers_it(deps, fake):
     with deps.sessions() as session:
         assert session.execute(select(func.count()).select_from(LedgerEntry)).scalar_one() == 1
     assert balance("org-in", deps=deps) == 5_000
+
+
+def test_webhooks_about_one_payment_that_wait_together_are_applied_in_one_transaction(deps, fake):
+    order = new_order(deps)
+    fresh = int(deps.clock.now().timestamp())
+    authorized = fake.pay(order.gateway_order_id, RemoteStatus.AUTHORIZED, created_at=fresh)
+    captured = fake.set_status(authorized.gateway_payment_id, RemoteStatus.CAPTURED)
+    first = intake.store_webhook("razorpay", *fake.webhook(authorized, "payment.authorized"), deps=deps)
+    second = intake.store_webhook("razorpay", *fake.webhook(captured, "payment.captured"), deps=deps)
+    with transactions(deps) as began:
+        inbox.process_inbox_event(first.inbox_id, deps=deps)
+    assert len(began) == 1 and state(deps, order.id) == "paid" and balance("org-in", deps=deps) == 5_000
+    assert [r.status for r in rows(deps, InboxEvent)] == ["processed", "processed"]
+    assert inbox.process_inbox_event(second.inbox_id, deps=deps) is None  # its own message finds it done
+    assert_transitions_explain_state(deps, order.id)
