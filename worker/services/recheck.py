@@ -95,7 +95,8 @@ def _join_running_check(order_id: str, from_state: str, requested_by: str, reaso
         with deps.unit() as uow:
             return uow.lease_released(order_id)
 
-    waiting = Retrying(stop=stop_after_delay(wait_s), wait=wait_fixed(0.1),
+    # Polled every 20 ms (one indexed read): support sees the joined check's result at most that late.
+    waiting = Retrying(stop=stop_after_delay(wait_s), wait=wait_fixed(0.02),
                        retry=retry_if_result(lambda done: not done), retry_error_callback=lambda _state: False)
     if not waiting(lease_released):
         return None  # the caller takes over the check, and audits that
