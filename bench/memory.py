@@ -109,6 +109,7 @@ def summarise(claim: dict | None, sweep: dict | None, *, claim_expected: int,
     """The memory section: claim path; the measured check run (``checks``, from :func:`check_run`), which then
     is the check-path goal; the sweep's worker RSS (extrapolated) is kept as data, a goal only without it."""
     result: dict = {"claim_path": claim}
+    run = checks  # the measured check run; ``checks`` below counts the sweep's checks
     goals = []
     if claim is not None:
         rss = claim["rss_kb"]
@@ -148,7 +149,7 @@ def summarise(claim: dict | None, sweep: dict | None, *, claim_expected: int,
             worst = max(worst, projected / MB)
         result["check_path"] = {"checks": checks, "processes": processes, "per_process": rows}
         measured = max(r["measured_growth_mb"] for r in rows)
-        goals.append({} if checks is not None else {
+        goals.append({} if run is not None else {
             "benchmark": "5 memory: check path (extrapolated)",
             "goal": f"worker RSS growth ≤ 50 MB for 1,000,000 checks per process (extrapolated from {checks:,})",
             "measured": f"measured {measured:+.1f} MB boot → end over {per_process:,.0f} checks/process; "
@@ -157,12 +158,12 @@ def summarise(claim: dict | None, sweep: dict | None, *, claim_expected: int,
             "baseline": "worker RSS at boot " + ", ".join(f"{r['boot_mb']:.0f} MB" for r in rows),
             "ratio": round(worst / 50, 3), "target": "≤ 1.0", "met": worst <= 50,
         })
-    if checks is not None and "error" in checks:
-        result["check_run"] = {"error": checks["error"]}
-        goals += checks.get("goals", [])
-    elif checks is not None:
-        result["check_run"] = checks
-        goals.append(summarise_checks(checks, goal_checks=goal_checks))
+    if run is not None and "error" in run:
+        result["check_run"] = {"error": run["error"]}
+        goals += run.get("goals", [])
+    elif run is not None:
+        result["check_run"] = run
+        goals.append(summarise_checks(run, goal_checks=goal_checks))
     result["goals"] = [g for g in goals if g]
     return result
 
