@@ -110,7 +110,7 @@ def guard(gateways: Mapping[str, PaymentGateway], settings: Settings,
 def build_deps(settings: Settings, *, clock: Clock | None = None,
                gateways: Mapping[str, PaymentGateway] | None = None) -> Deps:
     """The process's Deps. ``gateways`` replaces the configured ones (tests: fakes; no rate slots then)."""
-    engine = make_engine(settings.database_url)
+    engine = make_engine(settings.database_url, pool_size=settings.db_pool_size)
     coordination = Coordination(settings)
     return Deps(
         coordination=coordination,

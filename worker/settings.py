@@ -110,6 +110,9 @@ class Settings(BaseSettings):
     closed_check_every_s: int = int(Schedule().closed_every.total_seconds())
     #: Largest webhook or API body accepted (bytes).
     max_body_bytes: int = 256 * 1024
+    #: Database connections each process keeps (and as many again in overflow): at least its worker threads,
+    #: or connections are opened and closed per message.
+    db_pool_size: int = 10
 
     @property
     def payglocal_manual_capture(self) -> bool:
