@@ -77,35 +77,34 @@ class SimClock:
             listener()
 
 
-class Timers:
-    """Functions to call at simulated times (a payment left ``created`` fails 10 minutes later, ...)."""
+class BackgroundLoop:
+    """A daemon thread that runs ``_run`` under the condition ``_cond``: started on demand
+    (:meth:`_ensure_thread`, with ``_cond`` held), woken when the clock jumps, stopped by :meth:`close`
+    and started again by the next demand. ``_run`` returns when it finds it is no longer ``_thread``."""
+
+    thread_name = "sim-loop"
 
     def __init__(self, clock: SimClock):
         self.clock = clock
         self._cond = threading.Condition()
-        self._heap: list[tuple[float, int, Callable[[], None]]] = []
-        self._seq = itertools.count()
         self._thread: threading.Thread | None = None
         self._stopping = False
         clock.subscribe(self._wake)
 
-    def call_at(self, when: float, fn: Callable[[], None]) -> None:
-        """Run ``fn()`` once the simulated clock reaches ``when`` (epoch seconds)."""
-        with self._cond:
-            heapq.heappush(self._heap, (when, next(self._seq), fn))
-            if self._thread is None and not self._stopping:
-                self._thread = threading.Thread(target=self._run, name="sim-timers", daemon=True)
-                self._thread.start()
-            self._cond.notify_all()
+    def _run(self) -> None:
+        raise NotImplementedError
 
-    def clear(self) -> None:
-        """Forget every timer not yet due."""
+    def _ensure_thread(self) -> None:
+        if self._thread is None and not self._stopping:
+            self._thread = threading.Thread(target=self._run, name=self.thread_name, daemon=True)
+            self._thread.start()
+
+    def _wake(self) -> None:
         with self._cond:
-            self._heap.clear()
             self._cond.notify_all()
 
     def close(self, timeout: float = 5.0) -> None:
-        """Stop the timer thread (it starts again with the next ``call_at``)."""
+        """Stop the thread (work not done stays queued; the next demand starts it again)."""
         with self._cond:
             thread, self._thread = self._thread, None
             self._stopping = True
@@ -115,8 +114,28 @@ class Timers:
         with self._cond:
             self._stopping = False
 
-    def _wake(self) -> None:
+
+class Timers(BackgroundLoop):
+    """Functions to call at simulated times (a payment left ``created`` fails 10 minutes later, ...)."""
+
+    thread_name = "sim-timers"
+
+    def __init__(self, clock: SimClock):
+        self._heap: list[tuple[float, int, Callable[[], None]]] = []
+        self._seq = itertools.count()
+        super().__init__(clock)
+
+    def call_at(self, when: float, fn: Callable[[], None]) -> None:
+        """Run ``fn()`` once the simulated clock reaches ``when`` (epoch seconds)."""
         with self._cond:
+            heapq.heappush(self._heap, (when, next(self._seq), fn))
+            self._ensure_thread()
+            self._cond.notify_all()
+
+    def clear(self) -> None:
+        """Forget every timer not yet due."""
+        with self._cond:
+            self._heap.clear()
             self._cond.notify_all()
 
     def _run(self) -> None:

@@ -33,7 +33,7 @@ from typing import Any
 
 import httpx
 
-from simulator.clock import SimClock
+from simulator.clock import BackgroundLoop, SimClock
 from simulator.config import SimulatorConfig, derived_rng
 
 #: Replays reach back at most this far (razorpay.md §5.4: "at most 7 days old").
@@ -100,13 +100,14 @@ class Endpoint:
     disabled_at: float | None = None
 
 
-class WebhookSender:
-    """Thread-safe delivery queue plus the sender thread (started lazily, stopped by ``close``)."""
+class WebhookSender(BackgroundLoop):
+    """Thread-safe delivery queue plus the sender thread (started lazily, stopped by ``close``;
+    undelivered deliveries stay ``pending`` in the log)."""
+
+    thread_name = "sim-webhook-sender"
 
     def __init__(self, config: SimulatorConfig, clock: SimClock):
         self.config = config
-        self.clock = clock
-        self._cond = threading.Condition()
         self._events: list[WebhookEvent] = []
         self._log: list[Delivery] = []
         self._pending: list[Delivery] = []
@@ -114,9 +115,7 @@ class WebhookSender:
         self._in_flight = 0
         self._seq = itertools.count()
         self._rng = derived_rng(config.seed, "webhooks")
-        self._thread: threading.Thread | None = None
-        self._stopping = False
-        clock.subscribe(self._wake)
+        super().__init__(clock)
 
     # -- producer side -----------------------------------------------------------------------
     def publish(self, events: list[WebhookEvent], *, deliver: bool = True) -> None:
@@ -228,27 +227,6 @@ class WebhookSender:
             self._log.clear()
             self._pending.clear()
             self._endpoints.clear()
-            self._cond.notify_all()
-
-    # -- lifecycle ---------------------------------------------------------------------------
-    def close(self, timeout: float = 5.0) -> None:
-        """Stop the sender thread; undelivered deliveries stay ``pending`` in the log."""
-        with self._cond:
-            thread, self._thread = self._thread, None
-            self._stopping = True
-            self._cond.notify_all()
-        if thread is not None:
-            thread.join(timeout)
-        with self._cond:
-            self._stopping = False
-
-    def _ensure_thread(self) -> None:
-        if self._thread is None and not self._stopping:
-            self._thread = threading.Thread(target=self._run, name="sim-webhook-sender", daemon=True)
-            self._thread.start()
-
-    def _wake(self) -> None:
-        with self._cond:
             self._cond.notify_all()
 
     def _disabled(self, url: str) -> bool:
