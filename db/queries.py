@@ -28,15 +28,16 @@ def insert_ignore(session: Session, model: type, values: dict[str, Any], conflic
 
 def _python_defaults(table: Table, given: dict[str, Any]) -> dict[str, Any]:
     """The model's Python-side column defaults for the columns not given (a ``text()`` insert skips them)."""
-    found = {}
-    for column in table.columns:
-        default = column.default
-        if column.key in given or default is None or column.primary_key:
-            continue
-        if not (default.is_scalar or default.is_callable):  # SQL-side defaults are the database's
-            continue
-        found[column.key] = default.arg(None) if default.is_callable else default.arg
-    return found
+    return {key: default.arg(None) if default.is_callable else default.arg
+            for key, default in _defaulted_columns(table) if key not in given}
+
+
+@lru_cache(maxsize=64)
+def _defaulted_columns(table: Table) -> tuple[tuple[str, Any], ...]:
+    """The table's columns with a Python-side default (SQL-side defaults are the database's), once per table."""
+    return tuple((column.key, column.default) for column in table.columns
+                 if column.default is not None and not column.primary_key
+                 and (column.default.is_scalar or column.default.is_callable))
 
 
 @lru_cache(maxsize=64)
