@@ -121,7 +121,3 @@ class Settings(BaseSettings):
         ``PayGlocalGateway.manual_capture_from``; a field of its own would be a behaviour change."""
         return self.razorpay_manual_capture
 
-    def webhook_secrets(self) -> list[str]:
-        secrets = [self.razorpay_webhook_secret, self.razorpay_webhook_secret_previous]
-        return [s.get_secret_value() for s in secrets if s is not None]
-
