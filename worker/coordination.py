@@ -9,7 +9,6 @@ from typing import Protocol
 
 import pybreaker
 import redis
-from dramatiq.rate_limits.backends import RedisBackend, StubBackend
 from redis.exceptions import LockError
 from redis.lock import Lock
 
@@ -63,7 +62,6 @@ class Coordination:
                                      else None)
         self.namespace = settings.broker_namespace
         self.client = redis.Redis.from_url(url) if url else None
-        self.rate_backend = RedisBackend(client=self.client) if self.client else StubBackend()
         self._last_sweep: datetime | None = None
 
     def mark_sweep(self, at: datetime) -> None:

@@ -80,7 +80,7 @@ class Deps:
 
 def rate_slots(name: str, settings: Settings, coordination: Coordination) -> RateSlots:
     """The gateway's share of the shared request rate (Redis when configured, else this process's)."""
-    return RateSlots(name, backend=coordination.rate_backend, namespace=settings.broker_namespace,
+    return RateSlots(name, client=coordination.client, namespace=settings.broker_namespace,
                      rate_per_s=settings.gateway_rate_per_s.get(name, 10), sweep_share=settings.sweep_share)
 
 

@@ -1,6 +1,6 @@
 """Gateway protection shared by every worker process on every host.
 
-- A rate limit per gateway (Dramatiq's Redis-backed ``WindowRateLimiter``), one slot per HTTP request,
+- A rate limit per gateway (one-second windows in Redis), one slot per HTTP request,
   taken by the adapter's transport, with head-room kept for priority work: sweeps may use only
   ``sweep_share`` of the rate, support rechecks and billing verifications the whole of it.
 - A circuit breaker per gateway (pybreaker, state in Redis) around sweep calls: after repeated
@@ -13,13 +13,15 @@ Which kind of work a call belongs to is a context variable set by the actor (``P
 from __future__ import annotations
 
 import contextvars
+import threading
+import time
 from collections.abc import Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 import httpx
 import pybreaker
-from dramatiq.rate_limits import WindowRateLimiter
+import redis
 from redis.exceptions import RedisError
 from tenacity import Retrying, retry_if_result, stop_after_delay, wait_random
 
@@ -52,18 +54,55 @@ def low_priority():
         PRIORITY.reset(token)
 
 
+# Check every limit, then count the request against all of them, in one round trip and atomically: a
+# request refused by the overall limit does not use up a sweep slot. KEYS: this second's counter per limit;
+# ARGV: the limits in the same order.
+_TAKE_SLOT = """
+for i, key in ipairs(KEYS) do
+  if tonumber(redis.call('GET', key) or '0') >= tonumber(ARGV[i]) then return 0 end
+end
+for _, key in ipairs(KEYS) do
+  redis.call('INCR', key)
+  redis.call('EXPIRE', key, 2)
+end
+return 1
+"""
+
+
 class RateSlots:
     """One gateway's share of the request rate, counted across every process: one slot per HTTP request
     (a check that makes two requests takes two, as the gateway counts them). Sweeps (``PRIORITY`` low) may
-    use only ``sweep_share`` of the rate; support and billing the whole of it."""
+    use only ``sweep_share`` of the rate; support and billing the whole of it.
 
-    def __init__(self, name: str, *, backend, namespace: str, rate_per_s: int, sweep_share: float,
-                 max_wait_s: float = 5.0):
+    The counters are one-second windows in Redis, taken by one Lua script (one round trip per request;
+    Dramatiq's ``WindowRateLimiter`` took a WATCH/MULTI transaction per limit, retried under contention,
+    and was a fifth of a check's CPU). Without Redis (the embedded default) they are this process's."""
+
+    def __init__(self, name: str, *, client: redis.Redis | None, namespace: str, rate_per_s: int,
+                 sweep_share: float, max_wait_s: float = 5.0):
         self.name = name
-        sweep_rate = max(1, int(rate_per_s * sweep_share))
-        self._all = WindowRateLimiter(backend, f"{namespace}:rate:{name}:all", limit=rate_per_s, window=1)
-        self._sweep = WindowRateLimiter(backend, f"{namespace}:rate:{name}:sweep", limit=sweep_rate, window=1)
+        self._limits = {"all": rate_per_s, "sweep": max(1, int(rate_per_s * sweep_share))}
+        self._prefix = f"{namespace}:rate:{{{name}}}"  # one hash slot for both keys, should Redis be a cluster
+        self._script = client.register_script(_TAKE_SLOT) if client is not None else None
+        self._local: dict[str, int] = {}
+        self._local_lock = threading.Lock()
         self._max_wait_s = max_wait_s
+
+    def _try(self) -> bool:
+        kinds = ("sweep", "all") if PRIORITY.get() == "low" else ("all",)
+        second = int(time.time())
+        keys = [f"{self._prefix}:{kind}:{second}" for kind in kinds]
+        limits = [self._limits[kind] for kind in kinds]
+        if self._script is not None:
+            return bool(self._script(keys=keys, args=limits))
+        with self._local_lock:
+            if any(self._local.get(key, 0) >= limit for key, limit in zip(keys, limits, strict=True)):
+                return False
+            if not all(key.endswith(f":{second}") for key in self._local):
+                self._local = {key: n for key, n in self._local.items() if key.endswith(f":{second}")}
+            for key in keys:
+                self._local[key] = self._local.get(key, 0) + 1
+            return True
 
     def take(self) -> None:
         """Wait (at most ``max_wait_s``) for a slot of this request's priority.
@@ -71,19 +110,10 @@ class RateSlots:
         Raises:
             GatewayRateLimited: no slot in time (``retry_after`` 1 s); nothing was sent.
         """
-        limiters = [self._sweep, self._all] if PRIORITY.get() == "low" else [self._all]
-
-        def take_all() -> bool:
-            for limiter in limiters:
-                with limiter.acquire(raise_on_failure=False) as acquired:
-                    if not acquired:
-                        return False
-            return True
-
         waiting = Retrying(stop=stop_after_delay(self._max_wait_s), wait=wait_random(0.005, 0.05),
                            retry=retry_if_result(lambda ok: not ok), retry_error_callback=lambda _state: False)
         try:
-            acquired = waiting(take_all)
+            acquired = waiting(self._try)
         except RedisError as exc:  # the shared limiter is down: fail open, the gateway's own 429s still apply
             get_logger(gateway=self.name).warning("rate_limiter_unavailable", error=type(exc).__name__)
             return

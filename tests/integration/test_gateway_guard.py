@@ -10,7 +10,6 @@ import uuid
 import httpx
 import pybreaker
 import pytest
-from dramatiq.rate_limits.backends import RedisBackend
 
 from gateways.errors import GatewayRateLimited, GatewayTransient
 from tests.runtime import NAMESPACE
@@ -27,9 +26,9 @@ def answer(request: httpx.Request) -> httpx.Response:
     return httpx.Response(200, json=ORDER)
 
 
-def guarded(redis_client, handler=answer, *, rate_per_s=3, backend=None) -> tuple[GuardedGateway, object]:
+def guarded(redis_client, handler=answer, *, rate_per_s=3, limiter_client=None) -> tuple[GuardedGateway, object]:
     namespace = f"{NAMESPACE}:guard-{uuid.uuid4().hex[:8]}"  # deleted after the run
-    slots = RateSlots("razorpay", backend=backend or RedisBackend(client=redis_client), namespace=namespace,
+    slots = RateSlots("razorpay", client=limiter_client or redis_client, namespace=namespace,
                       rate_per_s=rate_per_s, sweep_share=0.67, max_wait_s=0.0)
     gateway, fake = make_gateway(handler, retry_attempts=1, wrap=lambda inner: RateLimitedTransport(inner, slots))
     storage = pybreaker.CircuitRedisStorage(pybreaker.STATE_CLOSED, redis_client, namespace=f"{namespace}:breaker")
@@ -96,6 +95,20 @@ def test_a_redis_outage_does_not_stop_gateway_calls(redis_client):
     import redis
 
     dead = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)  # nothing listens on port 1
-    guard, fake = guarded(redis_client, backend=RedisBackend(client=dead))
+    guard, fake = guarded(redis_client, limiter_client=dead)
     assert guard.fetch_order("order_A").gateway_order_id == "order_A"
     assert len(fake.calls("GET")) == 2
+
+
+def test_without_redis_the_limit_is_this_processs():
+    """The embedded default has no Redis: the same shares, counted in the process."""
+    slots = RateSlots("razorpay", client=None, namespace="local", rate_per_s=3, sweep_share=0.67, max_wait_s=0.0)
+    top_of_a_second()
+    with low_priority():
+        slots.take()
+        slots.take()
+        with pytest.raises(GatewayRateLimited):
+            slots.take()
+    slots.take()
+    with pytest.raises(GatewayRateLimited):
+        slots.take()
