@@ -166,6 +166,7 @@ def main(argv: list[str]) -> int:
         results["benchmarks"]["memory"] = memory.summarise(
             claim_report if claim_report and "error" not in claim_report else None, sweep_for_memory,
             claim_expected=n["big"], checks=checked, goal_checks=n["memory_checks"])
+        memory.attach_full_run(results)
         if claim_report and "error" in claim_report:
             results["benchmarks"]["memory"]["goals"].append({
                 "benchmark": "5 memory: claim path", "goal": "ran", "measured": claim_report["error"][:300],

@@ -122,8 +122,8 @@ def draw(results: dict) -> dict[str, Path]:
         path = load_chart(b["callbacks"])
         if path:
             drawn["callbacks"] = path
-    if isinstance(b.get("memory"), dict):
-        path = memory_chart(b["memory"])
+    if isinstance(b.get("memory"), dict):  # the full 200,000-check run when one was kept, else this run's
+        path = memory_chart(b["memory"].get("full_run") or b["memory"])
         if path:
             drawn["memory"] = path
     return drawn

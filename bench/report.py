@@ -224,8 +224,13 @@ def write(results: dict) -> str:
 
 
 def main(path: Path = RESULTS / "latest.json") -> None:
-    """Re-render the Markdown from a saved JSON (``python -m bench.report``)."""
-    print(write(json.loads(path.read_text())))
+    """Re-render the Markdown from a saved JSON (``python -m bench.report``), with the last
+    ``make bench-memory`` run."""
+    from bench import memory
+
+    results = json.loads(path.read_text())
+    memory.attach_full_run(results)
+    print(write(results))
 
 
 if __name__ == "__main__":
