@@ -8,10 +8,12 @@ gateway and its request-id header, adds the endpoints and maps a non-2xx respons
 (:meth:`GatewayClient._error`): that mapping is the part that really differs between gateways.
 
 :class:`GatewayAdapter` gives an adapter that holds such a client ``close()`` and ``with`` support.
+:func:`refund_request` checks a refund's key and amount the same way for every adapter.
 """
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from typing import Any, ClassVar, Self, TypeVar
@@ -32,6 +34,10 @@ from gateways.http import (
 
 T = TypeVar("T")
 JsonObject = dict[str, Any]
+
+#: A refund's idempotency key, as the port states it (:meth:`gateways.port.PaymentGateway.create_refund`):
+#: Razorpay wants at least 10 of these characters (after-capture.md §2.1).
+IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9_-]{10,40}")
 
 
 class ClosedOnExit:
@@ -148,6 +154,21 @@ def path_segment(identifier: str, *, gateway: str) -> str:
     if not identifier:
         raise ValueError(f"an empty {gateway} id cannot be used")
     return quote(identifier, safe="")
+
+
+def refund_request(amount_minor: int, idempotency_key: str) -> None:
+    """Refuse, before anything is sent, a refund amount that is not a positive int in minor units or a key
+    outside :data:`IDEMPOTENCY_KEY` (a programming error, not a gateway's answer).
+
+    Raises:
+        TypeError, ValueError: the amount or the key is wrong.
+    """
+    if isinstance(amount_minor, bool) or not isinstance(amount_minor, int):
+        raise TypeError(f"amount_minor must be an int in minor units, got {type(amount_minor).__name__}")
+    if amount_minor <= 0:
+        raise ValueError(f"a refund amount must be positive, got {amount_minor}")
+    if not isinstance(idempotency_key, str) or not IDEMPOTENCY_KEY.fullmatch(idempotency_key):
+        raise ValueError("a refund idempotency key must be 10 to 40 of [A-Za-z0-9_-]")
 
 
 class GatewayAdapter(ClosedOnExit):

@@ -68,15 +68,72 @@ class RemoteOrder:
     checkout: Mapping[str, str] = field(default_factory=dict)
 
 
+class RefundStatus(StrEnum):
+    """A refund's status at the gateway (after-capture.md §2.2, §5.4), normalised."""
+
+    PENDING = "pending"  #: asked for, not yet done (Razorpay ``pending``, PayGlocal ``INITIATED``/``REFUND_STARTED``)
+    PROCESSED = "processed"  #: money sent back (Razorpay ``processed``, PayGlocal ``SENT_FOR_REFUND``)
+    FAILED = "failed"  #: not refunded (Razorpay ``failed``, PayGlocal ``REQUEST_ERROR``/``SYSTEM_ERROR``)
+    UNKNOWN = "unknown"  #: a wire status we do not know: treated as still pending, never as done
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteRefund:
+    """One refund of a payment as the gateway reports it."""
+
+    gateway_refund_id: str
+    gateway_payment_id: str
+    amount_minor: int
+    currency: str
+    status: RefundStatus
+    wire_status: str = ""
+    #: Razorpay: False when the payment was never captured (an auto-refund of an authorisation); None: not said.
+    payment_captured: bool | None = None
+    #: the key we sent when we asked for it (Razorpay ``notes.idempotency_key``, PayGlocal ``merchantTxnId``)
+    idempotency_key: str | None = None
+    created_at: int | None = None
+
+
+class DisputeStatus(StrEnum):
+    """A dispute's (chargeback's) status at the gateway (after-capture.md §3.1)."""
+
+    OPEN = "open"  #: raised; ``action_required`` is still open
+    UNDER_REVIEW = "under_review"  #: evidence submitted
+    WON = "won"
+    LOST = "lost"  #: also an accepted dispute
+    CLOSED = "closed"  #: fraud disputes only
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteDispute:
+    """One dispute of a payment as the gateway reports it."""
+
+    gateway_dispute_id: str
+    gateway_payment_id: str
+    amount_minor: int
+    currency: str
+    status: DisputeStatus
+    phase: str = ""  #: fraud | retrieval | chargeback | pre_arbitration | arbitration
+    reason_code: str = ""
+    respond_by: int | None = None  #: Unix seconds: answer before this or lose
+    amount_deducted_minor: int = 0
+    wire_status: str = ""
+    created_at: int | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class WebhookEvent:
-    """A verified webhook: its dedupe id, type and the payment it describes (if any)."""
+    """A verified webhook: its dedupe id, type and the payment it describes (if any), and the refund or
+    dispute it is about (``refund.*``, ``payment.dispute.*``)."""
 
     event_id: str
     event_type: str
     gateway_order_id: str | None
     payment: RemotePayment | None
     created_at: int | None = None
+    refund: RemoteRefund | None = None
+    dispute: RemoteDispute | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +178,11 @@ class GatewayFacts(Protocol):
     @property
     def min_poll_interval_s(self) -> int:
         """Fewest seconds between two polls of one order that the gateway asks for."""
+        ...
+
+    @property
+    def reports_disputes(self) -> bool:
+        """Whether the gateway tells of disputes (chargebacks) itself; if not, support records them by hand."""
         ...
 
 
@@ -180,6 +242,22 @@ class PaymentGateway(GatewayFacts, Protocol):
 
     def capture(self, gateway_payment_id: str, *, amount_minor: int, currency: str) -> RemotePayment:
         """Capture an authorised payment; capturing an already captured one returns it."""
+        ...
+
+    def create_refund(self, gateway_payment_id: str, *, amount_minor: int, currency: str, full: bool,
+                      idempotency_key: str, reason: str) -> RemoteRefund:
+        """Refund a captured payment, fully or partly. ``idempotency_key`` (10–40 of ``[A-Za-z0-9_-]``) makes
+        a retry the same refund: Razorpay ``X-Refund-Idempotency``, PayGlocal ``merchantTxnId``.
+
+        Raises:
+            GatewayPermanent: the gateway refused (more than captured, already refunded, not captured).
+            GatewayTransient: try again with the same key (timeouts, 5xx, "still in progress").
+        """
+        ...
+
+    def fetch_refunds(self, gateway_payment_id: str, *, known: tuple[str, ...] = ()) -> tuple[RemoteRefund, ...]:
+        """Every refund of the payment the gateway tells of (Razorpay: one request; PayGlocal: the status of
+        each refund gid in ``known``, as it lists none)."""
         ...
 
     def verify_webhook(self, raw_body: bytes, headers: Mapping[str, str]) -> WebhookEvent:

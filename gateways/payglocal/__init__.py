@@ -9,6 +9,25 @@ and :mod:`.tokens` (JWE/JWS signing, callback tokens). Facts come from docs/gate
 - ``create_order`` is not retried in-call. After a transient failure (or a 400, e.g. a duplicate
   ``merchantTxnId`` from an earlier lost create) the transaction is looked up by ``merchantTxnId``
   (= our receipt) and returned when found; otherwise the original error is raised.
+- Refunds (after-capture.md §5): ``POST /gl/v1/payments/{gid}/refund`` with our idempotency key as both
+  ``merchantTxnId`` and ``merchantUniqueId``; not retried in-call. A repeat is refused as a duplicate and
+  looked up by status enquiry of the key. PayGlocal lists no refunds and sends no refund or dispute webhook,
+  so ``fetch_refunds`` asks the status of each refund we know of, or of the original gid.
+
+Where the docs contradict each other or say nothing, the safer reading:
+
+- The refund answer has four incompatible shapes (§5.2); each is read (:func:`mapping.refund_from_response`),
+  and an answer naming no amount is taken as the amount we asked for, never refused: the refund was accepted.
+- A duplicate is a 409 on the refund page (§5.4) and a 400 "duplicate" on initiate and capture (payglocal.md
+  §0.6): both mean an earlier attempt with this key got through. It counts as done only when the status call
+  finds a refund carrying our key; otherwise GatewayTransient (try again), never GatewayPermanent, which
+  could make a caller give up on, and re-issue with a new key, a refund that happened.
+- No pre-check of the payment's status before refunding: after a first partial refund the original gid may
+  read ``SENT_FOR_REFUND`` (UNDOCUMENTED, §5.3), and PayGlocal refuses what it cannot refund (400) itself.
+- Progress is read on the refund's own gid (§5.2) rather than the original's (§5.3): the original gid tells
+  nothing of which refund it is about. Only without a known refund (a dashboard refund) is the original read.
+- ``merchantTxnId`` is "alphanumeric" (payglocal.md §5) while the port allows ``_`` and ``-`` in a key: the key
+  is sent as given, so keys made for PayGlocal should be alphanumeric (e.g. ``uuid4().hex``).
 """
 
 from __future__ import annotations
@@ -19,7 +38,7 @@ from collections.abc import Callable, Mapping
 
 import httpx
 
-from gateways.base import GatewayAdapter
+from gateways.base import GatewayAdapter, refund_request
 from gateways.errors import (
     GatewayError,
     GatewayPermanent,
@@ -30,13 +49,27 @@ from gateways.errors import (
 )
 from gateways.http import DEFAULT_ATTEMPTS, DEFAULT_TIMEOUT, EventHooks
 from gateways.payglocal import mapping, tokens
-from gateways.payglocal.client import PayGlocalClient
+from gateways.payglocal.client import PayGlocalClient, is_duplicate
 from gateways.payglocal.settings import DEFAULT_CALLBACK_MAX_AGE_S, SANDBOX_BASE_URL, PayGlocalSettings
-from gateways.port import CallbackResult, RemoteOrder, RemotePayment, RemoteStatus, WebhookEvent
+from gateways.port import (
+    CallbackResult,
+    RefundStatus,
+    RemoteOrder,
+    RemotePayment,
+    RemoteRefund,
+    RemoteStatus,
+    WebhookEvent,
+)
 
 __all__ = ["SANDBOX_BASE_URL", "PayGlocalGateway", "PayGlocalSettings"]
 
 CALLBACK_EVENT_TYPE = "payglocal.callback"
+
+#: The id of a refund we never asked for (made on PayGlocal's dashboard), seen only as the original gid's status.
+DASHBOARD_REFUND_SUFFIX = ":refunded"
+
+#: What the original gid's status says of a refund nobody asked us for (:meth:`PayGlocalGateway.fetch_refunds`).
+_DASHBOARD_REFUND_STATES = {"SENT_FOR_REFUND": RefundStatus.PROCESSED, "REFUND_STARTED": RefundStatus.PENDING}
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
 
 
@@ -69,6 +102,8 @@ class PayGlocalGateway(GatewayAdapter):
     default_rate_per_s = 20
     #: "No more than one poll per transaction every 5 s" (payglocal.md §0.8).
     min_poll_interval_s = 5
+    #: no dispute API or webhook (after-capture.md §7): support records chargebacks by hand
+    reports_disputes = False
 
     @classmethod
     def enabled(cls, settings: object) -> bool:
@@ -258,6 +293,63 @@ class PayGlocalGateway(GatewayAdapter):
             raise
         return self.fetch_payment(gateway_payment_id)
 
+    # Refunds ---------------------------------------------------------------------------
+
+    def create_refund(self, gateway_payment_id: str, *, amount_minor: int, currency: str, full: bool,
+                      idempotency_key: str, reason: str) -> RemoteRefund:
+        """Refund a captured gid: ``refundType`` F, or P with ``paymentData.totalAmount``. PayGlocal has no
+        field for ``reason`` (not sent). The refund's id is the gid the answer names (see the module docstring).
+
+        Raises:
+            GatewayPermanent: PayGlocal refused (400: not captured, over the refundable rest; 401, 403).
+            GatewayNotFound: PayGlocal does not know the gid (404).
+            GatewayTransient: no answer, 5xx, or a duplicate not yet found again: try again with the same key.
+        """
+        refund_request(amount_minor, idempotency_key)
+        currency = currency.upper()
+        body: dict[str, object] = {"merchantTxnId": idempotency_key, "merchantUniqueId": idempotency_key,
+                                   "refundType": "F" if full else "P"}
+        if not full:
+            body["paymentData"] = {"totalAmount": mapping.minor_to_amount(amount_minor, currency)}
+        try:
+            envelope = self._client.refund(gateway_payment_id, body)
+        except GatewayPermanent as refused:
+            if not is_duplicate(refused):
+                raise
+            return self._find_duplicate_refund(gateway_payment_id, idempotency_key, refused)
+        return mapping.refund_from_response(envelope, gateway_payment_id=gateway_payment_id,
+                                            amount_minor=amount_minor, currency=currency,
+                                            idempotency_key=idempotency_key)
+
+    def fetch_refunds(self, gateway_payment_id: str, *, known: tuple[str, ...] = ()) -> tuple[RemoteRefund, ...]:
+        """The status of each refund in ``known`` (a refund's gid, or our key when its answer named no gid);
+        PayGlocal lists no refunds. With none known, the original gid's status: ``SENT_FOR_REFUND``
+        (``REFUND_STARTED``: pending) there is a refund made without us (the dashboard), reported once as
+        ``f"{gid}:refunded"`` with the amount the payment mapping counts as refunded.
+
+        Raises:
+            GatewayNotFound: PayGlocal does not know a refund in ``known`` (whether a refund gid can be
+                queried is UNDOCUMENTED, after-capture.md §5.3) or the gid.
+        """
+        if known:
+            return tuple(
+                mapping.refund_from_status(self._client.status(refund_id), refund_id=refund_id,
+                                           gateway_payment_id=gateway_payment_id)
+                for refund_id in known
+            )
+        payment = self.fetch_payment(gateway_payment_id)
+        state = _DASHBOARD_REFUND_STATES.get(payment.wire_status.upper())
+        if state is None:
+            return ()
+        return (RemoteRefund(
+            gateway_refund_id=f"{payment.gateway_payment_id}{DASHBOARD_REFUND_SUFFIX}",
+            gateway_payment_id=payment.gateway_payment_id,
+            amount_minor=payment.amount_refunded_minor,
+            currency=payment.currency,
+            status=state,
+            wire_status=payment.wire_status,
+        ),)
+
     # Signed inputs ---------------------------------------------------------------------
 
     def verify_callback(self, gateway_order_id: str, gateway_payment_id: str, signature: str) -> CallbackResult:
@@ -340,6 +432,24 @@ class PayGlocalGateway(GatewayAdapter):
             now_ms=self._now_ms(),
             max_age_ms=self._callback_max_age_ms,
         )
+
+    def _find_duplicate_refund(self, gid: str, idempotency_key: str, refused: GatewayPermanent) -> RemoteRefund:
+        """The refund an earlier attempt with this key made, by status enquiry of the key; GatewayTransient
+        while the status call cannot find a refund carrying our key."""
+        found: RemoteRefund | None = None
+        try:
+            envelope = self._client.status(idempotency_key)
+            if mapping.names_refund(envelope, idempotency_key):
+                found = mapping.refund_from_status(envelope, gateway_payment_id=gid, idempotency_key=idempotency_key)
+        except GatewayError:
+            found = None  # not found (yet), or unreadable: the duplicate stays unconfirmed
+        if found is not None:
+            return found
+        raise GatewayTransient(
+            f"payglocal refund {idempotency_key} of {gid} was refused as a duplicate ({refused}) and is not found "
+            "by status yet; try again with the same key",
+            status=refused.status, body=refused.body, request_id=refused.request_id,
+        ) from refused
 
     def _find_lost_order(self, receipt: str, create_error: GatewayError) -> RemoteOrder:
         """The transaction a failed initiate may have made, by merchantTxnId; else ``create_error`` is raised."""

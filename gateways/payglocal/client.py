@@ -17,7 +17,8 @@ a proxy in front of PayGlocal says nothing about the transaction. The Razorpay a
 non-JSON errors as transient.
 
 GETs (status) are retried in-call a few times (:func:`gateways.http.retry_idempotent`); POSTs never
-are: a lost initiate is found again by ``merchantTxnId`` (see :class:`gateways.payglocal.PayGlocalGateway`).
+are: a lost initiate is found again by ``merchantTxnId`` (see :class:`gateways.payglocal.PayGlocalGateway`),
+and a repeated refund is a duplicate ``merchantTxnId`` (:func:`is_duplicate`) that the adapter looks up.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from gateways.errors import GatewayError, GatewayNotFound, GatewayPermanent, Gat
 from gateways.payglocal.settings import SANDBOX_BASE_URL
 from gateways.payglocal.tokens import RequestSigner, status_path
 
-__all__ = ["SANDBOX_BASE_URL", "PayGlocalClient"]
+__all__ = ["SANDBOX_BASE_URL", "PayGlocalClient", "is_duplicate"]
 
 TOKEN_HEADER = "x-gl-token-external"
 
@@ -44,6 +45,17 @@ REQUEST_ID_HEADER = "x-request-id"
 #: A 400 carrying one of these (in reasonCode, message or errors) means "unknown id".
 NOT_FOUND_CODES = ("GL-400-999",)
 NOT_FOUND_PHRASES = ("transaction not found",)
+
+#: A repeated ``merchantTxnId``: the refund API answers 409 (after-capture.md §5.4); initiate and capture
+#: answer a 400 that says "duplicate" (payglocal.md §0.6), which a refund may do as well.
+DUPLICATE_PHRASE = "duplicate"
+
+
+def is_duplicate(error: GatewayError) -> bool:
+    """True when ``error`` is PayGlocal refusing a ``merchantTxnId`` it has seen: a 409, or a 400 saying so."""
+    if not isinstance(error, GatewayPermanent):
+        return False
+    return error.status == 409 or (error.status == 400 and DUPLICATE_PHRASE in str(error.args[0]).lower())
 
 
 class PayGlocalClient(GatewayClient):
@@ -84,6 +96,11 @@ class PayGlocalClient(GatewayClient):
     def capture(self, gid: str, payload: Mapping[str, Any]) -> JsonObject:
         """``POST /gl/v1/payments/{gid}/capture`` (auth-only flows). Not retried."""
         return self._post(f"/gl/v1/payments/{_segment(gid)}/capture", payload)
+
+    def refund(self, gid: str, payload: Mapping[str, Any]) -> JsonObject:
+        """``POST /gl/v1/payments/{gid}/refund`` (``gid`` = the original payment). Not retried: a repeat is
+        refused as a duplicate ``merchantTxnId``, which the adapter then looks up."""
+        return self._post(f"/gl/v1/payments/{_segment(gid)}/refund", payload)
 
     # Plumbing --------------------------------------------------------------------------
 

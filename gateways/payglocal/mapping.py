@@ -28,7 +28,7 @@ from urllib.parse import parse_qs
 
 from gateways.currency import exponent  # the one ISO 4217 table
 from gateways.errors import GatewayPermanent, MalformedEvent
-from gateways.port import FailureKind, RemoteOrder, RemotePayment, RemoteStatus
+from gateways.port import FailureKind, RefundStatus, RemoteOrder, RemotePayment, RemoteRefund, RemoteStatus
 
 #: Every PayGlocal status of after-capture.md §6.1 -> our status and, for failures, why. Nothing seen
 #: there is left to the UNKNOWN default by accident: the rows mapped to UNKNOWN are deliberate.
@@ -97,6 +97,18 @@ STATUS_MAP: Mapping[str, tuple[RemoteStatus, FailureKind | None]] = {
     "REFUND_INITIATED": (RemoteStatus.REFUNDED, None),
     # A chargeback: whether we keep the money is open (no dispute API, §7): a person must look.
     "DISPUTED": (RemoteStatus.UNKNOWN, None),
+}
+
+#: A refund's status (after-capture.md §5.2–§5.4, §6.1) -> ours. ``SENT_FOR_REFUND`` is the strongest
+#: confirmation PayGlocal gives ("final", "successful"; no API returns ``REFUNDED``): PROCESSED. ``INITIATED`` is
+#: shape 4's ``refundStatus``, ``REFUND_STARTED`` an undocumented enum name: both in flight. The two errors are
+#: documented as final refund outcomes: not refunded. Anything else (``SUCCESS``, ``REFUND_VOIDED``...) is UNKNOWN.
+REFUND_STATUS_MAP: Mapping[str, RefundStatus] = {
+    "SENT_FOR_REFUND": RefundStatus.PROCESSED,
+    "INITIATED": RefundStatus.PENDING,
+    "REFUND_STARTED": RefundStatus.PENDING,
+    "REQUEST_ERROR": RefundStatus.FAILED,
+    "SYSTEM_ERROR": RefundStatus.FAILED,
 }
 
 #: Wire statuses of an auth reversal: the whole hold is released (after-capture.md §5.4).
@@ -248,6 +260,103 @@ def refunded_minor(data: Mapping[str, Any], wire_status: str, amount_minor: int,
     except GatewayPermanent:
         return amount_minor
     return min(refunded, amount_minor)
+
+
+def refund_wire_status(envelope: Mapping[str, Any]) -> str:
+    """A refund's state: shape 4's ``data.refundStatus``, else as :func:`transaction_status` reads it."""
+    data = envelope.get("data")
+    inner = data.get("refundStatus") if isinstance(data, Mapping) else None
+    return inner.strip() if isinstance(inner, str) and inner.strip() else transaction_status(envelope)
+
+
+def refund_from_response(envelope: Mapping[str, Any], *, gateway_payment_id: str, amount_minor: int,
+                         currency: str, idempotency_key: str) -> RemoteRefund:
+    """The refund API's answer, in any of its four shapes (after-capture.md §5.2), as a :class:`RemoteRefund`.
+
+    - id: the top-level ``gid`` (shapes 1–3: the refund's own gid), else ``data.refundId`` or ``data.gid``
+      (shape 4). An answer naming none, or only the original gid, gets our key: the status call takes the
+      ``merchantUniqueId`` sent with a refund (§5.3, old docs), so the key still finds it.
+    - amount: ``data.refundAmount`` (shapes 1, 2, 4) or ``data.Amount`` (3), in ``refundCurrency`` /
+      ``Currency`` / ``currency``; when absent or unreadable, the amount and currency we asked for (the
+      refund was accepted: refusing its answer would hide a refund that happened).
+    - status: :func:`refund_wire_status` through :data:`REFUND_STATUS_MAP`.
+
+    Raises:
+        GatewayPermanent: the answer is not a JSON object.
+    """
+    if not isinstance(envelope, Mapping):
+        raise GatewayPermanent(f"payglocal refund response must be a JSON object, got {type(envelope).__name__}")
+    inner = envelope.get("data")
+    data: Mapping[str, Any] = inner if isinstance(inner, Mapping) else {}
+    named = _text(envelope.get("gid")) or _text(data.get("refundId")) or _text(data.get("gid"))
+    wire_status = refund_wire_status(envelope)
+    amount, money = _refund_amount(data, amount_minor, currency.upper())
+    return RemoteRefund(
+        gateway_refund_id=named if named and named != gateway_payment_id else idempotency_key,
+        gateway_payment_id=gateway_payment_id,
+        amount_minor=amount,
+        currency=money,
+        status=REFUND_STATUS_MAP.get(wire_status.upper(), RefundStatus.UNKNOWN),
+        wire_status=wire_status,
+        idempotency_key=idempotency_key,
+    )
+
+
+def refund_from_status(envelope: Mapping[str, Any], *, gateway_payment_id: str, refund_id: str | None = None,
+                       idempotency_key: str | None = None) -> RemoteRefund:
+    """A status enquiry of a refund (by its gid, or by our key) as a :class:`RemoteRefund`.
+
+    ``refund_id`` is the id we asked by; without it, the answer's gid names the refund unless it is the
+    original's, and then ``idempotency_key`` does (as in :func:`refund_from_response`). What the status of a
+    refund shows is UNDOCUMENTED (after-capture.md §5.3): its amount is read from ``data.refundAmount`` when
+    present, else as any status answer's (:func:`amount_and_currency`).
+
+    Raises:
+        GatewayPermanent: no ``data`` object, no id, or no readable amount and currency.
+    """
+    data = _data(envelope)
+    if refund_id is None:
+        named = _text(envelope.get("gid")) or _text(data.get("gid"))
+        refund_id = named if named and named != gateway_payment_id else idempotency_key
+    if not refund_id:
+        raise GatewayPermanent("payglocal refund status names no refund id")
+    wire_status = refund_wire_status(envelope)
+    if data.get("refundAmount") not in (None, ""):
+        money = _currency(_text(data.get("refundCurrency")) or _first(data, "txnCurrency", "Currency", "currency"))
+        amount = amount_to_minor(data["refundAmount"], money)
+    else:
+        amount, money = amount_and_currency(data)
+    return RemoteRefund(
+        gateway_refund_id=refund_id,
+        gateway_payment_id=gateway_payment_id,
+        amount_minor=amount,
+        currency=money,
+        status=REFUND_STATUS_MAP.get(wire_status.upper(), RefundStatus.UNKNOWN),
+        wire_status=wire_status,
+        idempotency_key=idempotency_key,
+    )
+
+
+def names_refund(envelope: Mapping[str, Any], idempotency_key: str) -> bool:
+    """Whether a status answer is about the refund we sent with ``idempotency_key`` (its merchantTxnId or
+    merchantUniqueId), not about the original payment (whose merchantTxnId is our receipt)."""
+    data = envelope.get("data") if isinstance(envelope, Mapping) else None
+    if not isinstance(data, Mapping):
+        return False
+    return idempotency_key in (_text(data.get("merchantTxnId")), _text(data.get("merchantUniqueId")))
+
+
+def _refund_amount(data: Mapping[str, Any], amount_minor: int, currency: str) -> tuple[int, str]:
+    """A refund answer's amount and currency, or the requested ones when it names none we can read."""
+    value = next((data[key] for key in ("refundAmount", "Amount") if data.get(key) not in (None, "")), None)
+    if value is None:
+        return amount_minor, currency
+    named = next((data[key] for key in ("refundCurrency", "Currency", "currency") if _text(data.get(key))), currency)
+    try:
+        money = _currency(named)
+        return amount_to_minor(value, money), money
+    except GatewayPermanent:
+        return amount_minor, currency
 
 
 def order_from_status(envelope: Mapping[str, Any], *, gid: str | None = None) -> RemoteOrder:

@@ -11,6 +11,17 @@ Idempotency of writes:
   and the caller retries later *with the same receipt*, which finds the order next time.
 - ``capture`` of an already captured payment (Razorpay answers 400 "already been captured")
   re-fetches the payment and returns it.
+- ``create_refund`` sends ``X-Refund-Idempotency`` (and the key in ``notes.idempotency_key``), so it is
+  retried in-call like a GET: a repeat with the same key and body is the same refund (after-capture.md §2.1).
+
+Where the docs contradict each other, the safer reading (after-capture.md):
+
+- "Different request with the same idempotency key" is a 409 in one table and a 400 ``BAD_REQUEST_ERROR``
+  in the sample (§2.1): either way GatewayPermanent, never retried. Only the 409 "…still in progress" and
+  the 500 "Failed to fetch idempotency record" are retried.
+- A refund's state is ``refund.status``, not the event name: the ``refund.created`` sample already says
+  ``processed`` (§2.4). ``processed`` is not "customer credited" (§0.2), only the strongest state there is.
+- Refunds are created at ``speed: normal``: ``optimum`` may charge an instant-refund fee (§2.5).
 """
 
 from __future__ import annotations
@@ -23,10 +34,10 @@ from typing import Any
 
 import httpx
 
-from gateways.base import GatewayAdapter
+from gateways.base import GatewayAdapter, refund_request
 from gateways.errors import GatewayError, GatewayPermanent, GatewayTransient, MalformedEvent, SignatureInvalid
 from gateways.http import DEFAULT_ATTEMPTS, DEFAULT_TIMEOUT, EventHooks
-from gateways.port import CallbackResult, RemoteOrder, RemotePayment, WebhookEvent
+from gateways.port import CallbackResult, RemoteOrder, RemotePayment, RemoteRefund, WebhookEvent
 from gateways.razorpay import mapping, signature
 from gateways.razorpay.client import RazorpayClient, is_already_captured
 from gateways.razorpay.settings import DEFAULT_BASE_URL, RazorpaySettings
@@ -40,6 +51,9 @@ MAX_RECEIPT_LENGTH = 40
 #: and before an uncaptured authorisation is auto-refunded (maximum 7200 = 5 days).
 DEFAULT_AUTOMATIC_EXPIRY_MINUTES = 12
 DEFAULT_MANUAL_EXPIRY_MINUTES = 7200
+
+#: How much of the reason goes into ``notes.reason`` (a note value may be 256 characters).
+MAX_REFUND_REASON_LENGTH = 250
 
 SIGNATURE_HEADER = "x-razorpay-signature"
 EVENT_ID_HEADER = "x-razorpay-event-id"
@@ -63,6 +77,8 @@ class RazorpayGateway(GatewayAdapter):
     default_rate_per_s = 50
     #: Razorpay asks for no pause between two fetches of one order.
     min_poll_interval_s = 0
+    #: disputes come by webhook (``payment.dispute.*``, after-capture.md §3.2)
+    reports_disputes = True
 
     @classmethod
     def enabled(cls, settings: object) -> bool:
@@ -227,6 +243,36 @@ class RazorpayGateway(GatewayAdapter):
             raise
         with _api_shape("capture"):
             return mapping.payment_from_json(entity)
+
+    # Refunds ---------------------------------------------------------------------------
+
+    def create_refund(self, gateway_payment_id: str, *, amount_minor: int, currency: str, full: bool,
+                      idempotency_key: str, reason: str) -> RemoteRefund:
+        """``POST /v1/payments/{id}/refund`` at normal speed; ``full`` omits the amount (Razorpay refunds
+        what is left). Razorpay takes no currency here: the payment's is used.
+
+        Raises:
+            GatewayPermanent: Razorpay refused (more than captured, fully refunded already, not captured,
+                a different request with the same key), with its description.
+            GatewayNotFound: Razorpay does not know the payment.
+            GatewayTransient: retries used up (timeouts, 5xx, "still in progress"): try again with the same key.
+        """
+        refund_request(amount_minor, idempotency_key)
+        body: dict[str, Any] = {} if full else {"amount": amount_minor}
+        body["speed"] = "normal"
+        body["notes"] = {"reason": (reason or "")[:MAX_REFUND_REASON_LENGTH], "idempotency_key": idempotency_key}
+        entity = self._client.create_refund(gateway_payment_id, body, idempotency_key)
+        with _api_shape("create_refund"):
+            refund = mapping.refund_from_json(entity)
+        return dataclasses.replace(refund, idempotency_key=refund.idempotency_key or idempotency_key)
+
+    def fetch_refunds(self, gateway_payment_id: str, *, known: tuple[str, ...] = ()) -> tuple[RemoteRefund, ...]:
+        """Every refund of the payment, ours and Razorpay's own (auto-refunds, lost disputes), in one
+        ``GET /v1/payments/{id}/refunds?count=100``; ``known`` is not needed. ``payment_captured`` is None
+        here (no payment entity comes with them). Raises GatewayNotFound when the payment is unknown."""
+        collection = self._client.fetch_refunds(gateway_payment_id)
+        with _api_shape("fetch_refunds"):
+            return mapping.refunds_from_collection(collection)
 
     # Signed inputs ---------------------------------------------------------------------
 

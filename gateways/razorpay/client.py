@@ -7,13 +7,17 @@ Error mapping (Razorpay hides "not found" behind a 400, see docs/gateways/razorp
     400 + "does not exist" / "is not a valid id"  -> GatewayNotFound
     429                                          -> GatewayRateLimited (retry_after from Retry-After)
     5xx, timeouts, connection errors             -> GatewayTransient
+    409 + "still in progress" (refund key busy)  -> GatewayTransient
     any other non-2xx with a non-JSON body        -> GatewayTransient (an HTML page from a proxy)
     any other 4xx                                -> GatewayPermanent
 
-GETs are retried in-call a few times (:func:`gateways.http.retry_idempotent`). POSTs are never
+GETs are retried in-call a few times (:func:`gateways.http.retry_idempotent`). POSTs are not
 retried here: a lost ``create_order`` response is recovered by looking the order up by receipt
 (see :meth:`gateways.razorpay.RazorpayGateway.create_order`), and a repeated capture answers
-"already been captured".
+"already been captured". The one exception is the refund POST: it carries ``X-Refund-Idempotency``,
+so a repeat with the same key and body is the same refund (after-capture.md §2.1), and it is retried
+like a GET. Its 409 "…still in progress" is transient (try again with the same key); its 500
+"Failed to fetch idempotency record" is a 5xx, transient too.
 """
 
 from __future__ import annotations
@@ -35,6 +39,12 @@ NOT_FOUND_PHRASES = ("does not exist", "is not a valid id")
 
 #: Phrase of the 400 Razorpay answers to capturing a payment twice.
 ALREADY_CAPTURED_PHRASE = "already been captured"
+
+#: The refund idempotency header (after-capture.md §2.1): same key and body = the same refund.
+REFUND_IDEMPOTENCY_HEADER = "X-Refund-Idempotency"
+
+#: Phrase of the 409 for a refund whose key is still being processed: retry later with the same key.
+IN_PROGRESS_PHRASE = "still in progress"
 
 __all__ = ["DEFAULT_BASE_URL", "RazorpayClient", "is_already_captured"]
 
@@ -99,6 +109,17 @@ class RazorpayClient(GatewayClient):
         path = f"/v1/payments/{_segment(gateway_payment_id)}/capture"
         return self._send("POST", path, json={"amount": amount_minor, "currency": currency})
 
+    def create_refund(self, gateway_payment_id: str, body: Mapping[str, Any], idempotency_key: str) -> JsonObject:
+        """``POST /v1/payments/{id}/refund`` with ``X-Refund-Idempotency``. Retried in-call, which only the
+        key makes safe: every attempt sends the same key and the same body."""
+        path = f"/v1/payments/{_segment(gateway_payment_id)}/refund"
+        headers = {REFUND_IDEMPOTENCY_HEADER: idempotency_key}
+        return self._retried(lambda: self._send("POST", path, json=dict(body), headers=headers))
+
+    def fetch_refunds(self, gateway_payment_id: str) -> JsonObject:
+        """``GET /v1/payments/{id}/refunds?count=100``: the payment's refunds (10 by default, 100 at most)."""
+        return self._get(f"/v1/payments/{_segment(gateway_payment_id)}/refunds", params={"count": "100"})
+
     # Plumbing --------------------------------------------------------------------------
 
     def _get(self, path: str, *, params: Mapping[str, str] | None = None) -> JsonObject:
@@ -116,6 +137,8 @@ class RazorpayClient(GatewayClient):
             return GatewayTransient(f"{what}: error response is not JSON", **evidence)
         if response.status_code == 400 and any(phrase in description.lower() for phrase in NOT_FOUND_PHRASES):
             return GatewayNotFound(f"{what}: {description}", **evidence)
+        if response.status_code == 409 and IN_PROGRESS_PHRASE in description.lower():
+            return GatewayTransient(f"{what}: {code or 'conflict'}: {description}", **evidence)
         return GatewayPermanent(f"{what}: {code or 'error'}: {description or 'no description'}", **evidence)
 
 

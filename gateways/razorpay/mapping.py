@@ -7,6 +7,9 @@ Rules taken from docs/gateways/razorpay.md:
 - A ``captured`` payment with ``amount_refunded > 0`` (a partial refund keeps ``captured``) maps to REFUNDED.
 - ``notes`` may be ``{}`` or ``[]``; empty error fields may be ``""`` rather than ``null``.
 - Amounts are integers in minor units; anything else (float, string, bool) is rejected.
+- A refund's state is its own ``status`` (after-capture.md §2.4: the ``refund.created`` sample already says
+  ``processed``), never the event name; ``created`` (undocumented, mapped so by Hyperswitch) is pending.
+- ``refund.*`` and ``payment.dispute.*`` events carry the payment too (``contains: ["refund"|"dispute", "payment"]``).
 
 Shape errors raise :class:`gateways.errors.MalformedEvent` with a message naming the field.
 """
@@ -18,7 +21,17 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from gateways.errors import MalformedEvent
-from gateways.port import FailureKind, RemoteOrder, RemotePayment, RemoteStatus, WebhookEvent
+from gateways.port import (
+    DisputeStatus,
+    FailureKind,
+    RefundStatus,
+    RemoteDispute,
+    RemoteOrder,
+    RemotePayment,
+    RemoteRefund,
+    RemoteStatus,
+    WebhookEvent,
+)
 
 #: Razorpay payment statuses (docs §3.3) -> our normalised status. Anything else is UNKNOWN.
 STATUS_MAP: Mapping[str, RemoteStatus] = {
@@ -29,8 +42,36 @@ STATUS_MAP: Mapping[str, RemoteStatus] = {
     "refunded": RemoteStatus.REFUNDED,
 }
 
-#: Webhook events whose payload must carry a payment entity (``refund.*`` too, see §5.1).
+#: Razorpay refund statuses (after-capture.md §2.2) -> ours. ``created`` is undocumented; Hyperswitch maps it to
+#: pending, and so do we (never done). Anything else is UNKNOWN (treated as still pending).
+REFUND_STATUS_MAP: Mapping[str, RefundStatus] = {
+    "pending": RefundStatus.PENDING,
+    "created": RefundStatus.PENDING,
+    "processed": RefundStatus.PROCESSED,
+    "failed": RefundStatus.FAILED,
+}
+
+#: Razorpay dispute statuses (after-capture.md §3.1) -> ours. ``payment.dispute.action_required`` keeps ``open``.
+DISPUTE_STATUS_MAP: Mapping[str, DisputeStatus] = {
+    "open": DisputeStatus.OPEN,
+    "under_review": DisputeStatus.UNDER_REVIEW,
+    "won": DisputeStatus.WON,
+    "lost": DisputeStatus.LOST,
+    "closed": DisputeStatus.CLOSED,
+}
+
+#: Webhook events whose payload must carry a payment entity (``refund.*`` too, see §5.1, and the disputes).
 PAYMENT_EVENTS = frozenset({"payment.authorized", "payment.captured", "payment.failed", "order.paid"})
+
+#: Refund events (after-capture.md §2.4): each carries ``payload.refund.entity`` and ``payload.payment.entity``.
+#: Any other ``refund.*`` event must carry both as well.
+REFUND_EVENTS = frozenset({"refund.created", "refund.processed", "refund.failed", "refund.speed_changed"})
+
+#: Dispute events (after-capture.md §3.2): each carries ``payload.dispute.entity`` and ``payload.payment.entity``.
+DISPUTE_EVENTS = frozenset({
+    "payment.dispute.created", "payment.dispute.under_review", "payment.dispute.action_required",
+    "payment.dispute.won", "payment.dispute.lost", "payment.dispute.closed",
+})
 
 #: error_reason values meaning the customer closed or cancelled the checkout.
 WINDOW_CLOSED_REASONS = frozenset({"payment_cancelled", "payment_cancelled_by_user", "user_cancelled"})
@@ -151,12 +192,71 @@ def order_from_json(
     )
 
 
+def refund_from_json(entity: Mapping[str, Any], payment: Mapping[str, Any] | None = None) -> RemoteRefund:
+    """A Razorpay refund entity as a :class:`RemoteRefund`; ``payment`` is the payment entity a webhook
+    carries with it (its ``captured`` flag is False for an auto-refund, after-capture.md §2.4).
+
+    Raises:
+        MalformedEvent: ``id``, ``payment_id``, ``amount`` or ``currency`` missing or mistyped, or bad ``notes``.
+    """
+    if not isinstance(entity, Mapping):
+        raise MalformedEvent(f"refund entity must be an object, got {type(entity).__name__}")
+    wire_status = _optional_str(entity, "status", "refund") or ""
+    captured = payment.get("captured") if isinstance(payment, Mapping) else None
+    return RemoteRefund(
+        gateway_refund_id=_required_str(entity, "id", "refund"),
+        gateway_payment_id=_required_str(entity, "payment_id", "refund"),
+        amount_minor=_amount(entity, "refund"),
+        currency=_required_str(entity, "currency", "refund").upper(),
+        status=REFUND_STATUS_MAP.get(wire_status, RefundStatus.UNKNOWN),
+        wire_status=wire_status,
+        payment_captured=captured if isinstance(captured, bool) else None,
+        idempotency_key=parse_notes(entity.get("notes")).get("idempotency_key") or None,
+        created_at=_created_at(entity),
+    )
+
+
+def refunds_from_collection(collection: Mapping[str, Any]) -> tuple[RemoteRefund, ...]:
+    """The refunds of a ``GET /v1/payments/{id}/refunds`` collection."""
+    items = collection.get("items") if isinstance(collection, Mapping) else None
+    if not isinstance(items, list):
+        raise MalformedEvent("refunds collection lacks an 'items' list")
+    return tuple(refund_from_json(item) for item in items)
+
+
+def dispute_from_json(entity: Mapping[str, Any]) -> RemoteDispute:
+    """A Razorpay dispute entity (after-capture.md §3.1) as a :class:`RemoteDispute`.
+
+    Raises:
+        MalformedEvent: ``id``, ``payment_id``, ``amount`` or ``currency`` missing or mistyped.
+    """
+    if not isinstance(entity, Mapping):
+        raise MalformedEvent(f"dispute entity must be an object, got {type(entity).__name__}")
+    wire_status = _optional_str(entity, "status", "dispute") or ""
+    respond_by = entity.get("respond_by")
+    return RemoteDispute(
+        gateway_dispute_id=_required_str(entity, "id", "dispute"),
+        gateway_payment_id=_required_str(entity, "payment_id", "dispute"),
+        amount_minor=_amount(entity, "dispute"),
+        currency=_required_str(entity, "currency", "dispute").upper(),
+        status=DISPUTE_STATUS_MAP.get(wire_status, DisputeStatus.UNKNOWN),
+        phase=_optional_str(entity, "phase", "dispute") or "",
+        reason_code=_optional_str(entity, "reason_code", "dispute") or "",
+        respond_by=respond_by if _is_int(respond_by) else None,
+        amount_deducted_minor=_optional_int(entity, "amount_deducted", "dispute") or 0,
+        wire_status=wire_status,
+        created_at=_created_at(entity),
+    )
+
+
 def parse_webhook(raw_body: bytes, event_id: str) -> WebhookEvent:
     """Parse a (signature-checked) webhook body into a :class:`WebhookEvent`.
 
-    ``payment.*``, ``order.paid`` and ``refund.*`` events must carry ``payload.payment.entity``.
-    Other event types (disputes, downtime...) get ``payment=None`` when their payment entity is
-    absent or does not parse, so an event we do not act on never blocks the webhook.
+    ``payment.*``, ``order.paid``, ``refund.*`` and the :data:`DISPUTE_EVENTS` must carry
+    ``payload.payment.entity``; ``refund.*`` also ``payload.refund.entity`` (-> ``refund``), and the
+    dispute events ``payload.dispute.entity`` (-> ``dispute``). Other event types (downtime...) get
+    ``payment=None`` when their payment entity is absent or does not parse, so an event we do not act
+    on never blocks the webhook.
 
     Raises:
         MalformedEvent: the body is not a UTF-8 JSON object, lacks ``event``, or a required
@@ -174,7 +274,8 @@ def parse_webhook(raw_body: bytes, event_id: str) -> WebhookEvent:
 
     payment_entity = _entity(payload, "payment")
     order_entity = _entity(payload, "order")
-    needs_payment = event_type in PAYMENT_EVENTS or event_type.startswith("refund.")
+    is_refund, is_dispute = event_type.startswith("refund."), event_type in DISPUTE_EVENTS
+    needs_payment = event_type in PAYMENT_EVENTS or is_refund or is_dispute
     payment: RemotePayment | None = None
     if needs_payment:
         if payment_entity is None:
@@ -185,18 +286,24 @@ def parse_webhook(raw_body: bytes, event_id: str) -> WebhookEvent:
             payment = payment_from_json(payment_entity)
         except MalformedEvent:
             payment = None
+    refund = refund_from_json(_required_entity(payload, "refund", event_type), payment_entity) if is_refund else None
+    dispute = dispute_from_json(_required_entity(payload, "dispute", event_type)) if is_dispute else None
 
     gateway_order_id = payment.gateway_order_id if payment else None
     if gateway_order_id is None and order_entity is not None:
         order_id = order_entity.get("id")
         gateway_order_id = order_id if isinstance(order_id, str) and order_id else None
     created_at = envelope.get("created_at")
+    if not _is_int(created_at):  # refund.speed_changed puts it inside the payload (after-capture.md §2.4)
+        created_at = payload.get("created_at")
     return WebhookEvent(
         event_id=event_id.strip(),
         event_type=event_type,
         gateway_order_id=gateway_order_id,
         payment=payment,
         created_at=created_at if _is_int(created_at) else None,
+        refund=refund,
+        dispute=dispute,
     )
 
 
@@ -222,6 +329,26 @@ def _entity(payload: Mapping[str, Any], name: str) -> Mapping[str, Any] | None:
     wrapper = payload.get(name)
     entity = wrapper.get("entity") if isinstance(wrapper, Mapping) else None
     return entity if isinstance(entity, Mapping) else None
+
+
+def _required_entity(payload: Mapping[str, Any], name: str, event_type: str) -> Mapping[str, Any]:
+    entity = _entity(payload, name)
+    if entity is None:
+        raise MalformedEvent(f"{event_type} webhook lacks a payload.{name}.entity object")
+    return entity
+
+
+def _amount(entity: Mapping[str, Any], kind: str) -> int:
+    """A refund's or dispute's ``amount``: a non-negative integer in minor units."""
+    amount = _required_int(entity, "amount", kind)
+    if amount < 0:
+        raise MalformedEvent(f"{kind} 'amount' must not be negative, got {amount}")
+    return amount
+
+
+def _created_at(entity: Mapping[str, Any]) -> int | None:
+    value = entity.get("created_at")
+    return value if _is_int(value) else None
 
 
 def _failure_reason(entity: Mapping[str, Any]) -> str | None:

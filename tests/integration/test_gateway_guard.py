@@ -4,6 +4,7 @@ then closes by itself."""
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 
@@ -112,3 +113,34 @@ def test_without_redis_the_limit_is_this_processs():
     slots.take()
     with pytest.raises(GatewayRateLimited):
         slots.take()
+
+
+def test_refunds_pass_through_the_guard_and_count_against_the_circuit_when_sweeping():
+    """create_refund and fetch_refunds forward every argument; a sweep's transient failures open the circuit
+    like any other call's (no Redis: the breaker state is in memory here)."""
+    from gateways.port import PaymentGateway, RefundStatus
+
+    posted: list[dict] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.method == "GET":
+            return httpx.Response(503, json={"error": {"code": "SERVER_ERROR", "description": "down"}})
+        posted.append({"key": request.headers["X-Refund-Idempotency"], **json.loads(request.content)})
+        return httpx.Response(200, json={"id": "rfnd_1", "entity": "refund", "amount": 100, "currency": "INR",
+                                         "payment_id": "pay_1", "notes": [], "status": "pending"})
+
+    gateway, _ = make_gateway(handler, retry_attempts=1)
+    guard = GuardedGateway(gateway, breaker_storage=pybreaker.CircuitMemoryStorage(pybreaker.STATE_CLOSED),
+                           fail_max=2, reset_timeout_s=60)
+    assert isinstance(guard, PaymentGateway)
+    made = guard.create_refund("pay_1", amount_minor=100, currency="INR", full=False,
+                               idempotency_key="refund-key-0001", reason="asked")
+    assert made.status is RefundStatus.PENDING and made.idempotency_key == "refund-key-0001"
+    assert posted == [{"key": "refund-key-0001", "amount": 100, "speed": "normal",
+                       "notes": {"reason": "asked", "idempotency_key": "refund-key-0001"}}]
+    with low_priority():
+        for _ in range(2):
+            with pytest.raises(GatewayTransient):
+                guard.fetch_refunds("pay_1", known=("rfnd_1",))
+        with pytest.raises(CircuitOpen):
+            guard.fetch_refunds("pay_1")

@@ -279,12 +279,15 @@ def test_refund_webhook_maps_the_refunded_payment() -> None:
 
 
 def test_other_event_types_parse_without_a_payment() -> None:
-    """Events we do not act on (downtime, disputes) never fail for lack of a payment."""
+    """Events we do not act on (downtime, unknown dispute events) never fail for lack of a payment; the six
+    documented dispute events do carry theirs (test_razorpay_refunds.py)."""
     event = parse_webhook(envelope("payment.downtime.started", **{"payment.downtime": {"id": "down_1"}}), "evt_E")
     assert event.event_type == "payment.downtime.started"
     assert event.payment is None and event.gateway_order_id is None
-    odd = parse_webhook(envelope("payment.dispute.created", payment={"id": "pay_x", "amount": "??"}), "evt_F")
-    assert odd.payment is None
+    odd = parse_webhook(envelope("payment.dispute.escalated", payment={"id": "pay_x", "amount": "??"}), "evt_F")
+    assert odd.payment is None and odd.dispute is None
+    with pytest.raises(MalformedEvent, match="integer"):
+        parse_webhook(envelope("payment.dispute.created", payment={"id": "pay_x", "amount": "??"}), "evt_F")
 
 
 def test_unknown_payment_status_in_a_webhook_is_unknown() -> None:

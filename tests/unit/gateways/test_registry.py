@@ -44,7 +44,7 @@ def flat(**overrides: Any) -> types.SimpleNamespace:
 def test_every_registered_adapter_declares_every_fact_in_its_own_class(adapter: type) -> None:
     """Each fact of the port is a class attribute the adapter states itself (not inherited by accident)."""
     assert set(FACTS) == {"name", "label", "webhook_content_type", "id_prefixes", "default_rate_per_s",
-                          "min_poll_interval_s"}
+                          "min_poll_interval_s", "reports_disputes"}
     for fact, kind in FACTS.items():
         assert fact in vars(adapter), f"{adapter.__name__} does not declare {fact}"
         value = getattr(adapter, fact)
