@@ -21,6 +21,7 @@ KNOBS: frozenset[str] = frozenset({
     "webhook_url", "latency_ms", "error_rate", "rate_limit_rate", "timeout_rate", "timeout_sleep_s",
     "webhook_duplicates", "shuffle_webhooks", "drop_webhooks", "seed", "auto_capture", "webhook_max_attempts",
     "webhook_backoff_s", "webhook_timeout_s", "webhook_retry_window_s", "webhook_disable_after_s", "clock_scale",
+    "refund_processed_after_s", "refund_shape",
 })
 
 
@@ -61,6 +62,13 @@ class SimulatorConfig(BaseModel):
     webhook_disable_after_s: float = Field(float(DAY_S), gt=0.0)
     #: Simulated seconds per real second (3600: a simulated day passes in 24 real seconds).
     clock_scale: float = Field(1.0, gt=0.0)
+    #: Razorpay: a refund stays ``pending`` this long (simulated seconds) before it is ``processed`` or
+    #: ``failed`` (after-capture.md §2.2); 0: it is processed as it is created, like the ``refund.created``
+    #: sample that already says ``processed`` (§2.4).
+    refund_processed_after_s: float = Field(0.0, ge=0.0)
+    #: PayGlocal: the refund answer's shape, numbered as in after-capture.md §5.2: 1 = the real UAT reply
+    #: (``data.merchantTxnId``, ``refundCurrency``, ``refundAmount``), 2 = openapi.yaml (``data.originalGid``).
+    refund_shape: int = Field(1, ge=1, le=2)
     #: PayGlocal: our merchant id, and the merchant's PUBLIC key (PEM) that verifies our JWS. With no key,
     #: the simulator makes a merchant key pair and exposes its private half (``/_sim/payglocal/keys``).
     payglocal_merchant_id: str = "sim_mid_0001"

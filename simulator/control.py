@@ -45,6 +45,32 @@ class RazorpayRefund(PaymentAction):
     amount_minor: StrictInt | None = None
 
 
+class DashboardRefund(_Request):
+    amount: StrictInt | None = None
+    fail: bool = False
+    deliver_webhooks: bool = True
+
+
+class OpenDispute(_Request):
+    amount: StrictInt | None = None
+    phase: str = "chargeback"
+    reason_code: str = Field("chargeback", min_length=1)
+    respond_in_s: float | None = Field(None, ge=0)
+    deliver_webhooks: bool = True
+
+
+class MoveDispute(_Request):
+    status: str | None = None
+    phase: str | None = None
+    deliver_webhooks: bool = True
+
+
+class RefundBehaviour(_Request):
+    processed_after_s: float | None = Field(None, ge=0)
+    fail_next: StrictInt | None = Field(None, ge=0)
+    fail_payment_ids: list[str] | None = None
+
+
 class PayGlocalPay(_Request):
     gid: str = Field(min_length=1)
     outcome: Outcome
@@ -147,8 +173,18 @@ def build_router(sim: Simulator) -> APIRouter:
         return JSONResponse({"key_id": cfg.key_id, "key_secret": cfg.key_secret, "webhook_secret": cfg.webhook_secret,
                              "account_id": cfg.account_id})
 
+    @router.post("/refunds/behaviour")
+    async def refund_behaviour(request: Request) -> JSONResponse:
+        body = await _body(request, RefundBehaviour)
+        return JSONResponse(sim.refund_behaviour(body.processed_after_s, body.fail_next, body.fail_payment_ids))
+
+    @router.get("/payments/{payment_id}/refunds")
+    async def refunds_of(payment_id: str) -> JSONResponse:
+        return JSONResponse({"refunds": sim.refunds_of(payment_id)})
+
     _add_webhook_routes(router, sim)
     _add_razorpay_routes(router, sim)
+    _add_dispute_routes(router, sim)
     _add_payglocal_routes(router, sim)
     return router
 
@@ -211,6 +247,30 @@ def _add_razorpay_routes(router: APIRouter, sim: Simulator) -> None:
         body = await _body(request, RazorpayRefund)
         return JSONResponse(sim.refund(body.gateway_payment_id, body.amount_minor,
                                        deliver_webhooks=body.deliver_webhooks))
+
+
+def _add_dispute_routes(router: APIRouter, sim: Simulator) -> None:
+    @router.post("/razorpay/payments/{payment_id}/dashboard_refund")
+    async def dashboard_refund(payment_id: str, request: Request) -> JSONResponse:
+        body = await _body(request, DashboardRefund)
+        return JSONResponse(sim.dashboard_refund(payment_id, body.amount, body.fail,
+                                                 deliver_webhooks=body.deliver_webhooks))
+
+    @router.post("/razorpay/payments/{payment_id}/disputes")
+    async def open_dispute(payment_id: str, request: Request) -> JSONResponse:
+        body = await _body(request, OpenDispute)
+        return JSONResponse(sim.open_dispute(payment_id, body.amount, body.phase, body.reason_code, body.respond_in_s,
+                                             deliver_webhooks=body.deliver_webhooks))
+
+    @router.get("/razorpay/disputes")
+    async def disputes(request: Request) -> JSONResponse:
+        return JSONResponse({"disputes": sim.disputes_of(request.query_params.get("payment_id"))})
+
+    @router.post("/razorpay/disputes/{dispute_id}")
+    async def move_dispute(dispute_id: str, request: Request) -> JSONResponse:
+        body = await _body(request, MoveDispute)
+        return JSONResponse(sim.move_dispute(dispute_id, body.status, body.phase,
+                                             deliver_webhooks=body.deliver_webhooks))
 
 
 def _add_payglocal_routes(router: APIRouter, sim: Simulator) -> None:

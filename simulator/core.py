@@ -13,9 +13,11 @@ from typing import Any
 
 from simulator.clock import SimClock, Timers
 from simulator.config import SimulatorConfig
+from simulator.errors import SimulatorError
 from simulator.faults import Faults
 from simulator.payglocal.state import PayGlocalSim
 from simulator.razorpay.state import RazorpaySim
+from simulator.refunds import RefundFailures
 from simulator.webhooks import WebhookEvent, WebhookSender
 
 #: Ids starting with this are PayGlocal gids (payglocal.md §0.6; Razorpay ids start with ``order_`` / ``pay_``).
@@ -31,8 +33,9 @@ class Simulator:
         self.timers = Timers(self.clock)
         self.faults = Faults(self.config)
         self.webhooks = WebhookSender(self.config, self.clock)
-        self.razorpay = RazorpaySim(self.config, self.webhooks, self.clock, self.timers)
-        self.payglocal = PayGlocalSim(self.config, self.webhooks, self.clock)
+        self.refund_failures = RefundFailures()
+        self.razorpay = RazorpaySim(self.config, self.webhooks, self.clock, self.timers, self.refund_failures)
+        self.payglocal = PayGlocalSim(self.config, self.webhooks, self.clock, self.refund_failures)
 
     # -- Razorpay customer behaviour -------------------------------------------------------
     def pay(self, gateway_order_id: str, outcome: str, *, deliver_webhooks: bool = True,
@@ -61,6 +64,48 @@ class Simulator:
         """Refund a captured Razorpay payment (fully by default); returns the refund entity."""
         return self.razorpay.refund(gateway_payment_id, amount_minor, deliver_webhooks=deliver_webhooks)
 
+    def dashboard_refund(self, payment_id: str, amount: int | None = None, fail: bool = False, *,
+                         deliver_webhooks: bool = True) -> dict[str, Any]:
+        """A Razorpay Dashboard refund (all that is left by default) with the full refund lifecycle; ``fail``: it
+        ends ``failed``. Returns the refund entity; see :meth:`RazorpaySim.dashboard_refund`."""
+        return self.razorpay.dashboard_refund(payment_id, amount, fail=fail, deliver_webhooks=deliver_webhooks)
+
+    def refunds_of(self, payment_id: str) -> list[dict[str, Any]]:
+        """The refunds of a Razorpay payment (entities) or a PayGlocal gid (records), oldest first."""
+        if payment_id.startswith(PAYGLOCAL_PREFIX):
+            return self.payglocal.refunds_of(payment_id)
+        return self.razorpay.refunds_of(payment_id)
+
+    def refund_behaviour(self, processed_after_s: float | None = None, fail_next: int | None = None,
+                         fail_payment_ids: list[str] | None = None) -> dict[str, Any]:
+        """How refunds go from now on: ``processed_after_s`` (the ``refund_processed_after_s`` knob: Razorpay's
+        pending time), ``fail_next`` (the next n refunds of either gateway fail) and ``fail_payment_ids``
+        (every refund of these payments / gids fails); None leaves a setting as it is. Returns all three."""
+        if processed_after_s is not None:
+            self.set_knobs(refund_processed_after_s=processed_after_s)
+        try:
+            self.refund_failures.set(fail_next=fail_next, fail_payment_ids=fail_payment_ids)
+        except ValueError as exc:
+            raise SimulatorError(str(exc), status=400) from None
+        return {"processed_after_s": self.config.refund_processed_after_s, **self.refund_failures.as_dict()}
+
+    # -- Razorpay disputes -----------------------------------------------------------------
+    def open_dispute(self, payment_id: str, amount: int | None = None, phase: str = "chargeback",
+                     reason_code: str = "chargeback", respond_in_s: float | None = None, *,
+                     deliver_webhooks: bool = True) -> dict[str, Any]:
+        """A chargeback on a captured Razorpay payment; see :meth:`RazorpaySim.open_dispute`."""
+        return self.razorpay.open_dispute(payment_id, amount_minor=amount, phase=phase, reason_code=reason_code,
+                                          respond_in_s=respond_in_s, deliver_webhooks=deliver_webhooks)
+
+    def move_dispute(self, dispute_id: str, status: str | None = None, phase: str | None = None, *,
+                     deliver_webhooks: bool = True) -> dict[str, Any]:
+        """Move a Razorpay dispute (and send its webhook); see :meth:`RazorpaySim.move_dispute`."""
+        return self.razorpay.move_dispute(dispute_id, status=status, phase=phase, deliver_webhooks=deliver_webhooks)
+
+    def disputes_of(self, payment_id: str | None = None) -> list[dict[str, Any]]:
+        """Every Razorpay dispute (of one payment if given), oldest first."""
+        return self.razorpay.disputes_of(payment_id)
+
     # -- PayGlocal customer behaviour ------------------------------------------------------
     def pay_payglocal(self, gid: str, outcome: str, *, deliver_callback: bool = True, amount_minor: int | None = None,
                       currency: str | None = None, callback_style: str = "2021") -> dict[str, Any]:
@@ -73,7 +118,7 @@ class Simulator:
         return self.payglocal.late_authorize(gid)
 
     def refund_payglocal(self, gid: str) -> dict[str, Any]:
-        """A captured PayGlocal transaction is refunded in full (SENT_FOR_REFUND)."""
+        """A captured PayGlocal transaction is refunded in full from the dashboard (SENT_FOR_REFUND)."""
         return self.payglocal.refund(gid)
 
     # -- knobs, clock, state, webhooks -----------------------------------------------------
@@ -97,15 +142,18 @@ class Simulator:
             "knobs": self.config.knobs(),
             "clock": {"now": self.clock.now(), "scale": self.clock.scale},
             "razorpay": self.razorpay.snapshot(),
-            "payglocal": {"merchant_id": self.payglocal.merchant_id, "transactions": self.payglocal.snapshot()},
+            "payglocal": {"merchant_id": self.payglocal.merchant_id, "transactions": self.payglocal.snapshot(),
+                          "refunds": self.payglocal.refunds_snapshot()},
         }
         if webhooks:
             found.update(webhooks=self.webhooks.stats(), endpoints=self.webhooks.endpoints())
         return found
 
     def reset(self) -> None:
-        """Forget all entities, timers, webhook events and queued deliveries; back to the real clock. Knobs stay."""
+        """Forget all entities, timers, webhook events, queued deliveries and refund failures to come; back to the
+        real clock. Knobs stay."""
         self.timers.clear()
+        self.refund_failures.clear()
         self.razorpay.reset()
         self.payglocal.reset()
         self.webhooks.reset()

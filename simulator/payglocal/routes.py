@@ -78,4 +78,10 @@ def build_router(pg: PayGlocalSim) -> APIRouter:
         payload = await signed_payload(request)
         return JSONResponse(pg.capture(gid, payload))
 
+    @router.post("/{gid}/refund")
+    async def refund(gid: str, request: Request) -> JSONResponse:
+        """after-capture.md §5.1; 201 like every transaction response, a failed one included (payglocal.md §5)."""
+        payload = await signed_payload(request)
+        return JSONResponse(pg.create_refund(gid, payload), status_code=201)
+
     return router

@@ -37,6 +37,7 @@ REASONS = {
     "ABANDONED": ("GL-402-010", "Customer abandoned the payment page"),
     "CUSTOMER_CANCELLED": ("GL-402-011", "Customer cancelled the payment"),
     "SENT_FOR_REFUND": ("GL-201-001", "Refund sent"),
+    "REQUEST_ERROR": ("GL-400-001", "Refund request failed"),
 }
 #: Status-answer shapes: ``v1`` (top-level status = the call's outcome, ``data.Amount``/``Currency``;
 #: payglocal.md §3) and ``v2`` (payments-v2: top-level status = the transaction state,
@@ -146,6 +147,43 @@ class CaptureRequest(BaseModel):
         if value not in ("F", "P"):
             raise ValueError("captureType must be F or P")
         return value
+
+
+class RefundRequest(BaseModel):
+    """``POST /gl/v1/payments/{gid}/refund`` (after-capture.md §5.1): a new ``merchantTxnId``, an optional
+    ``merchantUniqueId``, ``refundType`` ``F`` | ``P`` and, for ``P``, ``paymentData.totalAmount`` (a decimal
+    string; a number is accepted too). ``txnCurrency`` / ``merchantCallbackURL`` (sent by the SDKs) are ignored."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    merchantTxnId: str = Field(None, validate_default=True)
+    merchantUniqueId: str | None = None
+    refundType: Literal["F", "P"] = Field(None, validate_default=True)
+    paymentData: dict[str, Any] = Field(default_factory=dict)
+
+    _txn = field_validator("merchantTxnId", mode="before")(classmethod(lambda cls, value: _txn_id(value)))
+
+    @field_validator("refundType", mode="before")
+    @classmethod
+    def _kind(cls, value: Any) -> Any:
+        if value not in ("F", "P"):
+            raise ValueError("refundType must be F or P")
+        return value
+
+    @field_validator("paymentData", mode="before")
+    @classmethod
+    def _data(cls, value: Any) -> Any:
+        if value is None:
+            return {}
+        if not isinstance(value, dict):
+            raise ValueError("paymentData must be an object")
+        return value
+
+    @model_validator(mode="after")
+    def _amount(self) -> RefundRequest:
+        if self.refundType == "P" and self.paymentData.get("totalAmount") in (None, ""):
+            raise ValueError("paymentData.totalAmount is required for a partial refund")  # §5.4: 400
+        return self
 
 
 Model = TypeVar("Model", bound=BaseModel)

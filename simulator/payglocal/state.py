@@ -12,6 +12,12 @@ holds the transaction state; ``data.Amount`` is a decimal string, for some gids 
 (after-capture.md §6.2), for all transactions or one, and :meth:`PayGlocalSim.force_status` (tests
 only) puts a transaction into any wire status, so every status can be driven through the adapter.
 
+Refunds (after-capture.md §5): each accepted refund gets its own gid (§5.2 shapes 1 and 2, the
+``refund_shape`` knob), queryable with the status enquiry (``SENT_FOR_REFUND`` and the refund amount);
+the original gid shows ``SENT_FOR_REFUND`` once all of it is refunded and ``SENT_FOR_CAPTURE`` until then.
+Both are our reading: what either gid shows is UNDOCUMENTED (§5.3). No refund webhook is sent (none is
+documented) and there are no disputes (§7).
+
 The browser callback is a form POST ``x-gl-token=<PayGlocal-signed JWS>`` to the transaction's
 ``merchantCallbackURL``, queued once (a browser does not retry) on the shared sender, so the
 ``drop_webhooks`` / ``webhook_duplicates`` knobs and ``deliver_callback=False`` apply to it.
@@ -21,6 +27,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import json
 import threading
 import uuid
 from typing import Any
@@ -40,18 +47,22 @@ from simulator.payglocal.rules import (
     STATUS_SHAPES,
     CaptureRequest,
     InitiateRequest,
+    RefundRequest,
     parse,
 )
+from simulator.refunds import RefundFailures
 from simulator.webhooks import WebhookEvent, WebhookSender
 
 
 class PayGlocalSim:
     """The simulated PayGlocal merchant account: keys, transactions, API semantics, customers."""
 
-    def __init__(self, config: SimulatorConfig, webhooks: WebhookSender, clock: SimClock):
+    def __init__(self, config: SimulatorConfig, webhooks: WebhookSender, clock: SimClock,
+                 failures: RefundFailures | None = None):
         self.config = config
         self.webhooks = webhooks
         self.clock = clock
+        self.failures = failures if failures is not None else RefundFailures()
         self.lock = threading.RLock()
         self._keys: SimKeys | None = None
         self.status_shape = "v1"  #: like a knob, kept across reset (see :meth:`set_status_shape`)
@@ -63,6 +74,11 @@ class PayGlocalSim:
             self.transactions: dict[str, dict[str, Any]] = {}
             self._by_ref: dict[str, str] = {}  # merchantTxnId / merchantUniqueId -> gid
             self._txn_ids: set[str] = set()  # every merchantTxnId seen (unique across services)
+            self.refunds: dict[str, dict[str, Any]] = {}  # refund gid -> refund
+            self._refunds_of: dict[str, list[str]] = {}  # original gid -> refund gids, oldest first
+            self._refund_refs: dict[str, str] = {}  # a refund's merchantTxnId / merchantUniqueId -> refund gid
+            #: a refund's merchantTxnId -> (original gid, the request body as canonical JSON, refund gid)
+            self._refund_requests: dict[str, tuple[str, str, str]] = {}
             self._ids = derived_rng(self.config.seed, "payglocal-ids")
 
     # -- keys, for configuring the adapter -------------------------------------------------------
@@ -149,6 +165,58 @@ class PayGlocalSim:
             envelope["data"]["merchantTxnId"] = txn_id
             return envelope
 
+    def create_refund(self, gid: str, payload: Any) -> dict[str, Any]:
+        """``POST /gl/v1/payments/{gid}/refund`` (after-capture.md §5.1-5.4), answered in the ``refund_shape``
+        shape with a NEW refund gid. Only a SENT_FOR_CAPTURE transaction (else 400); partials while their sum
+        ≤ the captured amount and one full refund, of all of it (else 400 ``GL-400-006``). ``merchantTxnId``
+        must be new: the original's -> 400; one a refund already used -> that refund again if the body is the
+        same (an idempotent retry), else 409 (§5.4 "409 duplicate (idempotency)"); one another service used ->
+        400 (unique per MID across services, payglocal.md §0.6). The failure knobs answer REQUEST_ERROR."""
+        request = parse(RefundRequest, payload)
+        txn_id = request.merchantTxnId
+        body = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        with self.lock:
+            txn = self.transactions.get(gid)
+            if txn is None:
+                raise PayGlocalApiError(404, "Transaction not found", reason_code="GL-404-001")
+            if txn_id == txn["merchantTxnId"]:
+                raise PayGlocalApiError(400, "merchantTxnId cannot be the same as the original transaction's",
+                                        reason_code="GL-400-002")
+            if txn_id in self._refund_requests:
+                if self._refund_requests[txn_id][:2] != (gid, body):
+                    raise PayGlocalApiError(409, "Duplicate merchantTxnId", reason_code="GL-409-001")
+                return self._refund_answer(self.refunds[self._refund_requests[txn_id][2]])
+            if txn_id in self._txn_ids:
+                raise PayGlocalApiError(400, "Duplicate merchantTxnId", reason_code="GL-400-002")
+            if txn["status"] != "SENT_FOR_CAPTURE":
+                raise PayGlocalApiError(400, f"Transaction is {txn['status']}, not SENT_FOR_CAPTURE",
+                                        reason_code="GL-400-011")
+            left = txn["paid_amount_minor"] - self._refunded(gid)
+            if request.refundType == "F":
+                amount = txn["paid_amount_minor"]
+            else:
+                try:
+                    amount = major_to_minor(request.paymentData.get("totalAmount"), txn["paid_currency"])
+                except ValueError as exc:
+                    raise PayGlocalApiError(400, f"paymentData.totalAmount is invalid: {exc}") from None
+                if amount <= 0:
+                    raise PayGlocalApiError(400, "paymentData.totalAmount must be positive")
+            if amount > left:
+                raise PayGlocalApiError(400, "Amount mismatch with original transaction: more than the refundable "
+                                             f"{minor_to_major(left, txn['paid_currency'])}", reason_code="GL-400-006")
+            failed = self.failures.take(gid)
+            refund = self._add_refund(txn, amount, txn_id, request.merchantUniqueId, request.refundType,
+                                      "REQUEST_ERROR" if failed else "SENT_FOR_REFUND")
+            self._txn_ids.add(txn_id)
+            self._refund_requests[txn_id] = (gid, body, refund["gid"])
+            return self._refund_answer(refund)
+
+    def refunds_of(self, gid: str) -> list[dict[str, Any]]:
+        """The refunds of a transaction, failed ones included, oldest first."""
+        with self.lock:
+            self._txn(gid)
+            return copy.deepcopy([self.refunds[r] for r in self._refunds_of.get(gid, [])])
+
     # -- customer behaviour ----------------------------------------------------------------------
     def pay(
         self,
@@ -208,14 +276,15 @@ class PayGlocalSim:
             return self._status_envelope(txn)
 
     def refund(self, gid: str) -> dict[str, Any]:
-        """A full refund of a captured transaction (status becomes ``SENT_FOR_REFUND``)."""
+        """A refund of all that is left of a captured transaction, made in the GCC dashboard (a refund with its
+        own gid and no merchantTxnId; the status becomes ``SENT_FOR_REFUND``); the original's status answer."""
         with self.lock:
             txn = self.transactions.get(gid)
             if txn is None:
                 raise SimulatorError(f"no such PayGlocal transaction {gid!r}", status=404)
             if txn["status"] != "SENT_FOR_CAPTURE":
                 raise SimulatorError(f"only a captured transaction can be refunded, not {txn['status']!r}")
-            txn["status"] = "SENT_FOR_REFUND"
+            self._add_refund(txn, txn["paid_amount_minor"] - self._refunded(gid), None, None, "F", "SENT_FOR_REFUND")
             return self._status_envelope(txn)
 
     def set_status_shape(self, shape: str, gid: str | None = None) -> None:
@@ -245,6 +314,11 @@ class PayGlocalSim:
         with self.lock:
             return copy.deepcopy(list(self.transactions.values()))
 
+    def refunds_snapshot(self) -> list[dict[str, Any]]:
+        """Every refund, oldest first."""
+        with self.lock:
+            return copy.deepcopy(list(self.refunds.values()))
+
     # -- helpers ---------------------------------------------------------------------------------
     def _txn(self, gid: str) -> dict[str, Any]:
         txn = self.transactions.get(gid)
@@ -254,11 +328,63 @@ class PayGlocalSim:
 
     def _find(self, identifier: str) -> dict[str, Any]:
         gid = identifier if identifier in self.transactions else self._by_ref.get(identifier)
+        refund_gid = identifier if identifier in self.refunds else self._refund_refs.get(identifier)
+        if gid is None and refund_gid is not None:
+            return self._refund_view(self.refunds[refund_gid])
         if gid is None:
             if identifier.startswith("gl_o-"):
                 raise PayGlocalApiError(400, "Transaction not found", reason_code="GL-400-999")
             raise PayGlocalApiError(404, "Transaction not found", reason_code="GL-404-001")
         return self.transactions[gid]
+
+    def _refunded(self, gid: str) -> int:
+        """Minor units of ``gid`` its accepted refunds take back."""
+        found = (self.refunds[r] for r in self._refunds_of.get(gid, ()))
+        return sum(r["amount_minor"] for r in found if r["status"] == "SENT_FOR_REFUND")
+
+    def _add_refund(self, txn: dict[str, Any], amount: int, txn_id: str | None, unique_id: str | None, kind: str,
+                    status: str) -> dict[str, Any]:
+        """Record a refund with a new gid (after-capture.md §5.2); all of ``txn`` refunded: SENT_FOR_REFUND."""
+        refund_gid = "gl_" + str(uuid.UUID(int=self._ids.getrandbits(128), version=4))
+        refund = {
+            "gid": refund_gid, "originalGid": txn["gid"], "merchantTxnId": txn_id, "merchantUniqueId": unique_id,
+            "refundType": kind, "status": status, "amount_minor": amount, "currency": txn["paid_currency"],
+            "created_at": self.clock.now(),
+        }
+        self.refunds[refund_gid] = refund
+        self._refunds_of.setdefault(txn["gid"], []).append(refund_gid)
+        for ref in (txn_id, unique_id):
+            if ref:
+                self._refund_refs.setdefault(ref, refund_gid)
+        if self._refunded(txn["gid"]) >= txn["paid_amount_minor"]:
+            txn["status"] = "SENT_FOR_REFUND"
+        return refund
+
+    def _refund_view(self, refund: dict[str, Any]) -> dict[str, Any]:
+        """A refund as the status enquiry reads a transaction: its own gid, status and amount."""
+        return {
+            "gid": refund["gid"], "status": refund["status"], "merchantTxnId": refund["merchantTxnId"],
+            "merchantUniqueId": refund["merchantUniqueId"], "paid_amount_minor": refund["amount_minor"],
+            "paid_currency": refund["currency"], "created_at": refund["created_at"],
+        }
+
+    def _refund_answer(self, refund: dict[str, Any]) -> dict[str, Any]:
+        """The refund call's answer: shape 1 (the real UAT reply) or 2 (openapi.yaml) of after-capture.md §5.2."""
+        gid, state = refund["gid"], refund["status"]
+        amount = minor_to_major(refund["amount_minor"], refund["currency"])
+        if self.config.refund_shape == 2:
+            return {"gid": gid, "status": state,
+                    "data": {"gid": gid, "originalGid": refund["originalGid"], "status": state, "refundAmount": amount}}
+        code, message = ("GL-201-001", "Refund request sent successfully") if state == "SENT_FOR_REFUND" else (
+            "GL-400-001", "Refund request failed")
+        errors = None if state == "SENT_FOR_REFUND" else {"displayMessage": message, "detailedMessage": message,
+                                                           "code": code}
+        return {
+            "gid": gid, "status": state, "message": message, "timestamp": timestamp(), "reasonCode": code,
+            "data": {"merchantTxnId": refund["merchantTxnId"], "refundCurrency": refund["currency"],
+                     "refundAmount": amount},
+            "errors": errors,
+        }
 
     def _initiated(self, txn: dict[str, Any], base_url: str) -> dict[str, Any]:
         gid = txn["gid"]

@@ -24,7 +24,7 @@ EXPONENT_0 = frozenset(
 EXPONENT_3 = frozenset(["BHD", "IQD", "JOD", "KWD", "OMR", "TND"])
 
 #: razorpay.md §1 (Identifiers).
-PREFIXES = {"order": "order_", "payment": "pay_", "refund": "rfnd_", "event": "evt_"}
+PREFIXES = {"order": "order_", "payment": "pay_", "refund": "rfnd_", "event": "evt_", "dispute": "disp_"}
 ID_LENGTH = 14
 _ID_BODY = re.compile(r"^[A-Za-z0-9]+$")
 
@@ -34,6 +34,14 @@ NOT_A_VALID_ID = "{} is not a valid id"
 #: razorpay.md §2: a direct fetch of an order older than 180 days.
 ORDER_TOO_OLD = "Order older than 180 days, please use reports"
 ORDER_FETCH_LIMIT_S = 180 * 24 * 60 * 60
+#: after-capture.md §2.1, §2.5: the refund errors (all 400).
+NOT_CAPTURED = "The payment status should be captured for action to be taken"
+MORE_THAN_CAPTURED = "The refund amount provided is greater than amount captured."
+FULLY_REFUNDED = "The payment has been fully refunded already."
+OTHER_REQUEST_SAME_KEY = "Different request with the same idempotency key has already been processed"
+#: after-capture.md §3.3: the dispute action errors (400).
+DEADLINE_ELAPSED = "Action not allowed as deadline to respond has elapsed"
+NOT_ALLOWED_IN_STATUS = "Action not allowed when dispute is in {} status"
 
 
 def exponent(currency: str) -> int:

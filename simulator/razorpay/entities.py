@@ -1,5 +1,5 @@
 """Razorpay's JSON entities as the simulator makes them (razorpay.md §2 order object, §3.2 payment object,
-§5.2 webhook envelope; after-capture.md §2.4 refund entity)."""
+§5.2 webhook envelope; after-capture.md §2.2/§2.4 refund entity, §3.1 dispute entity)."""
 
 from __future__ import annotations
 
@@ -38,13 +38,28 @@ def payment_entity(payment_id: str, order: Mapping[str, Any], amount: int, curre
     }
 
 
-def refund_entity(refund_id: str, payment: Mapping[str, Any], amount: int, now: int) -> dict[str, Any]:
-    """A processed refund of ``amount`` on ``payment`` (after-capture.md §2.2, §2.4)."""
+def refund_entity(refund_id: str, payment: Mapping[str, Any], amount: int, now: int, *, speed: str = "normal",
+                  notes: Any = None, receipt: str | None = None) -> dict[str, Any]:
+    """A new (``pending``) refund of ``amount`` on ``payment`` (after-capture.md §2.2, §2.4 sample). Empty notes
+    are ``[]`` (§2.2); ``speed_processed`` is ``instant`` for an ``optimum`` request, else ``normal`` (§2.2);
+    ``acquirer_data.arn`` stays null: "usually" set before the ARN arrives (§0.2)."""
     return {
         "id": refund_id, "entity": "refund", "amount": amount, "currency": payment["currency"],
-        "payment_id": payment["id"], "notes": [], "receipt": None, "acquirer_data": {"arn": None},
-        "created_at": now, "batch_id": None, "status": "processed",
-        "speed_processed": "normal", "speed_requested": "optimum",
+        "payment_id": payment["id"], "notes": notes or [], "receipt": receipt, "acquirer_data": {"arn": None},
+        "created_at": now, "batch_id": None, "status": "pending",
+        "speed_processed": "instant" if speed == "optimum" else "normal", "speed_requested": speed,
+    }
+
+
+def dispute_entity(dispute_id: str, payment: Mapping[str, Any], amount: int, *, phase: str, reason_code: str,
+                   respond_by: int, now: int) -> dict[str, Any]:
+    """A new (``open``) dispute on ``payment`` (after-capture.md §3.1, §3.2 sample): ``amount_deducted`` is 0
+    "unless ... lost"; ``evidence.amount`` is the contested amount, by default all of it."""
+    return {
+        "id": dispute_id, "entity": "dispute", "payment_id": payment["id"], "amount": amount,
+        "currency": payment["currency"], "amount_deducted": 0, "reason_code": reason_code,
+        "respond_by": respond_by, "status": "open", "phase": phase, "created_at": now,
+        "evidence": {"amount": amount, "summary": None, "submitted_at": None},
     }
 
 

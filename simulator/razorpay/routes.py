@@ -111,4 +111,42 @@ def build_router(rzp: RazorpaySim) -> APIRouter:
     async def capture(payment_id: str, request: Request) -> JSONResponse:
         return JSONResponse(rzp.capture(payment_id, await _json_body(request)))
 
+    _add_refund_and_dispute_routes(router, rzp)
     return router
+
+
+def _add_refund_and_dispute_routes(router: APIRouter, rzp: RazorpaySim) -> None:
+    """after-capture.md §2.1 (refunds) and §3.3 (disputes)."""
+
+    @router.post("/payments/{payment_id}/refund")
+    async def create_refund(payment_id: str, request: Request) -> JSONResponse:
+        key = request.headers.get("x-refund-idempotency")
+        return JSONResponse(rzp.create_refund(payment_id, await _json_body(request), key))
+
+    @router.get("/payments/{payment_id}/refunds")
+    async def payment_refunds(payment_id: str, request: Request) -> JSONResponse:
+        return JSONResponse(rzp.payment_refunds(payment_id, request.query_params))
+
+    @router.get("/payments/{payment_id}/refunds/{refund_id}")
+    async def payment_refund(payment_id: str, refund_id: str) -> JSONResponse:
+        return JSONResponse(rzp.fetch_refund(refund_id, payment_id))
+
+    @router.get("/refunds")
+    async def list_refunds(request: Request) -> JSONResponse:
+        return JSONResponse(rzp.list_refunds(request.query_params))
+
+    @router.get("/refunds/{refund_id}")
+    async def fetch_refund(refund_id: str) -> JSONResponse:
+        return JSONResponse(rzp.fetch_refund(refund_id))
+
+    @router.get("/disputes")
+    async def list_disputes(request: Request) -> JSONResponse:
+        return JSONResponse(rzp.list_disputes(request.query_params))
+
+    @router.get("/disputes/{dispute_id}")
+    async def fetch_dispute(dispute_id: str) -> JSONResponse:
+        return JSONResponse(rzp.fetch_dispute(dispute_id))
+
+    @router.post("/disputes/{dispute_id}/accept")
+    async def accept_dispute(dispute_id: str) -> JSONResponse:
+        return JSONResponse(rzp.accept_dispute(dispute_id))

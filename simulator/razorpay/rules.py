@@ -55,6 +55,25 @@ def check_minimum(amount: int, currency: str) -> None:
         raise WireError(f"The amount for {currency} must end in 0.", "amount")
 
 
+def _receipt(value: Any) -> Any:
+    if value is not None and (not isinstance(value, str) or len(value) > 40):
+        raise WireError("The receipt may not be greater than 40 characters.", "receipt")
+    return value
+
+
+def _notes(value: Any) -> Any:
+    """razorpay.md §1: at most 15 pairs of 256 characters; empty notes are serialised as ``[]``."""
+    if value in (None, [], {}):
+        return []
+    if not isinstance(value, dict):
+        raise WireError("The notes field must be an object.", "notes")
+    if len(value) > 15:
+        raise WireError("Number of notes must not exceed 15.", "notes")
+    if any(not isinstance(v, (str, int, float)) or len(str(v)) > 256 for v in value.values()):
+        raise WireError("Each note must be a string of at most 256 characters.", "notes")
+    return value
+
+
 class CaptureOptions(BaseModel):
     """``payment.capture_options`` (razorpay.md §3.4; after-capture.md §1.1)."""
 
@@ -134,26 +153,8 @@ class OrderRequest(BaseModel):
 
     _amount = field_validator("amount", mode="before")(classmethod(lambda cls, value: _amount(value)))
 
-    @field_validator("receipt", mode="before")
-    @classmethod
-    def _receipt(cls, value: Any) -> Any:
-        if value is not None and (not isinstance(value, str) or len(value) > 40):
-            raise WireError("The receipt may not be greater than 40 characters.", "receipt")
-        return value
-
-    @field_validator("notes", mode="before")
-    @classmethod
-    def _notes(cls, value: Any) -> Any:
-        """razorpay.md §1: at most 15 pairs of 256 characters; empty notes are serialised as ``[]``."""
-        if value in (None, [], {}):
-            return []
-        if not isinstance(value, dict):
-            raise WireError("The notes field must be an object.", "notes")
-        if len(value) > 15:
-            raise WireError("Number of notes must not exceed 15.", "notes")
-        if any(not isinstance(v, (str, int, float)) or len(str(v)) > 256 for v in value.values()):
-            raise WireError("Each note must be a string of at most 256 characters.", "notes")
-        return value
+    _receipt = field_validator("receipt", mode="before")(classmethod(lambda cls, value: _receipt(value)))
+    _notes = field_validator("notes", mode="before")(classmethod(lambda cls, value: _notes(value)))
 
     @field_validator("payment_capture", mode="before")
     @classmethod
@@ -198,6 +199,50 @@ class CaptureRequest(BaseModel):
     currency: str | None = None
 
     _amount = field_validator("amount", mode="before")(classmethod(lambda cls, value: _amount(value)))
+
+
+#: after-capture.md §2.1: ``X-Refund-Idempotency`` is "≥10 chars of ``[A-Za-z0-9_-]``".
+IDEMPOTENCY_KEY = re.compile(r"^[A-Za-z0-9_-]{10,}$")
+
+
+class RefundRequest(BaseModel):
+    """``POST /v1/payments/{id}/refund`` (after-capture.md §2.1): ``amount`` in sub-units (omitted: all that is
+    left), ``speed`` ``normal`` (default) | ``optimum``, ``notes`` (≤15), ``receipt``."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    amount: int | None = None
+    speed: Literal["normal", "optimum"] = "normal"
+    notes: dict[str, Any] | list[Any] = Field(default_factory=list)
+    receipt: str | None = None
+
+    _receipt = field_validator("receipt", mode="before")(classmethod(lambda cls, value: _receipt(value)))
+    _notes = field_validator("notes", mode="before")(classmethod(lambda cls, value: _notes(value)))
+
+    @field_validator("amount", mode="before")
+    @classmethod
+    def _refund_amount(cls, value: Any) -> Any:
+        return None if value is None else _amount(value)
+
+    @field_validator("speed", mode="before")
+    @classmethod
+    def _speed(cls, value: Any) -> Any:
+        if value is None:
+            return "normal"
+        if value not in ("normal", "optimum"):
+            raise WireError("The selected speed is invalid.", "speed")
+        return value
+
+
+#: after-capture.md §3.1: a dispute's phases and statuses; ``closed`` is for fraud only.
+DISPUTE_PHASES = ("fraud", "retrieval", "chargeback", "pre_arbitration", "arbitration")
+#: The moves ``Simulator.move_dispute`` makes, each sending ``payment.dispute.<move>`` (after-capture.md §3.2).
+DISPUTE_MOVES = ("under_review", "action_required", "won", "lost", "closed")
+#: "pre_arbitration/arbitration (re-challenges of a won case)" (after-capture.md §3.1).
+REOPENING_PHASES = ("pre_arbitration", "arbitration")
+#: Days to respond: "chargeback T+3 business days, pre-arbitration T+2, arbitration T+1" (after-capture.md §3.4);
+#: how ``respond_by`` maps to T+N is UNDOCUMENTED, so the simulator counts calendar days (3 for the others).
+RESPOND_DAYS = {"fraud": 3, "retrieval": 3, "chargeback": 3, "pre_arbitration": 2, "arbitration": 1}
 
 
 class ListParams(BaseModel):
