@@ -114,22 +114,118 @@ class GatewayPayment(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
+GRANT = text("entry = 'grant'")
+
+
 class LedgerEntry(Base):
-    """What a paid order granted: credits, a plan year, or a recorded payment. Never updated."""
+    """One movement of credits (or of a plan term, or a recorded payment). Append-only: never updated or
+    deleted (a trigger refuses it on Postgres, migration 0005). A balance is the sum of its ledger's
+    ``credits``.
+
+    - ``grant`` (+credits): what a paid order bought, once per order and per gateway payment;
+    - ``reversal`` (−credits taken): a processed refund, a dispute's hold, a recorded chargeback;
+    - ``restore`` (+credits): a won dispute gives back what its hold took.
+
+    ``shortfall`` is what a reversal should have taken but could not, because the credits were spent
+    (a restore cancels its hold's shortfall with a negative one). Credits an order still grants =
+    Σ credits − Σ shortfall of its entries. ``money_event_id`` names the money event (the payment, the
+    refund, the dispute's hold or restore): unique per gateway and entry, so every input path is
+    exactly-once."""
 
     __tablename__ = "ledger_entries"
-    __table_args__ = (UniqueConstraint("order_id"), UniqueConstraint("gateway", "gateway_payment_id"))
+    __table_args__ = (
+        UniqueConstraint("gateway", "entry", "money_event_id"),
+        Index("ux_ledger_entries_grant_order", "order_id", unique=True, postgresql_where=GRANT, sqlite_where=GRANT),
+        Index("ux_ledger_entries_grant_payment", "gateway", "gateway_payment_id", unique=True,
+              postgresql_where=GRANT, sqlite_where=GRANT),
+        Index("ix_ledger_entries_order_id", "order_id"),
+        # what finance is owed back: the shortfall gauge reads only these rows (ops/exposition.py)
+        Index("ix_ledger_entries_shortfall", "gateway", postgresql_where=text("shortfall <> 0"),
+              sqlite_where=text("shortfall <> 0")),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     organisation_id: Mapped[str] = mapped_column(ForeignKey("organisations.id"), index=True)
     order_id: Mapped[str] = mapped_column(ForeignKey("orders.id"))
     gateway: Mapped[str] = mapped_column(String(16))
     gateway_payment_id: Mapped[str] = mapped_column(String(64))
-    kind: Mapped[str] = mapped_column(String(16))  # credits | pro_plan | payment_recorded
+    entry: Mapped[str] = mapped_column(String(16), default="grant")  # grant | reversal | restore
+    #: grants: credits | pro_plan | payment_recorded; reversals and restores: refund | dispute | chargeback
+    kind: Mapped[str] = mapped_column(String(16))
+    money_event_id: Mapped[str] = mapped_column(String(128))
     credits: Mapped[int] = mapped_column(BigInteger, default=0)
+    shortfall: Mapped[int] = mapped_column(BigInteger, default=0)
     amount_minor: Mapped[int] = mapped_column(BigInteger)
     currency: Mapped[str] = mapped_column(String(3))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Refund(Base):
+    """One refund of one payment: asked for by us (support, a review, the duplicate-payment policy) or
+    seen at the gateway (its dashboard, an auto-refund). Its lifecycle is :mod:`worker.domain.refund_state`."""
+
+    __tablename__ = "refunds"
+    __table_args__ = (
+        UniqueConstraint("gateway", "gateway_refund_id"),
+        UniqueConstraint("gateway", "idempotency_key"),
+        Index("ix_refunds_due", "next_check_at", postgresql_where=text("next_check_at IS NOT NULL"),
+              sqlite_where=text("next_check_at IS NOT NULL")),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    order_id: Mapped[str] = mapped_column(ForeignKey("orders.id"), index=True)
+    gateway: Mapped[str] = mapped_column(String(16))
+    gateway_payment_id: Mapped[str] = mapped_column(String(64))
+    #: NULL until the gateway answers (Razorpay ``rfnd_…``, PayGlocal the refund's own gid)
+    gateway_refund_id: Mapped[str | None] = mapped_column(String(80))
+    #: ours: Razorpay ``X-Refund-Idempotency``, PayGlocal ``merchantTxnId``; NULL for refunds we did not ask for
+    idempotency_key: Mapped[str | None] = mapped_column(String(64))
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    full: Mapped[bool] = mapped_column(Boolean, default=False)
+    state: Mapped[str] = mapped_column(String(16))  # requested | pending | processed | failed
+    wire_status: Mapped[str | None] = mapped_column(String(32))
+    origin: Mapped[str] = mapped_column(String(16))  # support | review | duplicate | gateway | auto
+    #: support chose to refund more than the customer's unspent credits (the reason says why)
+    override_spent: Mapped[bool] = mapped_column(Boolean, default=False)
+    reason: Mapped[str | None] = mapped_column(Text)
+    requested_by: Mapped[str | None] = mapped_column(String(120))
+    failure_reason: Mapped[str | None] = mapped_column(String(300))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: in flight: when to ask the gateway again (back-off); NULL once final
+    next_check_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    check_count: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Dispute(Base):
+    """One dispute (chargeback) of one payment, as the gateway reports it or as support recorded it
+    (PayGlocal has no dispute API). Its lifecycle is :mod:`worker.domain.dispute_state`."""
+
+    __tablename__ = "disputes"
+    __table_args__ = (UniqueConstraint("gateway", "gateway_dispute_id"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    order_id: Mapped[str] = mapped_column(ForeignKey("orders.id"), index=True)
+    gateway: Mapped[str] = mapped_column(String(16))
+    gateway_dispute_id: Mapped[str] = mapped_column(String(80))
+    gateway_payment_id: Mapped[str] = mapped_column(String(64))
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    state: Mapped[str] = mapped_column(String(16))  # open | under_review | won | lost | closed
+    phase: Mapped[str | None] = mapped_column(String(32))
+    reason_code: Mapped[str | None] = mapped_column(String(120))
+    respond_by: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    amount_deducted_minor: Mapped[int] = mapped_column(BigInteger, default=0)
+    #: the disputed credits are held (reversed) now; ``generation`` counts holds (a reopened case holds again)
+    held: Mapped[bool] = mapped_column(Boolean, default=False)
+    generation: Mapped[int] = mapped_column(Integer, default=0)
+    source: Mapped[str] = mapped_column(String(16))  # gateway | support
+    reason: Mapped[str | None] = mapped_column(Text)
+    requested_by: Mapped[str | None] = mapped_column(String(120))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class InboxEvent(Base):

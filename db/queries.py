@@ -10,11 +10,12 @@ from typing import Any
 from sqlalchemy import Select, Table, TextClause, bindparam, func, select, text, update
 from sqlalchemy.orm import Session
 
-from db.models import GatewayPayment, InboxEvent, LedgerEntry, Order, OrderTransition, Organisation
+from db.models import Dispute, GatewayPayment, InboxEvent, LedgerEntry, Order, OrderTransition, Organisation, Refund
 
 
 def insert_ignore(session: Session, model: type, values: dict[str, Any], conflict: Sequence[str]) -> Any | None:
     """INSERT … ON CONFLICT DO NOTHING; returns the new primary key, or None when the row existed.
+    ``conflict`` names the unique columns; empty means any unique constraint or (partial) unique index.
 
     The statement is a typed ``text()`` built once per shape: SQLAlchemy never caches the dialects'
     ``insert().on_conflict_do_nothing()`` (``inherit_cache = False``), so building it per call compiled it
@@ -43,8 +44,9 @@ def _defaulted_columns(table: Table) -> tuple[tuple[str, Any], ...]:
 @lru_cache(maxsize=64)
 def _insert_ignoring(table: Table, keys: tuple[str, ...], conflict: tuple[str, ...]) -> TextClause:
     pk = next(iter(table.primary_key.columns))
+    target = f"({', '.join(conflict)}) " if conflict else ""  # none: any unique constraint or index
     sql = (f"INSERT INTO {table.name} ({', '.join(keys)}) VALUES ({', '.join(':' + k for k in keys)}) "
-           f"ON CONFLICT ({', '.join(conflict)}) DO NOTHING RETURNING {pk.name}")
+           f"ON CONFLICT {target}DO NOTHING RETURNING {pk.name}")
     return text(sql).bindparams(*(bindparam(k, type_=table.c[k].type) for k in keys)).columns(pk)
 
 
@@ -126,7 +128,8 @@ def ledger_sum(session: Session, organisation_id: str) -> int:
 
 
 def timeline(session: Session, order_id: str) -> dict[str, list[Any]]:
-    """Everything we hold about one order, oldest first."""
+    """Everything we hold about one order, oldest first: payments, state changes, stored events, ledger entries
+    (grants, reversals, restores), refunds and disputes."""
     def rows(model, *order_by):
         return list(session.execute(select(model).where(model.order_id == order_id).order_by(*order_by)).scalars())
 
@@ -135,6 +138,8 @@ def timeline(session: Session, order_id: str) -> dict[str, list[Any]]:
         "transitions": rows(OrderTransition, OrderTransition.id),
         "events": rows(InboxEvent, InboxEvent.id),
         "ledger": rows(LedgerEntry, LedgerEntry.id),
+        "refunds": rows(Refund, Refund.id),
+        "disputes": rows(Dispute, Dispute.id),
     }
 
 
@@ -146,6 +151,16 @@ def claim_due_orders(session: Session, *, gateway: str, now: datetime, limit: in
     ids = list(session.execute(stmt).scalars())
     if ids:
         session.execute(update(Order).where(Order.id.in_(ids)).values(next_check_at=lease_until))
+    return ids
+
+
+def claim_due_refunds(session: Session, *, now: datetime, limit: int, lease_until: datetime) -> list[int]:
+    """Refunds in flight due for a look at the gateway (``ix_refunds_due``), pushed past a lease like orders."""
+    stmt = (select(Refund.id).where(Refund.next_check_at <= now).order_by(Refund.next_check_at).limit(limit)
+            .with_for_update(skip_locked=True))
+    ids = list(session.execute(stmt).scalars())
+    if ids:
+        session.execute(update(Refund).where(Refund.id.in_(ids)).values(next_check_at=lease_until))
     return ids
 
 

@@ -50,8 +50,9 @@ def order_row(deps, order_id: str) -> Order:
 
 
 def ledger_count(deps, order_id: str | None = None) -> int:
+    """How many grants (credits given for a payment) the ledger holds; reversals and restores are not counted."""
     with deps.sessions() as session:
-        stmt = select(func.count()).select_from(LedgerEntry)
+        stmt = select(func.count()).select_from(LedgerEntry).where(LedgerEntry.entry == "grant")
         if order_id:
             stmt = stmt.where(LedgerEntry.order_id == order_id)
         return session.execute(stmt).scalar_one()

@@ -38,6 +38,10 @@ class InboxEventArgs(_Strict):
     inbox_id: int = Field(ge=1)
 
 
+class RefundArgs(_Strict):
+    refund_id: int = Field(ge=1)
+
+
 class OrderArgs(_Strict):
     order_id: str = Field(min_length=1, max_length=40, pattern=ID_PATTERN)
 

@@ -33,7 +33,7 @@ from gateways.errors import (
     MalformedEvent,
     SignatureInvalid,
 )
-from gateways.port import CallbackResult, PaymentGateway, RemoteOrder, RemotePayment, WebhookEvent
+from gateways.port import CallbackResult, PaymentGateway, RemoteOrder, RemotePayment, RemoteRefund, WebhookEvent
 from worker.logging import get_logger
 from worker.metrics import CIRCUIT_OPEN, GATEWAY_RATE_LIMITED, GATEWAY_REQUESTS
 
@@ -172,6 +172,10 @@ class GuardedGateway:
         return self.inner.min_poll_interval_s
 
     @property
+    def reports_disputes(self) -> bool:
+        return self.inner.reports_disputes
+
+    @property
     def sweep_paused(self) -> bool:
         """Open and still cooling down. Once ``reset_timeout`` has passed, sweeps go again: their first
         call is the breaker's trial (pybreaker moves to half-open only when a call is attempted)."""
@@ -197,6 +201,14 @@ class GuardedGateway:
 
     def capture(self, gateway_payment_id: str, *, amount_minor: int, currency: str) -> RemotePayment:
         return self._call(self.inner.capture, gateway_payment_id, amount_minor=amount_minor, currency=currency)
+
+    def create_refund(self, gateway_payment_id: str, *, amount_minor: int, currency: str, full: bool,
+                      idempotency_key: str, reason: str) -> RemoteRefund:
+        return self._call(self.inner.create_refund, gateway_payment_id, amount_minor=amount_minor, currency=currency,
+                          full=full, idempotency_key=idempotency_key, reason=reason)
+
+    def fetch_refunds(self, gateway_payment_id: str, *, known: tuple[str, ...] = ()) -> tuple[RemoteRefund, ...]:
+        return self._call(self.inner.fetch_refunds, gateway_payment_id, known=known)
 
     def verify_webhook(self, raw_body: bytes, headers: Mapping[str, str]) -> WebhookEvent:
         return self.inner.verify_webhook(raw_body, headers)

@@ -42,3 +42,14 @@ SWEEP_ROUNDS = Counter("recon_sweep_rounds_total", "Scheduler rounds this proces
 SWEEP_CLAIMED = Counter("recon_sweep_claimed_total", "Orders and inbox rows claimed by sweeps.", ["kind"])
 DEAD_LETTERED = Counter("recon_messages_dead_lettered_total", "Messages sent to the dead-letter queue.",
                         ["queue", "actor", "reason"])
+
+# --- money after the credit (refunds, disputes, reversals) -------------------------------------------
+REFUNDS = Counter("recon_refunds_total", "Refunds reaching a state, by origin (support, review, duplicate, gateway, "
+                  "auto).", ["gateway", "state", "origin"])
+CREDITS_REVERSED = Counter("recon_credits_reversed_total", "Credits taken back from balances, by cause.",
+                           ["gateway", "kind"])
+CREDITS_RESTORED = Counter("recon_credits_restored_total", "Credits given back (won disputes).", ["gateway"])
+CREDIT_SHORTFALL = Counter("recon_credit_shortfall_total",
+                           "Credits a reversal should have taken back but could not (already spent).",
+                           ["gateway", "kind"])
+DISPUTES = Counter("recon_disputes_total", "Disputes reaching a state.", ["gateway", "state"])

@@ -20,7 +20,7 @@ from worker.coordination import LeaderLock
 from worker.deps import Deps
 from worker.logging import get_logger
 from worker.metrics import SWEEP_CLAIMED, SWEEP_ROUNDS
-from worker.services.sweep import requeue_stale_inbox, sweep_due_orders
+from worker.services.sweep import requeue_stale_inbox, sweep_due_orders, sweep_due_refunds
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +40,10 @@ def sweep_round(*, deps: Deps, leader: LeaderLock, actors: Actors) -> RoundResul
     inbox_ids = requeue_stale_inbox(deps=deps)
     for inbox_id in inbox_ids:
         actors.process_inbox_event.send(inbox_id)
+    refund_ids = sweep_due_refunds(deps=deps)
+    for refund_id in refund_ids:
+        actors.check_refund.send(refund_id)
+    SWEEP_CLAIMED.labels("refund").inc(len(refund_ids))
     SWEEP_ROUNDS.inc()
     SWEEP_CLAIMED.labels("order").inc(len(order_ids))
     SWEEP_CLAIMED.labels("inbox").inc(len(inbox_ids))

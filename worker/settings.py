@@ -7,6 +7,8 @@ gateway simulator's test keys. Production sets ``RECON_DATABASE_URL`` (Postgres)
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -104,6 +106,10 @@ class Settings(BaseSettings):
     abandon_after_s: int = int(Policy().abandon_after.total_seconds())
     #: How long after creation a late authorisation can still arrive (seconds).
     late_payment_horizon_s: int = int(Policy().late_payment_horizon.total_seconds())
+    #: A second captured payment on a credited order: "refund" it automatically (audited) or send to "review".
+    duplicate_payment_policy: Literal["refund", "review"] = "refund"
+    #: Reversals (refunds, chargebacks) may take a balance below zero; false records the shortfall instead.
+    allow_negative_balance: bool = False
     #: Back-off between gateway checks of an open order (seconds); the last step repeats.
     check_backoff_s: list[int] = list(DEFAULT_BACKOFF)
     #: How often failed and abandoned orders are still checked, until the late-payment horizon (seconds).

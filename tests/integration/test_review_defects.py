@@ -7,6 +7,7 @@ Each test says which defect it pins; each failed on the code before the fix.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import timedelta
 
 import httpx
@@ -94,21 +95,37 @@ def test_defect_1_a_signed_body_replayed_with_a_fresh_event_id_is_harmless(deps,
     assert balance(deps) == 5_000
     simulator.sim.refund(paid["id"], deliver_webhooks=False)
     deliver(deps, events_of(simulator, order.gateway_order_id, "refund.processed")[0])
+    assert balance(deps) == 0  # the refund took the credits back (issue 14)
     for n in range(3):
         assert deliver(deps, captured, event_id=f"evt_replayed_{n:08d}").status == "accepted"
-    assert ledger_count(deps) == 1 and balance(deps) == 5_000
-    stored = order_row(deps, order.id)
-    assert (stored.state, stored.state_reason) == ("needs_review", "refunded_after_credit")
+    assert ledger_count(deps) == 1 and balance(deps) == 0  # one grant, never a second
+    assert order_row(deps, order.id).state == "paid"
 
 
 # --- 2. review decisions on a credited order --------------------------------------------------------------------
 
-@pytest.mark.parametrize("decision", ["close", "refund", "credit"])
-def test_defect_2_any_input_after_a_review_decision_on_a_credited_order_is_safe(deps, org, simulator, web, decision):
-    order = new_order(deps)
-    paid = simulator.sim.pay(order.gateway_order_id, "success", deliver_webhooks=False)
+def pay_twice(deps, simulator, order) -> tuple[dict, dict]:
+    """The customer paid twice (a second checkout tab): a second captured payment on the credited order."""
+    first = simulator.sim.pay(order.gateway_order_id, "success", deliver_webhooks=False)
     reconcile_order(order.id, deps=deps)
-    simulator.sim.refund(paid["id"], 1_000, deliver_webhooks=False)  # partly refunded after the credit
+    extra = dict(simulator.sim.razorpay.payments[first["id"]], id="pay_ExtraPayment0001", status="captured")
+    with simulator.sim.razorpay.lock:
+        simulator.sim.razorpay.payments[extra["id"]] = extra
+        simulator.sim.razorpay._order_payments[order.gateway_order_id].append(extra["id"])
+    return first, extra
+
+
+@pytest.fixture
+def review_duplicates(deps):
+    """The duplicate-payment policy that sends a second payment to a person (the default refunds it)."""
+    deps.policy = replace(deps.policy, duplicate_payment="review")
+
+
+@pytest.mark.parametrize("decision", ["close", "refund", "credit"])
+def test_defect_2_any_input_after_a_review_decision_on_a_credited_order_is_safe(deps, org, simulator, web, decision,
+                                                                               review_duplicates):
+    order = new_order(deps)
+    paid, _ = pay_twice(deps, simulator, order)
     reconcile_order(order.id, deps=deps)
     assert order_row(deps, order.id).state == "needs_review"
     resolution = resolve_review(order.id, decision, reason="customer keeps the credits", requested_by="support:ann",
@@ -120,24 +137,23 @@ def test_defect_2_any_input_after_a_review_decision_on_a_credited_order_is_safe(
     reconcile_order(order.id, deps=deps)
     for event in events_of(simulator, order.gateway_order_id):
         deliver(deps, event, event_id=f"{event.event_id}_again")
+    for row in inbox_rows(deps):  # what the simulator posted to the web app itself (the refund's webhooks)
+        process_inbox_event(row.id, deps=deps)
     assert {row.status for row in inbox_rows(deps)} <= {"processed"}
     assert ledger_count(deps) == 1 and balance(deps) == 5_000 and order_row(deps, order.id).state == "paid"
 
 
-def test_defect_2_refund_on_a_credited_order_flags_only_the_extra_payment(deps, org, simulator):
+def test_defect_2_refund_on_a_credited_order_refunds_only_the_extra_payment(deps, org, simulator, review_duplicates):
     order = new_order(deps)
-    first = simulator.sim.pay(order.gateway_order_id, "success", deliver_webhooks=False)
-    reconcile_order(order.id, deps=deps)
-    second = simulator.sim.razorpay.payments[first["id"]] | {}
-    extra = dict(second, id="pay_ExtraPayment0001", status="captured")
-    with simulator.sim.razorpay.lock:  # the customer paid twice (a second checkout tab): money on the order
-        simulator.sim.razorpay.payments[extra["id"]] = extra
-        simulator.sim.razorpay._order_payments[order.gateway_order_id].append(extra["id"])
+    first, extra = pay_twice(deps, simulator, order)
     reconcile_order(order.id, deps=deps)
     assert order_row(deps, order.id).state_reason == "second_captured_payment"
-    resolve_review(order.id, "refund", reason="paid twice", requested_by="support:ann", deps=deps)
+    resolution = resolve_review(order.id, "refund", reason="paid twice", requested_by="support:ann", deps=deps)
     flags = {pid: row.flag_reason for pid, row in payments(deps, order.id).items()}
     assert flags == {first["id"]: None, extra["id"]: "refund_requested"}
+    assert [(r.origin, r.amount_minor) for r in resolution.refunds] == [("review", order.amount_minor)]
+    assert [r["payment_id"] for r in simulator.sim.refunds_of(extra["id"])] == [extra["id"]]
+    assert simulator.sim.refunds_of(first["id"]) == [] and balance(deps) == 5_000  # the credit stands
     assert order_row(deps, order.id).state == "paid" and ledger_count(deps) == 1
 
 

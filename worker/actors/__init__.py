@@ -23,6 +23,7 @@ class Actors:
     process_inbox_event: dramatiq.Actor
     verify_payment: dramatiq.Actor
     recheck_order: dramatiq.Actor
+    check_refund: dramatiq.Actor
 
 
 def declare_actors(broker: dramatiq.Broker, deps: Callable[[], Deps]) -> Actors:
@@ -32,6 +33,7 @@ def declare_actors(broker: dramatiq.Broker, deps: Callable[[], Deps]) -> Actors:
         process_inbox_event=webhooks.process_inbox_event.declare(broker, deps),
         verify_payment=callbacks.verify_payment.declare(broker, deps),
         recheck_order=callbacks.recheck_order.declare(broker, deps),
+        check_refund=reconcile.check_refund.declare(broker, deps),
     )
 
 

@@ -122,6 +122,11 @@ class Policy:
     #: How long such a fresh authorisation, reported by a webhook or callback, is left for the gateway to
     #: capture before a check captures it if it did not.
     auto_capture_grace: timedelta = timedelta(minutes=1)
+    #: A second captured payment on an order already credited: ``refund`` it at once (audited; the order
+    #: stays paid) or send the order to ``review``.
+    duplicate_payment: str = "refund"
+    #: A reversal may take the balance below zero (else what was spent is recorded as a shortfall).
+    allow_negative_balance: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +167,8 @@ class Decision:
     capture: tuple[RemotePayment, ...] = ()
     flagged: tuple[RemotePayment, ...] = field(default=())
     check_by: datetime | None = None  #: check the order at the gateway no later than this
+    #: payments to refund now (a duplicate on a credited order under the refund policy; support's review)
+    refund: tuple[RemotePayment, ...] = ()
 
     @property
     def changed(self) -> bool:
@@ -193,7 +200,7 @@ def decide(order: OrderSnapshot, evidence: Evidence, *, now: datetime, policy: P
     if order.state == OrderState.NEEDS_REVIEW:
         return Decision(order.state, order.state, "awaiting_review")
     if order.granted_payment_id is not None:  # credited once: whatever state it is in, never granted again
-        return _decide_credited(order, payments)
+        return _decide_credited(order, payments, policy)
     if order.state == OrderState.CLOSED:
         return _decide_closed(order, payments)
     if evidence.order_missing:
@@ -214,15 +221,18 @@ def _decide_closed(order: OrderSnapshot, payments: tuple[RemotePayment, ...]) ->
     return Decision(order.state, order.state, "closed_by_support")
 
 
-def _decide_credited(order: OrderSnapshot, payments: tuple[RemotePayment, ...]) -> Decision:
-    """A credited order: new evidence may send it to a person, never to a second grant."""
-    fresh = _unflagged(order, payments)
-    refunded = [p for p in fresh
-                if p.status == RemoteStatus.REFUNDED and p.gateway_payment_id == order.granted_payment_id]
-    new_money = [p for p in fresh
+def _decide_credited(order: OrderSnapshot, payments: tuple[RemotePayment, ...], policy: Policy) -> Decision:
+    """A credited order: new evidence may send it to a person, never to a second grant.
+
+    A refund of the credited payment leaves the order paid (so does Razorpay, after-capture.md §2.3): the
+    refund's own lifecycle (:mod:`worker.domain.refund_state`) takes the credits back once it is processed.
+    A second captured payment is refunded at once under the ``refund`` policy (the order stays paid) or
+    sent to a person."""
+    new_money = [p for p in _unflagged(order, payments)
                  if p.status == RemoteStatus.CAPTURED and p.gateway_payment_id != order.granted_payment_id]
-    if refunded:
-        return Decision(order.state, OrderState.NEEDS_REVIEW, "refunded_after_credit", flagged=tuple(refunded))
+    if new_money and policy.duplicate_payment == "refund":
+        return Decision(order.state, order.state, "duplicate_payment_refunded", flagged=tuple(new_money),
+                        refund=tuple(new_money))
     if new_money:
         return Decision(order.state, OrderState.NEEDS_REVIEW, "second_captured_payment", flagged=tuple(new_money))
     return Decision(order.state, order.state, "already_paid")
@@ -355,9 +365,9 @@ def decide_review(order: OrderSnapshot, decision: str, payments: tuple[RemotePay
                  and p.gateway_payment_id != order.granted_payment_id)
     to_refund = held if decision == "refund" else ()
     if order.granted_payment_id is not None:
-        return Decision(order.state, OrderState.PAID, reason, flagged=to_refund)
+        return Decision(order.state, OrderState.PAID, reason, flagged=to_refund, refund=to_refund)
     if decision != "credit":
-        return Decision(order.state, OrderState.CLOSED, reason, flagged=to_refund)
+        return Decision(order.state, OrderState.CLOSED, reason, flagged=to_refund, refund=to_refund)
     captured = sorted((p for p in payments if p.status == RemoteStatus.CAPTURED),
                       key=lambda p: (not matches(order, p), p.gateway_payment_id))
     if not captured:

@@ -20,6 +20,7 @@ from worker.logging import get_logger
 from worker.services.capture import capture_authorized
 from worker.services.intake import LOOKUP_ID
 from worker.services.poll import check_payment, reconcile_order
+from worker.services.refunds import refund_duplicates
 from worker.services.unit import UnitOfWork, printable
 
 
@@ -90,6 +91,10 @@ def _apply_webhook(uow: UnitOfWork, row: InboxEvent, *, deps: Deps) -> Applied:
     if event.payment is None:  # a prompt to check (PayGlocal's browser callback), never proof of payment
         return Applied("processed", "prompted a gateway check",
                        follow_up=lambda: reconcile_order(order_id, deps=deps, source=Source.CALLBACK))
+    if event.refund is not None:  # the refund's own status first (after-capture.md §8.5), then its payment
+        uow.observe_refund(order, event.refund)
+    if event.dispute is not None:
+        uow.observe_dispute(order, event.dispute)
     batch = _siblings_about(uow, row, gateway, order.gateway_order_id) if row.gateway_payment_id else []
     decision = uow.apply(order, Evidence(Source.WEBHOOK, (event.payment, *(p for _, p in batch))))
     for sibling, _ in batch:  # decided together: one transaction for what arrived together
@@ -100,6 +105,9 @@ def _apply_webhook(uow: UnitOfWork, row: InboxEvent, *, deps: Deps) -> Applied:
         return Applied("processed", decision.reason, decision,
                        follow_up=lambda: capture_authorized(order_id, gateway_name, decision, Source.WEBHOOK,
                                                             deps=deps))
+    if decision.refund:
+        return Applied("processed", decision.reason, decision,
+                       follow_up=lambda: refund_duplicates(order_id, decision, deps=deps))
     return Applied("processed", decision.reason, decision)
 
 
@@ -114,6 +122,8 @@ def _siblings_about(uow: UnitOfWork, row: InboxEvent, gateway: PaymentGateway,
             event = gateway.parse_verified_webhook(sibling.body, sibling.headers)
         except (SignatureInvalid, MalformedEvent):
             continue
+        if event.refund is not None or event.dispute is not None:
+            continue  # a refund or dispute is applied by its own message, with its own lifecycle
         if event.payment is not None and event.gateway_order_id == gateway_order_id:
             found.append((sibling, event.payment))
     return found

@@ -10,10 +10,12 @@ from __future__ import annotations
 from gateways.errors import GatewayNotFound, GatewayTransient
 from gateways.port import PaymentGateway
 from worker.deps import Deps
-from worker.domain.order_state import Decision, Evidence, Source
+from worker.domain.order_state import Decision, Evidence, OrderState, Source
 from worker.logging import get_logger
 from worker.metrics import CHECKS
+from worker.services import money
 from worker.services.capture import capture_authorized
+from worker.services.refunds import refund_duplicates, sync_refunds
 
 
 def order_evidence(gateway: PaymentGateway, gateway_order_id: str, source: Source) -> Evidence:
@@ -61,7 +63,7 @@ def reconcile_order(order_id: str, *, deps: Deps, source: Source = Source.POLL) 
         return None
     decision = decide_checked(order_id, evidence, deps=deps)
     CHECKS.labels(gateway_name, source.value, "decided").inc()
-    return capture_authorized(order_id, gateway_name, decision, source, deps=deps) if decision.capture else decision
+    return follow_up(order_id, gateway_name, decision, source, deps=deps)
 
 
 def decide_checked(order_id: str, evidence: Evidence, *, deps: Deps) -> Decision:
@@ -81,7 +83,34 @@ def check_payment(order_id: str, gateway_payment_id: str, source: Source, *, dep
         gateway_name = uow.order(order_id).gateway
     payment = deps.gateway(gateway_name).fetch_payment(gateway_payment_id)
     decision = decide_checked(order_id, Evidence(source, (payment,)), deps=deps)
-    return capture_authorized(order_id, gateway_name, decision, source, deps=deps) if decision.capture else decision
+    return follow_up(order_id, gateway_name, decision, source, deps=deps)
+
+
+def follow_up(order_id: str, gateway_name: str, decision: Decision, source: Source, *, deps: Deps) -> Decision:
+    """What a decision asks for outside the lock: a capture, the duplicate-payment policy's refunds, and a
+    look at the refunds of a credited payment the gateway shows refunded beyond what we know of."""
+    if decision.capture:
+        return capture_authorized(order_id, gateway_name, decision, source, deps=deps)
+    if decision.refund:
+        return refund_duplicates(order_id, decision, deps=deps)
+    if decision.from_state == OrderState.PAID:  # only an order credited before this check has refunds to explain
+        for payment_id in unexplained_refunds(order_id, deps=deps):
+            sync_refunds(order_id, payment_id, deps=deps)
+    return decision
+
+
+def unexplained_refunds(order_id: str, *, deps: Deps) -> list[str]:
+    """Credited payments the gateway shows refunded by more than the processed refunds we hold (a refund made
+    in the dashboard; PayGlocal tells of refunds only through the payment's status)."""
+    with deps.unit() as uow:
+        order = uow.order(order_id)
+        if order.granted_payment_id is None:
+            return []
+        known = sum(r.amount_minor for r in money.refunds_of(uow.session, order_id)
+                    if r.gateway_payment_id == order.granted_payment_id and r.state == "processed")
+        shown = [p.amount_refunded_minor or 0 for p in uow.payments(order_id)
+                 if p.gateway_payment_id == order.granted_payment_id]
+        return [order.granted_payment_id] if shown and shown[0] > known else []
 
 
 def _may_poll(uow, order, *, deps: Deps) -> bool:

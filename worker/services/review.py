@@ -14,8 +14,9 @@ from worker.domain.errors import ReconError
 from worker.domain.order_state import REVIEW_DECISIONS, IllegalTransition, decide_review
 from worker.logging import get_logger
 from worker.services.apply import stored_payment
+from worker.services.refunds import RefundOutcome, refund_payments
 
-#: What a payment support asked to refund is flagged with (refunds themselves are support's, at the gateway).
+#: What a payment support asked to refund is flagged with (the refund itself is a row of its own).
 REFUND_REQUESTED = "refund_requested"
 
 
@@ -29,13 +30,15 @@ class Resolution:
     decision: str
     state: str
     granted: bool
+    refunds: tuple[RefundOutcome, ...] = ()  #: the refunds ``refund`` started
 
 
 def resolve_review(order_id: str, decision: str, *, reason: str, requested_by: str, deps: Deps) -> Resolution:
-    """Credit the order, close it without credit, or close it and mark the money we hold for refund.
+    """Credit the order, close it without credit, or close it and refund the money we hold.
 
     An order credited before it went to review keeps its credit and returns to ``paid`` whatever the
-    decision; ``refund`` then marks only the payments beyond the credited one.
+    decision; ``refund`` then refunds only the captured payments beyond the credited one (an authorisation
+    is released by the gateway itself). The refunds start after the decision is committed.
     """
     if decision not in REVIEW_DECISIONS:
         raise ValueError(f"decision must be one of {sorted(REVIEW_DECISIONS)}")
@@ -59,4 +62,6 @@ def resolve_review(order_id: str, decision: str, *, reason: str, requested_by: s
         uow.commit()
     get_logger(order_id=order_id, gateway=gateway_name).info("review_resolved", decision=decision,
                                                              requested_by=requested_by, state=move.to_state.value)
-    return Resolution(order_id, decision, move.to_state.value, granted)
+    started = refund_payments(order_id, move.refund, origin="review", reason=reason, requested_by=requested_by,
+                              deps=deps) if move.refund else []
+    return Resolution(order_id, decision, move.to_state.value, granted, tuple(started))

@@ -40,3 +40,11 @@ def requeue_stale_inbox(*, deps: Deps, limit: int = 1_000) -> list[int]:
         claimed = uow.requeue_stale_inbox(older_than=STALE_INBOX_AFTER, limit=limit)
         uow.commit()
     return claimed
+
+
+def sweep_due_refunds(*, deps: Deps, limit: int = 200) -> list[int]:
+    """Refunds in flight whose next look at the gateway is due (a lost ``refund.processed`` is found here)."""
+    with deps.unit() as uow:
+        claimed = uow.claim_due_refunds(limit=limit, lease_s=deps.checks.lease_s)
+        uow.commit()
+    return claimed

@@ -25,11 +25,12 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from db import queries
-from db.models import GatewayPayment, InboxEvent, Order, SupportAction
+from db.models import Dispute, GatewayPayment, InboxEvent, Order, Refund, SupportAction
+from gateways.port import RemoteDispute, RemoteRefund
 from worker.domain.errors import UnknownOrder
 from worker.domain.order_state import INITIAL_STATE, Decision, Evidence, OrderSnapshot, Policy, evolve
 from worker.domain.schedule import Schedule
-from worker.services import apply
+from worker.services import apply, money
 
 
 def printable(text: str) -> str:
@@ -122,6 +123,16 @@ class UnitOfWork:
         order.updated_at = self.now
         return granted
 
+    # --- money after the credit ------------------------------------------------------------------------
+
+    def observe_refund(self, order: Order, remote: RemoteRefund) -> Refund:
+        """What the gateway says of a refund of this (locked) order: its lifecycle moves, credits reversed once."""
+        return money.observe_refund(self.session, order, remote, now=self.now, policy=self._rules.policy)
+
+    def observe_dispute(self, order: Order, remote: RemoteDispute) -> Dispute:
+        """What the gateway says of a dispute of this (locked) order: held at onset, restored on a win."""
+        return money.observe_dispute(self.session, order, remote, now=self.now, policy=self._rules.policy)
+
     # --- check leases -------------------------------------------------------------------------------
 
     def take_lease(self, order: Order, *, lease_s: int) -> bool:
@@ -138,6 +149,10 @@ class UnitOfWork:
     def claim_due(self, gateway: str, *, limit: int, lease_s: int) -> list[str]:
         return queries.claim_due_orders(self.session, gateway=gateway, now=self.now, limit=limit,
                                         lease_until=self.now + timedelta(seconds=lease_s))
+
+    def claim_due_refunds(self, *, limit: int, lease_s: int) -> list[int]:
+        return queries.claim_due_refunds(self.session, now=self.now, limit=limit,
+                                         lease_until=self.now + timedelta(seconds=lease_s))
 
     def nudge(self, order: Order, *, at_most_every: timedelta) -> bool:
         return queries.nudge_order(self.session, order.id, now=self.now, not_checked_since=self.now - at_most_every)

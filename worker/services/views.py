@@ -1,11 +1,13 @@
-"""Read models for the API and the CLI: an order with its payments, events, transitions and ledger."""
+"""Read models for the API and the CLI: an order with its payments, events, transitions, ledger, refunds and
+disputes."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from db import queries
-from db.models import Order
+from db.models import Dispute, LedgerEntry, Order, Refund
 from gateways import registry
 from worker.deps import Deps
 from worker.domain.errors import UnknownOrder
@@ -42,9 +44,41 @@ def order_detail(order_id: str, *, deps: Deps) -> dict[str, Any]:
                         "reason": e.reason, "received_at": e.received_at.isoformat()} for e in rows["events"]],
             "transitions": [{"from": t.from_state, "to": t.to_state, "reason": t.reason, "source": t.source,
                              "at": t.created_at.isoformat()} for t in rows["transitions"]],
-            "ledger": [{"kind": entry.kind, "credits": entry.credits, "payment_id": entry.gateway_payment_id,
-                        "amount_minor": entry.amount_minor, "currency": entry.currency} for entry in rows["ledger"]],
+            "ledger": [ledger_entry(entry) for entry in rows["ledger"]],
+            "refunds": [refund_view(refund) for refund in rows["refunds"]],
+            "disputes": [dispute_view(dispute) for dispute in rows["disputes"]],
         }
+
+
+def _at(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment else None
+
+
+def ledger_entry(entry: LedgerEntry) -> dict[str, Any]:
+    """One movement of credits: ``entry`` grant | reversal | restore, ``credits`` the signed balance change,
+    ``shortfall`` what a reversal could not take back (already spent)."""
+    return {"entry": entry.entry, "kind": entry.kind, "credits": entry.credits, "shortfall": entry.shortfall,
+            "money_event_id": entry.money_event_id, "payment_id": entry.gateway_payment_id,
+            "amount_minor": entry.amount_minor, "currency": entry.currency, "at": _at(entry.created_at)}
+
+
+def refund_view(refund: Refund) -> dict[str, Any]:
+    return {"refund_id": refund.id, "state": refund.state, "amount_minor": refund.amount_minor,
+            "currency": refund.currency, "full": refund.full, "payment_id": refund.gateway_payment_id,
+            "gateway_refund_id": refund.gateway_refund_id, "wire_status": refund.wire_status, "origin": refund.origin,
+            "reason": refund.reason, "requested_by": refund.requested_by, "override_spent": refund.override_spent,
+            "failure_reason": refund.failure_reason, "created_at": _at(refund.created_at),
+            "processed_at": _at(refund.processed_at), "next_check_at": _at(refund.next_check_at)}
+
+
+def dispute_view(dispute: Dispute) -> dict[str, Any]:
+    return {"dispute_id": dispute.gateway_dispute_id, "state": dispute.state, "phase": dispute.phase,
+            "amount_minor": dispute.amount_minor, "currency": dispute.currency,
+            "payment_id": dispute.gateway_payment_id, "reason_code": dispute.reason_code,
+            "respond_by": _at(dispute.respond_by), "held": dispute.held,
+            "amount_deducted_minor": dispute.amount_deducted_minor, "source": dispute.source, "reason": dispute.reason,
+            "requested_by": dispute.requested_by, "created_at": _at(dispute.created_at),
+            "updated_at": _at(dispute.updated_at)}
 
 
 def ensure_order_exists(order_id: str, *, deps: Deps) -> None:

@@ -7,7 +7,7 @@ state, reason, grant, capture requests, flagged payments) and then applies it wi
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from itertools import product
 
@@ -255,15 +255,18 @@ CASES = [
          order(S.PAID, granted="pay_1"), webhook(captured()), AFTER_TIMEOUT, S.PAID, "already_paid"),
     Case("a complete poll showing the granted payment and old declines on a paid order changes nothing",
          order(S.PAID, granted="pay_1"), poll(failed("pay_0"), captured()), AFTER_TIMEOUT, S.PAID, "already_paid"),
-    Case("a second captured payment on a paid order goes to needs_review and is flagged, not granted",
-         order(S.PAID, granted="pay_1"), webhook(captured("pay_2")), AFTER_TIMEOUT, S.NEEDS_REVIEW,
-         "second_captured_payment", flagged=("pay_2",)),
-    Case("the granted payment refunded after credit sends a paid order to needs_review (refunded_after_credit)",
+    Case("a second captured payment on a paid order is flagged and refunded (the default policy), not granted",
+         order(S.PAID, granted="pay_1"), webhook(captured("pay_2")), AFTER_TIMEOUT, S.PAID,
+         "duplicate_payment_refunded", flagged=("pay_2",)),
+    Case("the granted payment refunded after credit leaves the order paid (the refund's lifecycle reverses)",
          order(S.PAID, granted="pay_1"), webhook(pay("pay_1", RS.REFUNDED, refunded=AMOUNT)), AFTER_TIMEOUT,
-         S.NEEDS_REVIEW, "refunded_after_credit", flagged=("pay_1",)),
-    Case("the granted payment partly refunded after credit also sends a paid order to needs_review",
+         S.PAID, "already_paid"),
+    Case("the granted payment partly refunded after credit leaves it paid too",
          order(S.PAID, granted="pay_1"), poll(pay("pay_1", RS.REFUNDED, refunded=1)), AFTER_TIMEOUT,
-         S.NEEDS_REVIEW, "refunded_after_credit", flagged=("pay_1",)),
+         S.PAID, "already_paid"),
+    Case("a refunded duplicate on a paid order leaves it paid",
+         order(S.PAID, granted="pay_1"), poll(captured("pay_1"), pay("pay_2", RS.REFUNDED, refunded=AMOUNT)),
+         AFTER_TIMEOUT, S.PAID, "already_paid"),
     Case("an authorised or failed extra attempt on a paid order changes nothing",
          order(S.PAID, granted="pay_1"), poll(captured(), authorized("pay_2"), failed("pay_3")), AFTER_TIMEOUT,
          S.PAID, "already_paid"),
@@ -523,12 +526,15 @@ def test_a_closed_order_sends_new_money_to_review_and_ignores_what_support_alrea
     assert [p.gateway_payment_id for p in later.flagged] == ["pay_2"]
 
 
-def test_a_refund_after_credit_goes_to_review_once_not_again_after_support_kept_the_credit() -> None:
-    refunded = poll(pay("pay_1", RS.REFUNDED, refunded=AMOUNT))
-    first = decide(order(S.PAID, granted="pay_1"), refunded, now=AFTER_TIMEOUT, policy=POLICY)
-    assert (first.to_state, first.reason) == (S.NEEDS_REVIEW, "refunded_after_credit")
-    kept = order(S.PAID, granted="pay_1", flagged=frozenset({"pay_1"}))
-    assert not decide(kept, refunded, now=AFTER_TIMEOUT, policy=POLICY).changed
+def test_a_second_payment_goes_to_review_under_the_review_policy_and_is_refunded_under_the_refund_one() -> None:
+    second = webhook(captured("pay_2"))
+    reviewed = decide(order(S.PAID, granted="pay_1"), second, now=AFTER_TIMEOUT,
+                      policy=replace(POLICY, duplicate_payment="review"))
+    assert (reviewed.to_state, reviewed.reason, reviewed.refund) == (S.NEEDS_REVIEW, "second_captured_payment", ())
+    refunded = decide(order(S.PAID, granted="pay_1"), second, now=AFTER_TIMEOUT, policy=POLICY)
+    assert [p.gateway_payment_id for p in refunded.refund] == ["pay_2"] and refunded.grant is None
+    flagged = order(S.PAID, granted="pay_1", flagged=frozenset({"pay_2"}))
+    assert decide(flagged, second, now=AFTER_TIMEOUT, policy=POLICY).refund == ()  # refunded once, not per event
 
 
 # --- support decisions --------------------------------------------------------------------------------------
