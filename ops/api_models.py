@@ -41,6 +41,24 @@ class RecheckBody(_Body):
 
 class ReviewBody(_Body):
     decision: Literal["credit", "close", "refund"] = Field(
-        description="credit the order, close it without credit, or mark it for refund at the gateway")
+        description="credit the order, close it without credit, or close it and refund the money at the gateway")
     reason: str = Field(min_length=3, max_length=2_000, pattern=TEXT_PATTERN, description="mandatory: why (audited)")
     requested_by: str = Field(min_length=1, max_length=120, pattern=TEXT_PATTERN)
+
+
+class RefundBody(_Body):
+    amount_minor: int | None = Field(default=None, gt=0, lt=2**63,
+                                     description="minor units; omitted: everything still refundable")
+    reason: str = Field(max_length=2_000, pattern=TEXT_PATTERN,
+                        description="mandatory: why (audited); a blank one is refused with code reason_required")
+    requested_by: str = Field(min_length=1, max_length=80, pattern=TEXT_PATTERN, description="the person asking")
+    override_spent: bool = Field(default=False, description="refund credits the customer already spent (say why)")
+    payment_id: str | None = Field(default=None, min_length=1, max_length=64, pattern=ID_PATTERN,
+                                   description="the gateway payment to refund; omitted: the order's credited payment")
+
+
+class ChargebackBody(_Body):
+    amount_minor: int | None = Field(default=None, gt=0, lt=2**63, description="minor units; omitted: the whole order")
+    reason: str = Field(max_length=2_000, pattern=TEXT_PATTERN,
+                        description="mandatory: the case (audited); a blank one is refused with code reason_required")
+    requested_by: str = Field(min_length=1, max_length=80, pattern=TEXT_PATTERN, description="the person recording it")

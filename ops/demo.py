@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from rich.console import Console
 from rich.table import Table
 
+from ops.demo_money import run_money_cases
 from ops.embedded import Embedded, start_embedded
 
 ORG, ADMIN, OPERATOR = "acme-in", "asha-admin", "omar-operator"
@@ -140,6 +141,8 @@ def run_demo(*, keep_db: bool = False) -> int:
         swept = _finish_cases(env)
         console.print(f"the scheduler's sweep checked {swept} open orders at the gateway")
         ok = _report(console, env, forged)
+        ok &= run_money_cases(env, console, org=ORG, admin=ADMIN)
+        ok &= _balances(console, env)
         if keep_db:
             console.print(f"database kept at {env.workdir}")
             input("press Enter to delete it ...")
@@ -194,10 +197,23 @@ def _report(console: Console, env: Embedded, forged: str) -> bool:
     for org, expected in totals.items():
         held, ledger = balance(org, deps=env.deps), ledger_total(org, deps=env.deps)
         all_ok &= held == ledger == expected
-        console.print(f"Balance of {org}: {held:,} credits; ledger sum {ledger:,}; expected {expected:,} "
-                      + _mark(held == ledger == expected))
+        console.print(f"Balance of {org} after the top-ups: {held:,} credits; ledger sum {ledger:,}; expected "
+                      f"{expected:,} " + _mark(held == ledger == expected))
     console.print(f"Logs (JSON lines): {env.workdir / 'recon.log'}")
     return all_ok
+
+
+def _balances(console: Console, env: Embedded) -> bool:
+    """After the refunds and disputes too, every balance is still its ledger's sum."""
+    from worker.services.organisations import balance
+    from worker.services.views import ledger_total
+
+    ok = True
+    for org in (ORG, US_ORG):
+        held, ledger = balance(org, deps=env.deps), ledger_total(org, deps=env.deps)
+        ok &= held == ledger
+        console.print(f"Balance of {org} at the end: {held:,} credits; ledger sum {ledger:,} " + _mark(held == ledger))
+    return ok
 
 
 def _mark(ok: bool) -> str:

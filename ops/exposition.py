@@ -1,5 +1,6 @@
 """``/metrics``: the process metrics of every process on this host, plus what the database and the
-broker hold right now (orders by state, pending orders by age, queue depth and age, dead letters)."""
+broker hold right now (orders by state, pending orders by age, queue depth and age, dead letters,
+refunds in flight, open disputes and their deadlines, the credit shortfall)."""
 
 from __future__ import annotations
 
@@ -12,10 +13,14 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 from sqlalchemy import func, select
 
-from db.models import InboxEvent, Order
+from db.models import Dispute, InboxEvent, LedgerEntry, Order, Refund
 from worker.deps import Deps
+from worker.domain.dispute_state import AWAITING_US, DisputeState
+from worker.domain.refund_state import IN_FLIGHT
 from worker.queues import QUEUES
 
+#: Disputes still to be decided (someone may still answer them); those awaiting us have a deadline.
+UNDECIDED_DISPUTES = (DisputeState.OPEN.value, DisputeState.UNDER_REVIEW.value)
 #: Pending-order age buckets: label → upper bound in seconds.
 AGE_BUCKETS = (("lt_5m", 300), ("5m_30m", 1800), ("30m_2h", 7200), ("2h_1d", 86400), ("gt_1d", None))
 
@@ -28,6 +33,7 @@ class StateCollector:
 
     def collect(self):
         yield from self._orders()
+        yield from self._money()
         yield from self._queues()
         last = self.deps.coordination.last_sweep()
         sweep = GaugeMetricFamily("recon_last_successful_sweep_timestamp_seconds", "When a sweep last completed.")
@@ -62,6 +68,48 @@ class StateCollector:
             for label, _ in AGE_BUCKETS:
                 pending.add_metric([gateway, label], counts.get((gateway, label), 0))
         yield from (by_state, pending, inbox)
+
+    def _money(self):
+        """Refunds in flight, disputes to answer, and credits owed back but not taken (aggregates: one row per
+        gateway and state, the times compared with now in Python on any database)."""
+        now = self.deps.clock.now()
+        in_flight = GaugeMetricFamily("recon_refunds_in_flight", "Refunds asked for or pending at the gateway.",
+                                      labels=["gateway", "state"])
+        oldest = GaugeMetricFamily("recon_refund_oldest_in_flight_seconds",
+                                   "Age of the oldest refund in flight (0 when none).", labels=["gateway"])
+        disputes = GaugeMetricFamily("recon_disputes_open", "Disputes open or under review.", labels=["gateway"])
+        respond_by = GaugeMetricFamily("recon_dispute_respond_by_seconds",
+                                       "Seconds until the earliest respond-by deadline of an open dispute "
+                                       "(negative: passed); absent when no open dispute has one.", labels=["gateway"])
+        shortfall = GaugeMetricFamily("recon_credit_shortfall_credits",
+                                      "Credits reversals should have taken back but could not (already spent), net "
+                                      "of restores.", labels=["gateway"])
+        states = sorted(state.value for state in IN_FLIGHT)
+        with self.deps.sessions() as session:
+            refunds = session.execute(select(Refund.gateway, Refund.state, func.count(), func.min(Refund.created_at))
+                                      .where(Refund.state.in_(states)).group_by(Refund.gateway, Refund.state)).all()
+            open_disputes = dict(session.execute(select(Dispute.gateway, func.count())
+                                                 .where(Dispute.state.in_(UNDECIDED_DISPUTES))
+                                                 .group_by(Dispute.gateway)).all())
+            deadlines = session.execute(select(Dispute.gateway, func.min(Dispute.respond_by))
+                                        .where(Dispute.state.in_(sorted(AWAITING_US)), Dispute.respond_by.is_not(None))
+                                        .group_by(Dispute.gateway)).all()
+            owed = dict(session.execute(select(LedgerEntry.gateway, func.sum(LedgerEntry.shortfall))
+                                        .where(LedgerEntry.shortfall != 0).group_by(LedgerEntry.gateway)).all())
+        gateways = set(self.deps.gateways) | {row[0] for row in refunds} | set(open_disputes) | set(owed)
+        counts = {(gateway, state): count for gateway, state, count, _ in refunds}
+        first: dict[str, float] = {}
+        for gateway, _, _, created_at in refunds:
+            first[gateway] = max(first.get(gateway, 0.0), (now - created_at).total_seconds())
+        for gateway in sorted(gateways):
+            for state in states:
+                in_flight.add_metric([gateway, state], counts.get((gateway, state), 0))
+            oldest.add_metric([gateway], max(0.0, first.get(gateway, 0.0)))
+            disputes.add_metric([gateway], open_disputes.get(gateway, 0))
+            shortfall.add_metric([gateway], int(owed.get(gateway) or 0))
+        for gateway, earliest in deadlines:
+            respond_by.add_metric([gateway], (earliest - now).total_seconds())
+        yield from (in_flight, oldest, disputes, respond_by, shortfall)
 
     @property
     def _postgres(self) -> bool:

@@ -150,6 +150,33 @@ class SimulatorClient:
             _given(gateway_payment_id=payment_id, amount_minor=amount_minor, deliver_webhooks=deliver_webhooks),
         )
 
+    def upi_retry(self, payment_id: str, *, deliver_webhooks: bool = True) -> dict[str, Any]:
+        """A failed UPI payment that completes after all, on the same id (captured)."""
+        return self._call("POST", "/_sim/razorpay/upi_retry",
+                          _given(gateway_payment_id=payment_id, deliver_webhooks=deliver_webhooks))
+
+    def dashboard_refund(self, payment_id: str, amount: int | None = None, *, fail: bool = False) -> dict[str, Any]:
+        """A refund made in Razorpay's dashboard, with its whole lifecycle and webhooks."""
+        return self._call("POST", f"/_sim/razorpay/payments/{payment_id}/dashboard_refund",
+                          _given(amount=amount, fail=fail))
+
+    def refund_behaviour(self, *, processed_after_s: float | None = None, fail_next: int | None = None) -> dict:
+        """How refunds go from now on: pending time (simulated seconds), and how many of the next ones fail."""
+        return self._call("POST", "/_sim/refunds/behaviour",
+                          _given(processed_after_s=processed_after_s, fail_next=fail_next))
+
+    def refunds_of(self, payment_id: str) -> list[dict[str, Any]]:
+        return self._call("GET", f"/_sim/payments/{payment_id}/refunds")["refunds"]
+
+    def open_dispute(self, payment_id: str, *, amount: int | None = None, respond_in_s: float | None = None) -> dict:
+        """A chargeback on a captured Razorpay payment (sends ``payment.dispute.created``)."""
+        return self._call("POST", f"/_sim/razorpay/payments/{payment_id}/disputes",
+                          _given(amount=amount, respond_in_s=respond_in_s))
+
+    def move_dispute(self, dispute_id: str, *, status: str | None = None, phase: str | None = None) -> dict:
+        """Move a dispute (won, lost, under_review, …) and send its webhook."""
+        return self._call("POST", f"/_sim/razorpay/disputes/{dispute_id}", _given(status=status, phase=phase))
+
     def refund_payglocal(self, gid: str) -> dict[str, Any]:
         """Refund a captured PayGlocal transaction in full."""
         return self._call("POST", "/_sim/payglocal/refund", {"gid": gid})

@@ -1,4 +1,5 @@
-"""The HTTP API: webhook intake, orders, callbacks, rechecks, review decisions, health and metrics.
+"""The HTTP API: webhook intake, orders, callbacks, rechecks, review decisions, refunds and chargebacks,
+health and metrics.
 
 Webhook intake is verify → store raw → enqueue → 2xx, and nothing more: the gateway wants an
 answer within seconds, and the inbox row, not the queue, is the truth. Webhooks are
@@ -12,11 +13,19 @@ from collections.abc import Callable
 from dataclasses import asdict
 from typing import Annotated, Any
 
-from fastapi import APIRouter, FastAPI, HTTPException, Path, Request
+from fastapi import APIRouter, FastAPI, Header, HTTPException, Path, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 from starlette.concurrency import run_in_threadpool
 
-from ops.api_models import ID_PATTERN, CreateOrderBody, RecheckBody, ReviewBody, VerifyPaymentBody
+from ops.api_models import (
+    ID_PATTERN,
+    ChargebackBody,
+    CreateOrderBody,
+    RecheckBody,
+    RefundBody,
+    ReviewBody,
+    VerifyPaymentBody,
+)
 from ops.auth import Caller
 from ops.context import ActorsParam, DepsParam
 from ops.exposition import render_metrics
@@ -28,7 +37,9 @@ from worker.domain.errors import GatewayUnavailable, OrderRejected, ReconError, 
 from worker.logging import configure_logging, get_logger
 from worker.main import build_runtime
 from worker.services import intake, orders, views
+from worker.services.disputes import record_chargeback
 from worker.services.recheck import recheck_order
+from worker.services.refunds import RefundRefused, RefundRequest, request_refund
 from worker.services.review import resolve_review
 from worker.settings import Settings
 
@@ -47,6 +58,11 @@ def _gateway_down(_request: Request, exc: GatewayUnavailable) -> JSONResponse:
 
 def _unknown(_request: Request, exc: UnknownOrder) -> JSONResponse:
     return JSONResponse(status_code=404, content={"error": "unknown_order", "message": str(exc)})
+
+
+def _refund_refused(_request: Request, exc: RefundRefused) -> JSONResponse:
+    status = 409 if exc.code == "idempotency_key_reused" else 422
+    return JSONResponse(status_code=status, content={"code": exc.code, "detail": exc.message})
 
 
 def _conflict(_request: Request, exc: ReconError) -> JSONResponse:
@@ -129,6 +145,40 @@ def review(order_id: OrderId, body: ReviewBody, deps: DepsParam, who: Caller) ->
                                  requested_by=f"{body.requested_by} (token {who})", deps=deps))
 
 
+def _requester(requested_by: str, who: str) -> str:
+    """Who asked, as audits record it: the person and the token's name (within the 120 characters kept)."""
+    return f"{requested_by} (token {who})"[:120]
+
+
+@router.post("/orders/{order_id}/refunds", status_code=201)
+def refund(order_id: OrderId, body: RefundBody, deps: DepsParam, who: Caller,
+           idempotency_key: Annotated[str | None, Header(
+               max_length=64, description="the same key repeats the same refund (10-40 of A-Z a-z 0-9 _ -); "
+                                          "omitted: derived from the order, amount, reason and requester")] = None,
+           ) -> JSONResponse:
+    """Refund a paid order fully or partly, with a mandatory reason (audited). 201 with the refund as it stands
+    (``requested``, ``pending``, ``processed`` or ``failed`` at the gateway); 200 with ``repeated`` for the
+    same request made before (nothing new is started). Refused (422 with a ``code``): ``reason_required``,
+    ``order_not_paid``, ``unknown_payment``, ``not_captured``, ``above_captured``, ``credits_spent`` (more
+    credits than the customer has unspent: pass ``override_spent`` and say why), ``bad_idempotency_key``;
+    409 ``idempotency_key_reused`` (the key named another refund)."""
+    request = RefundRequest(body.amount_minor, body.reason, _requester(body.requested_by, who),
+                            payment_id=body.payment_id, idempotency_key=idempotency_key,
+                            override_spent=body.override_spent)
+    outcome = request_refund(order_id, request, deps=deps)
+    return JSONResponse(status_code=200 if outcome.repeated else 201, content=asdict(outcome))
+
+
+@router.post("/orders/{order_id}/chargebacks", status_code=201)
+def chargeback(order_id: OrderId, body: ChargebackBody, deps: DepsParam, who: Caller) -> JSONResponse:
+    """Record a chargeback the gateway cannot report (PayGlocal has no dispute API): the credits it paid for
+    are reversed once, like a lost dispute (audited). 201, or 200 with ``repeated`` for the same chargeback
+    recorded before. Refused (422): ``reason_required``, ``order_not_paid``, ``above_captured``."""
+    outcome = record_chargeback(order_id, amount_minor=body.amount_minor, reason=body.reason,
+                                requested_by=_requester(body.requested_by, who), deps=deps)
+    return JSONResponse(status_code=200 if outcome.repeated else 201, content=asdict(outcome))
+
+
 @router.post("/webhooks/{gateway}")
 async def receive_webhook(gateway: Annotated[str, Path(max_length=32, pattern=ID_PATTERN)], request: Request,
                           deps: DepsParam, actors: ActorsParam) -> JSONResponse:
@@ -188,6 +238,7 @@ def create_app(deps: Callable[[], Deps], actors: Callable[[], Actors], *,
     app.add_exception_handler(OrderRejected, _rejected)
     app.add_exception_handler(GatewayUnavailable, _gateway_down)
     app.add_exception_handler(UnknownOrder, _unknown)
+    app.add_exception_handler(RefundRefused, _refund_refused)  # the most specific class wins: not ReconError's 409
     app.add_exception_handler(ReconError, _conflict)
     app.include_router(router)
     return app

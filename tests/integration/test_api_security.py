@@ -17,6 +17,8 @@ PROTECTED = [
     ("post", "/orders/{order_id}/verify", {"payment_id": "pay_x", "signature": "0" * 64}),
     ("post", "/orders/{order_id}/recheck", {"requested_by": "mallory"}),
     ("post", "/orders/{order_id}/review", {"decision": "credit", "reason": "because", "requested_by": "mallory"}),
+    ("post", "/orders/{order_id}/refunds", {"reason": "because", "requested_by": "mallory"}),
+    ("post", "/orders/{order_id}/chargebacks", {"reason": "because", "requested_by": "mallory"}),
 ]
 
 

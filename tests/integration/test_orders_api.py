@@ -86,8 +86,13 @@ def test_get_order_shows_payments_events_transitions_and_ledger(client, deps, si
     assert detail["state"] == "paid"
     assert [p["status"] for p in detail["payments"]] == ["captured"]
     assert {e["event_type"] for e in detail["events"]} == {"payment.authorized", "payment.captured", "order.paid"}
-    assert detail["ledger"] == [{"kind": "credits", "credits": 5_000, "payment_id": detail["payments"][0]["payment_id"],
-                                 "amount_minor": 1_180_000, "currency": "INR"}]
+    payment_id = detail["payments"][0]["payment_id"]
+    [grant] = detail["ledger"]
+    assert {key: grant[key] for key in ("entry", "kind", "credits", "shortfall", "money_event_id", "payment_id",
+                                        "amount_minor", "currency")} == {
+        "entry": "grant", "kind": "credits", "credits": 5_000, "shortfall": 0, "money_event_id": payment_id,
+        "payment_id": payment_id, "amount_minor": 1_180_000, "currency": "INR"}
+    assert grant["at"] and (detail["refunds"], detail["disputes"]) == ([], [])
     assert client.get("/orders/ord_unknown").status_code == 404
 
 

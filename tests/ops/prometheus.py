@@ -37,19 +37,26 @@ GRAFANA_VARIABLES = {"gateway": ".*", "__rate_interval": "2m", "__interval": "1m
 #: Label values the samples carry: each metric gets every combination of the values of its labels.
 #: Taken from the code where it has a list; the rest are the values the code writes.
 HISTOGRAM_LE = ("0.5", "5.0", "+Inf")
+#: Gauges sit at about 1,000, above every alert threshold but these: an age alerted on past 2 days, and a
+#: deadline alerted on when it comes closer than a day (1,000 s away is that too).
+GAUGE_VALUES = {"recon_refund_oldest_in_flight_seconds": 3 * 86_400}
 
 
 def label_values() -> dict[str, tuple[str, ...]]:
     from ops.exposition import AGE_BUCKETS
+    from worker.domain.dispute_state import DisputeState
     from worker.domain.order_state import OrderState, Plan, Source
+    from worker.domain.refund_state import RefundState
     from worker.queues import QUEUES
 
+    states = (*OrderState, *RefundState, *DisputeState)
     return {
         "gateway": ("razorpay", "payglocal"),
-        "state": tuple(state.value for state in OrderState),
+        "state": tuple(dict.fromkeys(state.value for state in states)),  # orders', refunds' and disputes'
         "age": tuple(name for name, _ in AGE_BUCKETS),
         "queue": tuple(QUEUES),
-        "kind": ("webhook", "callback", "order", "inbox", "ready", "delayed"),
+        "kind": ("webhook", "callback", "order", "inbox", "ready", "delayed", "refund", "dispute", "chargeback"),
+        "origin": ("support", "review", "duplicate", "gateway", "auto"),
         "outcome": ("accepted", "duplicate", "bad_signature", "rejected"),
         "endpoint": ("orders", "payments"),
         "status_class": ("2xx", "4xx", "5xx", "error"),
@@ -151,8 +158,9 @@ class Samples:
                     for slot in (slots[series], self.all_slot):
                         for step in steps:
                             at = self.start_s + slot * SLOT_S + step * STEP_S
-                            # counters rise (rates are non-zero); gauges are above every alert threshold
-                            value = (step + 1) * weight if family.type in ("counter", "histogram") else 1_000 + step % 3
+                            # counters rise (rates are non-zero); gauges trip every alert (GAUGE_VALUES)
+                            gauge = GAUGE_VALUES.get(series, 1_000) + step % 3
+                            value = (step + 1) * weight if family.type in ("counter", "histogram") else gauge
                             metric.add_sample(series, labels, value, timestamp=at)
                 yield metric
 

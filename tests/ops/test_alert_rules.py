@@ -20,10 +20,11 @@ RULE_TESTS = ROOT / "ops" / "alerts" / "recon-rules.test.yml"
 RUNBOOK = ROOT / "ops" / "RUNBOOK.md"
 #: Labels an alert may keep: all bounded (never order, payment or message ids).
 BOUNDED_LABELS = {"gateway", "kind", "outcome", "queue", "state", "age", "source", "status_class", "endpoint",
-                  "plan", "reason", "actor", "result", "le"}
+                  "plan", "reason", "actor", "result", "origin", "le"}
 EXPECTED_ALERTS = {"StuckPendingOrders", "NoSuccessfulSweep", "WebhookSignatureFailuresSpike", "GatewayErrorRate",
                    "GatewayCircuitOpen", "DeadLetters", "OrdersNeedReview", "InboxBacklog", "QueueBacklog",
-                   "GatewayRateLimited", "GatewayUnknownStatus"}
+                   "GatewayRateLimited", "GatewayUnknownStatus", "DisputeResponseDueSoon", "RefundFailed",
+                   "RefundStuck", "CreditShortfall"}
 
 
 @pytest.fixture(scope="module")

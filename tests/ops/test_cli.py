@@ -131,9 +131,96 @@ def test_review_resolve_needs_a_reason_and_closes_without_credit(deps, org, simu
     out = recon("review", "resolve", order.id, "--decision", "refund", "--reason", "paid in USD", "--by", "sam")
     assert "refund -> closed" in out
     assert balance(deps) == 0 and order_row(deps, order.id).state == "closed"
-    assert actions(deps)[-1].action == "review_refund"
+    assert [a.action for a in actions(deps)] == ["review_refund", "refund"]  # the decision starts the refund
+    assert "refund 1 of" in out
 
 
 def test_stats_counts_orders_by_state(deps, org, simulator):
     new_order(deps)
     assert json.loads(recon("stats"))["orders_by_state"] == {"created": 1}
+
+
+def paid(deps, simulator, org="org-in"):
+    from worker.services.poll import reconcile_order
+
+    order = new_order(deps, org)
+    simulator.sim.pay(order.gateway_order_id, "success", deliver_webhooks=False)
+    reconcile_order(order.id, deps=deps)
+    return order_row(deps, order.id)
+
+
+def recon_fails(*args: str):
+    result = runner.invoke(app, list(args), catch_exceptions=False, env={"COLUMNS": "200"}, obj=RUNNING["runtime"])
+    assert result.exit_code == 1, result.output
+    return result.output
+
+
+def test_order_refund_refunds_once_and_order_show_prints_refunds_disputes_and_the_ledger(deps, org, simulator, web):
+    from worker.services.inbox import process_inbox_event
+
+    order = paid(deps, simulator)
+    half = order.amount_minor // 2
+    args = ("order", "refund", order.id, "--amount", str(half), "--reason", "ticket 4711: unused", "--by", "sam")
+    out = recon(*args)
+    assert f"{order.id}: refund 1 of 590,000 INR processed" in out and "origin support" in out
+    assert "the same request as before" in recon(*args)
+    assert balance(deps) == 2_500 and [a.action for a in actions(deps)] == ["refund"]
+    dispute = simulator.sim.open_dispute(order.granted_payment_id, amount=half, respond_in_s=3_600)
+    assert simulator.sim.wait_for_webhooks()
+    for row in inbox_rows(deps, status="pending"):
+        process_inbox_event(row.id, deps=deps)
+    assert balance(deps) == 0  # the dispute's credits are held at onset
+    out = recon("order", "show", order.id)
+    assert "Refunds" in out and "rfnd_" in out and "ticket 4711: unused" in out
+    assert "Disputes" in out and dispute["id"] in out and "open" in out and "chargeback" in out
+    assert "reversal" in out and "-2,500" in out and "refund 1 590,000 INR (support)" in out
+    shown = json.loads(recon("order", "show", order.id, "--json"))
+    assert [(e["entry"], e["kind"], e["credits"]) for e in shown["ledger"]] == [
+        ("grant", "credits", 5_000), ("reversal", "refund", -2_500), ("reversal", "dispute", -2_500)]
+    assert (shown["disputes"][0]["state"], shown["disputes"][0]["held"]) == ("open", True)
+
+
+def test_order_refund_explains_each_refusal_and_exits_non_zero(deps, org, simulator):
+    unpaid = new_order(deps)
+    out = recon_fails("order", "refund", unpaid.id, "--reason", "ticket 1", "--by", "sam")
+    assert "refund refused (order_not_paid)" in out and "never paid" in out
+    order = paid(deps, simulator)
+    out = recon_fails("order", "refund", order.id, "--reason", "  ", "--by", "sam")
+    assert "refund refused (reason_required)" in out and "--reason" in out
+    out = recon_fails("order", "refund", order.id, "--amount", str(10**9), "--reason", "ticket 2", "--by", "sam")
+    assert "refund refused (above_captured)" in out and "left to refund" in out
+    out = recon_fails("order", "refund", order.id, "--key", "short", "--reason", "ticket 3", "--by", "sam")
+    assert "refund refused (bad_idempotency_key)" in out
+    with deps.sessions() as session:
+        from db.models import Organisation
+
+        session.get(Organisation, "org-in").credit_balance -= 4_000  # the customer used credits
+        session.commit()
+    out = recon_fails("order", "refund", order.id, "--reason", "ticket 4", "--by", "sam")
+    assert "refund refused (credits_spent)" in out and "--override-spent" in out
+    assert "refund 1 of" in recon("order", "refund", order.id, "--override-spent", "--reason", "ticket 4: goodwill",
+                                  "--by", "sam")
+    assert balance(deps) == 0 and [a.action for a in actions(deps)] == ["refund"]
+    missing = runner.invoke(app, ["order", "refund", order.id, "--by", "sam"], obj=RUNNING["runtime"])
+    assert missing.exit_code == 2 and "--reason" in missing.output  # a usage error
+
+
+def test_order_refund_the_gateway_fails_says_so_and_exits_non_zero(deps, org, simulator):
+    order = paid(deps, simulator)
+    simulator.sim.refund_behaviour(fail_next=1)
+    out = recon_fails("order", "refund", order.id, "--reason", "ticket 5", "--by", "sam")
+    assert "failed" in out and "the gateway did not refund" in out
+    assert balance(deps) == 5_000
+
+
+def test_order_chargeback_records_a_payglocal_chargeback_once(deps, org, simulator):
+    order = paid(deps, simulator, "org-us")
+    args = ("order", "chargeback", order.id, "--reason", "GCC case 981", "--by", "sam")
+    out = recon(*args)
+    assert "chargeback chargeback_" in out and "15,000 USD lost" in out
+    assert "recorded before: nothing changed" in recon(*args)
+    assert balance(deps, "org-us") == 0 and [a.action for a in actions(deps)] == ["chargeback"]
+    shown = json.loads(recon("order", "show", order.id, "--json"))
+    assert [(d["state"], d["source"], d["phase"]) for d in shown["disputes"]] == [("lost", "support", "chargeback")]
+    out = recon_fails("order", "chargeback", new_order(deps, "org-us").id, "--reason", "GCC 2", "--by", "sam")
+    assert "chargeback refused (order_not_paid)" in out

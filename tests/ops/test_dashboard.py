@@ -21,6 +21,10 @@ REQUIRED_METRICS = {
     "recon_gateway_rate_limited_total", "recon_gateway_circuit_open_total", "recon_queue_depth",
     "recon_queue_oldest_message_age_seconds", "recon_dead_letters", "recon_last_successful_sweep_timestamp_seconds",
     "recon_inbox_pending",
+    # money after the credit (issue 14)
+    "recon_refunds_total", "recon_refunds_in_flight", "recon_refund_oldest_in_flight_seconds",
+    "recon_credits_reversed_total", "recon_credits_restored_total", "recon_credit_shortfall_total",
+    "recon_credit_shortfall_credits", "recon_disputes_total", "recon_disputes_open", "recon_dispute_respond_by_seconds",
 }
 
 
