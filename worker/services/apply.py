@@ -36,6 +36,7 @@ from worker.metrics import (
     UNKNOWN_STATUS,
 )
 from worker.services.credit import grant_once
+from worker.services.money import catch_up_after_grant
 
 
 def snapshot(session: Session, order: Order, payments: list | None = None) -> OrderSnapshot:
@@ -104,7 +105,7 @@ def apply_evidence(session: Session, order: Order, evidence: Evidence, *, now: d
     for payment in decision.flagged:
         queries.flag_payment(session, gateway=order.gateway, gateway_payment_id=payment.gateway_payment_id,
                              reason=decision.reason)
-    apply_move(session, order, decision, source=evidence.source.value, now=now)
+    apply_move(session, order, decision, source=evidence.source.value, now=now, policy=policy)
     log = get_logger(order_id=order.id, gateway=order.gateway)
     for payment in evidence.payments:
         if payment.status == RemoteStatus.UNKNOWN:
@@ -117,7 +118,8 @@ def apply_evidence(session: Session, order: Order, evidence: Evidence, *, now: d
     return decision
 
 
-def apply_move(session: Session, order: Order, decision: Decision, *, source: str, now: datetime) -> bool:
+def apply_move(session: Session, order: Order, decision: Decision, *, source: str, now: datetime,
+               policy: Policy) -> bool:
     """Grant what the decision grants (once) and record its state change; the one writer of both, for the
     machine's decisions and support's. Returns whether a grant was made."""
     log = get_logger(order_id=order.id, gateway=order.gateway)
@@ -127,6 +129,7 @@ def apply_move(session: Session, order: Order, decision: Decision, *, source: st
         order.paid_at = now
         log.info("order_granted", payment_id=decision.grant.gateway_payment_id, plan=order.plan, credits=order.credits)
         record_grant(order, now=now)
+        catch_up_after_grant(session, order, now=now, policy=policy)
     if decision.changed:
         session.add(OrderTransition(order_id=order.id, from_state=order.state, to_state=decision.to_state.value,
                                     reason=decision.reason, source=source, created_at=now,

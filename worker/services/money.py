@@ -240,6 +240,31 @@ def observe_dispute(session: Session, order: Order, remote: RemoteDispute, *, no
     return row
 
 
+def catch_up_after_grant(session: Session, order: Order, *, now: datetime, policy: Policy) -> None:
+    """A grant made after money had already gone back (support credited an order in review whose payment was
+    partly refunded or disputed before any credit): those refunds and disputes take their credits now, once
+    each (the same money event ids as when they are seen again)."""
+    for refund in refunds_of(session, order.id):
+        if refund.gateway_payment_id == order.granted_payment_id and refund.state == RefundState.PROCESSED.value:
+            wanted = credits_for(refund.amount_minor, order_amount_minor=order.amount_minor,
+                                 order_credits=order.credits)
+            _reverse(session, order, kind="refund", money_event_id=f"refund:{refund.gateway_refund_id}",
+                     payment_id=refund.gateway_payment_id, credits=wanted, amount_minor=refund.amount_minor,
+                     currency=refund.currency, policy=policy, now=now)
+    for dispute in disputes_of(session, order.id):
+        state = DisputeState(dispute.state)
+        holds = order.plan == Plan.PAYG.value or state in DISPUTE_FINAL
+        if dispute.gateway_payment_id == order.granted_payment_id and not dispute.held and state != DisputeState.WON \
+                and holds:
+            wanted = credits_for(dispute.amount_minor, order_amount_minor=order.amount_minor,
+                                 order_credits=order.credits)
+            _reverse(session, order, kind="dispute",
+                     money_event_id=f"dispute:{dispute.gateway_dispute_id}:hold:{dispute.generation}",
+                     payment_id=dispute.gateway_payment_id, credits=wanted, amount_minor=dispute.amount_minor,
+                     currency=dispute.currency, policy=policy, now=now)
+            dispute.held = True
+
+
 def _reverse(session: Session, order: Order, *, kind: str, money_event_id: str, payment_id: str, credits: int,
              amount_minor: int, currency: str, policy: Policy, now: datetime) -> None:
     done = credit.reverse_once(session, order, kind=kind, money_event_id=money_event_id, payment_id=payment_id,

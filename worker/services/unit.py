@@ -119,7 +119,8 @@ class UnitOfWork:
         for payment in decision.flagged:
             queries.flag_payment(self.session, gateway=order.gateway, gateway_payment_id=payment.gateway_payment_id,
                                  reason=flag_reason or decision.reason)
-        granted = apply.apply_move(self.session, order, decision, source=source, now=self.now)
+        granted = apply.apply_move(self.session, order, decision, source=source, now=self.now,
+                                   policy=self._rules.policy)
         order.updated_at = self.now
         return granted
 

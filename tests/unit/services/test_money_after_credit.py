@@ -287,3 +287,19 @@ def test_a_recorded_chargeback_reverses_once_and_only_where_the_gateway_reports_
     assert balance(deps) == 0 and [e[:2] for e in ledger(deps, order.id)][-1] == ("reversal", "chargeback")
     with pytest.raises(RefundRefused):
         disputes.record_chargeback(order.id, amount_minor=None, reason="", requested_by="support:bo", deps=deps)
+
+
+def test_a_dispute_seen_before_the_credit_holds_the_credits_when_they_are_granted(deps, fake):
+    made = orders.create_order(orders.PurchaseRequest("org-in", "admin-1", "payg", True, credits=CREDITS),
+                               deps=deps).order
+    payment = fake.pay(made.gateway_order_id, RemoteStatus.AUTHORIZED)
+    opened = fake.dispute(payment.gateway_payment_id)
+    deliver(deps, fake.dispute_webhook(opened))  # Razorpay does not order webhooks: the dispute comes first
+    assert balance(deps) == 0
+    captured = fake.set_status(payment.gateway_payment_id, RemoteStatus.CAPTURED)
+    deliver(deps, fake.webhook(captured))
+    assert order_row(deps, made.id).state == "paid" and balance(deps) == 0  # granted, and held at once
+    deliver(deps, fake.dispute_webhook(opened, event_id="evt_dispute_again"))
+    deliver(deps, fake.dispute_webhook(replace(opened, status=DisputeStatus.WON), "payment.dispute.won"))
+    assert balance(deps) == CREDITS
+    assert_balance_is_the_ledger_sum(deps)
