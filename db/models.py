@@ -191,6 +191,8 @@ class Refund(Base):
     reason: Mapped[str | None] = mapped_column(Text)
     requested_by: Mapped[str | None] = mapped_column(String(120))
     failure_reason: Mapped[str | None] = mapped_column(String(300))
+    #: the lost dispute whose money this refund is (Razorpay refunds a lost dispute's customer with a refund entity)
+    covered_by_dispute: Mapped[str | None] = mapped_column(String(80))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
     processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -1,33 +1,47 @@
 """Money properties of the whole service: a hypothesis state machine on the real database and the simulator.
 
-For 2-4 Razorpay orders the machine interleaves, in any order,
+For 2-4 Razorpay orders (pay-as-you-go, sometimes Pro) and, in some examples, one PayGlocal order of another
+organisation, the machine interleaves, in any order,
 
 - the gateway's timeline: checkout attempts (success, decline, timeout, authorise only, window closed, a
   wrong amount), late authorisations of failed payments (inside the 12-minute auto-capture window, after
-  it, after the manual window), full and partial refunds, and one anomaly: a second payment captured on
-  an order the gateway already holds as paid. Webhooks are generated but never sent by the simulator;
-  the machine holds them;
+  it, after the manual window), refunds made at the gateway (the shortcut, processed at once, or a
+  Dashboard refund with its lifecycle: pending for ``refund_processed_after_s`` when the example says so,
+  or failing), disputes opened on a captured payment and moved (under review, action required, won, lost,
+  closed, a won case reopened by pre-arbitration), the gateway's time passing so pending refunds settle,
+  and one anomaly: a second payment captured on an order the gateway already holds as paid. Webhooks
+  are generated but never sent by the simulator; the machine holds them;
 - our inputs: a held webhook delivered (in order, or any old one after newer ones, twice, or its signed
   body replayed under a fresh ``X-Razorpay-Event-Id``, which the signature does not cover) over HTTP to
   the web app or straight into the inbox, then the pending inbox processed; a checkout callback; a
-  sweep poll; a support recheck; a review decision; the clock moved on; and any of these with the
-  gateway failing every call for that one step (a crash midway: a capture or fetch that never
-  happened, which a later input must finish).
+  sweep poll; a support recheck; a review decision; support refunding an order (all, half, a third, one
+  rupee; the same request again; one the gateway fails); support recording a PayGlocal chargeback; the
+  refund poller; the clock moved on; and any of these with the gateway failing every call for that one
+  step (a crash midway: a capture, fetch or refund that never happened, which a later input must finish).
+
+The duplicate-payment policy is ``refund`` (the default) in most examples, ``review`` in the others.
 
 After every step: nothing but gateway errors during a fault step escapes our code; no order or gateway
-payment is credited twice and a paid order is credited exactly once; a credit made in a step is for a
-payment the gateway holds as captured, unrefunded, of the order's exact amount and currency; entering
-needs_review never grants in the same step; every balance is the sum of its ledger credits; an inbox
-row is never left pending by a processing step that returned; no order is planned for a check past its
-late-payment horizon. At the end (teardown) everything held is
-delivered and every order polled until nothing changes: money the gateway keeps is credited exactly
-once unless a person has the order (needs_review, closed); no matching authorised payment is left
-uncaptured on an order the gateway does not hold as paid; and past the late-payment horizon no order is
-still scheduled for a check.
+payment is granted twice, a paid order is granted exactly once, no two ledger rows are for the same
+(gateway, entry, money event) and a restore gives back exactly what its hold took; a grant made in a step
+is for a payment the gateway holds as captured, of the order's exact amount and currency; a refund
+reversal is for a refund the gateway processed; no order ever grants less than 0 or more than it bought;
+entering needs_review never grants in the same step; every balance is the sum of its ledger credits; an
+inbox row is never left pending by a processing step that returned; no order is planned for a check past
+its late-payment horizon. At the end (teardown) in-flight refunds finish (the gateway's time moves on, the
+refund poller runs), everything held is delivered and every order polled until nothing changes: money
+the gateway keeps is granted exactly once unless a person has the order (needs_review, closed); each
+order's credits granted − reversed + restored equal the credits for the money the gateway still holds
+for the credited payment (its refunds processed, its disputes holding, its recorded chargebacks; rounded
+down per money event), and so per organisation; no refund of ours is left in flight or disagrees with the
+gateway; under the refund policy a second captured payment on a credited order is refunded at the
+gateway; no matching authorised payment is left uncaptured on an order the gateway does not hold as paid;
+and past the late-payment horizon no order is still scheduled for a check.
 
 Size: ``RECON_PROPERTY_EXAMPLES`` (default 25) examples of ``RECON_PROPERTY_STEPS`` (default 25) steps.
-``RECON_PROPERTY_STRICT=1`` also fails a credit for a payment the gateway had refunded although nothing
-we held said so (a webhook snapshot older than a refund no webhook or poll had told us about yet).
+``RECON_PROPERTY_STRICT=1`` also fails a grant for a payment the gateway had refunded in full although nothing
+we held said so (a webhook snapshot older than a refund no webhook or poll had told us about yet: the refund's
+reversal takes the credits back later).
 ``RECON_PROPERTY_SKIP=name,...`` switches named checks off (see ``CHECKS``) to look at one defect at a time;
 ``RECON_PROPERTY_LOG=file`` appends every example's story to a file;
 ``RECON_PROPERTY_SHRINK=0`` reports failures unshrunk (to see quickly whether a size finds something).
@@ -35,6 +49,7 @@ we held said so (a webhook snapshot older than a refund no webhook or poll had t
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import os
 from collections import Counter
@@ -61,12 +76,14 @@ from tests.integration.money_model import (
     NO_CREDIT_OWED,
     GatewayView,
     OurView,
+    credits_for_money_held,
     describe_event,
     empty_database,
     event_order_id,
     gateway_view,
     inbox_status,
     late_authorize,
+    let_refunds_finish,
     order_states,
     our_view,
     pay_on_a_paid_order,
@@ -74,12 +91,14 @@ from tests.integration.money_model import (
 )
 from tests.support import new_order
 from worker.clock import FrozenClock
+from worker.services import disputes, refunds
 from worker.services.callback import verify_payment
 from worker.services.inbox import process_inbox_event
 from worker.services.intake import store_webhook
 from worker.services.organisations import add_member, create_organisation
 from worker.services.poll import reconcile_order
 from worker.services.recheck import recheck_order
+from worker.services.refunds import RefundRefused, RefundRequest
 from worker.services.review import NotInReview, resolve_review
 
 EXAMPLES = int(os.environ.get("RECON_PROPERTY_EXAMPLES", "25"))
@@ -91,12 +110,17 @@ SHRINK = os.environ.get("RECON_PROPERTY_SHRINK", "1").lower() not in ("0", "fals
 #: The named checks; ``RECON_PROPERTY_SKIP`` may switch any of them off.
 CHECKS = frozenset({
     "gateway-errors",  # a GatewayError outside a fault step is a bug (a refused capture, say)
-    "once",  # one ledger entry per order and per gateway payment; paid <=> credited once, on granted_payment_id
-    "over-credit",  # a credit is for captured, unrefunded money of the order's exact amount and currency
+    "once",  # one grant per order and per gateway payment; paid <=> granted once, on granted_payment_id; one
+    # ledger row per (gateway, entry, money event); a restore undoes exactly its hold; a repeated request is one
+    "over-credit",  # a grant is for captured money of the order's exact amount and currency; a refund
+    # reversal for a refund the gateway processed; an order grants between 0 and what it bought
     "review-grant",  # entering needs_review never grants in the same step
     "balance",  # credit_balance == sum of the organisation's ledger credits
     "inbox",  # a processing step that returned leaves no row pending
     "credited",  # at the end: money the gateway keeps is credited once, unless a person has the order
+    "money",  # at the end: granted - reversed + restored == the credits for the money the gateway still holds
+    "emptied",  # at the end: a credited payment the gateway holds none of any more grants nothing (rounding)
+    "refunds",  # at the end: no refund of ours in flight or at odds with the gateway; duplicates refunded
     "captured",  # at the end: no matching authorised payment left uncaptured on an order the gateway has not paid
     "schedule",  # after every step and at the end: no check scheduled past the late-payment horizon
 })
@@ -114,9 +138,11 @@ SETTINGS = settings(max_examples=EXAMPLES, stateful_step_count=STEPS, deadline=N
                                            HealthCheck.filter_too_much])
 
 ORG = "org-in"
+PAYGLOCAL_ORG = "org-us"  #: a US organisation: its orders go to PayGlocal
 #: Simulator knobs for the whole run: nothing random, no webhook sent by the simulator itself.
 QUIET_KNOBS = {"webhook_url": None, "latency_ms": 0, "error_rate": 0.0, "rate_limit_rate": 0.0, "timeout_rate": 0.0,
-               "webhook_duplicates": 1, "shuffle_webhooks": False, "drop_webhooks": False, "auto_capture": True}
+               "webhook_duplicates": 1, "shuffle_webhooks": False, "drop_webhooks": False, "auto_capture": True,
+               "refund_processed_after_s": 0}
 
 #: Orders are chosen by recency: 0 is the order the latest step touched, 1 the one before... (modulo their
 #: number), so that a run tends to tell one order's story while the others go on around it.
@@ -125,12 +151,30 @@ PICK = st.integers(min_value=0, max_value=7)  # an index into what the rule choo
 FAULT = st.sampled_from([False, False, False, False, True])  # the gateway fails every call during the step
 VIA = st.sampled_from(["http", "store"])
 OUTCOMES = st.sampled_from(["success", "success", "decline", "timeout", "authorize_only", "close_window"])
-FIRST_ATTEMPT = st.sampled_from(["success", "timeout", "authorize_only", "decline", None])
+#: ``credited``: paid, and a poll credited it before the story starts (money after the credit gets the steps).
+FIRST_ATTEMPT = st.sampled_from(["success", "timeout", "authorize_only", "decline", None, "credited", "credited"])
 #: Minutes after creation: inside the auto-capture window (12), after it, after the manual window (7200).
 LATE_BY = st.sampled_from([5, 30, 7300])
 #: Past the payment window (30 min), a little, past a closed order's check interval (6 h), past the horizon.
 CLOCK_STEPS = st.sampled_from([timedelta(minutes=31), timedelta(minutes=1), timedelta(hours=7),
                                timedelta(days=5, hours=1)])
+#: How much of a payment a refund, a dispute or a chargeback is about (a third and one rupee round down).
+REFUND_AMOUNTS = st.sampled_from(["all", "half", "third", "one rupee"])
+DISPUTE_AMOUNTS = st.sampled_from(["all", "half", "third"])
+#: A dispute's next move at the gateway; ``pre_arbitration`` reopens a won case.
+DISPUTE_MOVES = st.sampled_from(["under_review", "action_required", "won", "won", "lost", "lost", "closed",
+                                 "pre_arbitration", "pre_arbitration"])
+#: Simulated seconds a Razorpay refund stays pending (0: processed as it is created, like the documented sample).
+REFUND_DELAYS = st.sampled_from([0, 0, 600])
+#: What support writes: the same amount and reason twice is the same request (the same idempotency key).
+REASONS = st.sampled_from(["customer asked", "customer asked", "unused credits"])
+#: Refund codes a support request may meet without a bug: spent credits (a hold took them), nothing left to refund.
+REFUSALS = frozenset({"credits_spent", "above_captured", "not_captured"})
+
+
+def part(amount: str, total: int) -> int | None:
+    """The minor units ``amount`` names of ``total`` (None: everything still refundable)."""
+    return {"all": None, "half": total // 2, "third": total // 3, "one rupee": 100}[amount]
 
 
 @dataclass(frozen=True)
@@ -139,6 +183,7 @@ class Env:
     simulator: object
     http: httpx.Client
     base_settings: object
+    base_policy: object
 
 
 @dataclass(frozen=True)
@@ -149,6 +194,9 @@ class OrderRef:
     amount_minor: int
     currency: str
     manual_capture: bool
+    gateway: str = "razorpay"
+    plan: str = "payg"
+    credits: int = 0
 
 
 class MoneyMachine(RuleBasedStateMachine):
@@ -158,19 +206,25 @@ class MoneyMachine(RuleBasedStateMachine):
         super().__init__()
         env = type(self).env
         self.deps, self.sim, self.http, self.base_settings = env.deps, env.simulator.sim, env.http, env.base_settings
-        self.deps.settings = self.base_settings
+        self.deps.settings, self.deps.policy = self.base_settings, env.base_policy
         self.sim.set_knobs(**QUIET_KNOBS)
         self.sim.reset()
         empty_database(self.deps.engine)
         self.deps.clock = FrozenClock()
         create_organisation(ORG, "Acme India", "IN", deps=self.deps)
         add_member("admin-1", ORG, "admin@acme.example", "admin", deps=self.deps)
+        create_organisation(PAYGLOCAL_ORG, "Acme US", "US", deps=self.deps)
+        add_member("admin-us", PAYGLOCAL_ORG, "admin@acme-us.example", "admin", deps=self.deps)
         self.orders: list[OrderRef] = []
         self.recent: list[OrderRef] = []  # the orders, the one the latest step touched first
         self.names: dict[str, str] = {}  # gateway payment id -> o1/p2
         self.checkouts: list[tuple[OrderRef, str, str]] = []  # what the checkout handler got: payment id, signature
         self.delivered: set[int] = set()  # indices of simulator events delivered at least once
         self.closed_by_review: set[str] = set()
+        self.decided_by_review: set[str] = set()  # orders a person resolved (a duplicate kept by "close" stays)
+        self.dispute_refunds: set[str] = set()  # refunds the gateway made because a dispute was lost
+        self.chargebacks: dict[str, dict[tuple[int, str], int]] = {}  # order id -> (amount, reason) -> amount
+        self.policy = "refund"
         self.story: list[str] = []
         self.fresh_ids = 0
         self.ours: OurView | None = None  # what we held after the previous step
@@ -199,6 +253,14 @@ class MoneyMachine(RuleBasedStateMachine):
             count = sum(1 for name in self.names.values() if name.startswith(order.name + "/"))
             self.names[payment_id] = f"{order.name}/p{count + 1}"
         return f"{self.names.get(payment_id, '?')}({payment_id})"
+
+    def _short(self, entity_id: str | None, letter: str) -> str:
+        """``r2(rfnd_…)`` for a refund, ``d1(disp_…)`` for a dispute: named in the order they are first told."""
+        if entity_id is None:
+            return "-"
+        if entity_id not in self.names:
+            self.names[entity_id] = f"{letter}{sum(1 for n in self.names.values() if n.startswith(letter)) + 1}"
+        return f"{self.names[entity_id]}({entity_id})"
 
     def _order(self, index: int) -> OrderRef:
         return self._touch(self.recent[index % len(self.recent)])
@@ -229,14 +291,30 @@ class MoneyMachine(RuleBasedStateMachine):
     # Preconditions read the views the invariant took after the previous step (they are current when
     # a rule is chosen); the rules themselves read afresh.
 
-    def _gateway_payments(self, status: str, *, fresh: bool = False) -> list:
+    def _gateway_payments(self, status: str, *, fresh: bool = False, gateway: str | None = "razorpay") -> list:
         ours = {o.gateway_order_id for o in self.orders}
         view = gateway_view(self.sim) if fresh or self.gw is None else self.gw
-        return [p for p in view.payments.values() if p.status == status and p.order_id in ours]
+        return [p for p in view.payments.values() if p.status == status and p.order_id in ours
+                and gateway in (None, view.gateway_of.get(p.id))]
 
     def _paid_at_gateway(self, *, fresh: bool = False) -> list[OrderRef]:
         status = (gateway_view(self.sim) if fresh or self.gw is None else self.gw).order_status
-        return [o for o in self.orders if status.get(o.gateway_order_id) == "paid"]
+        return [o for o in self.orders if status.get(o.gateway_order_id) == "paid" and o.gateway == "razorpay"]
+
+    def _disputable(self, *, fresh: bool = False) -> list:
+        """Razorpay payments of our orders that were captured (refunded ones too: a dispute may follow a refund)."""
+        ours = {o.gateway_order_id for o in self.orders if o.gateway == "razorpay"}
+        view = gateway_view(self.sim) if fresh or self.gw is None else self.gw
+        return [p for p in view.payments.values() if p.captured and p.order_id in ours]
+
+    def _disputes(self, *, fresh: bool = False) -> list:
+        view = gateway_view(self.sim) if fresh or self.gw is None else self.gw
+        return list(view.disputes.values())
+
+    def _credited(self, *, fresh: bool = False, gateway: str | None = None) -> list[OrderRef]:
+        """Orders we hold as credited (what support sees in ``recon order show``)."""
+        orders = (our_view(self.deps) if fresh or self.ours is None else self.ours).orders
+        return [o for o in self.orders if orders[o.id].granted_payment_id and gateway in (None, o.gateway)]
 
     def _in_review(self, *, fresh: bool = False) -> list[OrderRef]:
         states = (order_states(self.deps) if fresh or self.ours is None
@@ -287,30 +365,52 @@ class MoneyMachine(RuleBasedStateMachine):
         self.delivered.add(index)
 
     def _describe(self, index: int) -> str:
-        kind, payment_id, status = describe_event(self._events()[index])
+        kind, payment_id, status, about = describe_event(self._events()[index])
         stale = " (stale: newer events were delivered)" if any(i > index for i in self.delivered) else ""
-        return f"e{index} {kind} {self._name(payment_id)} [{status}]{stale}"
+        if about:
+            entity_id, rest = about.split(" ", 1)
+            about = f" {self._short(entity_id, 'd' if entity_id.startswith('disp_') else 'r')} {rest}"
+        return f"e{index} {kind}{about or ''} {self._name(payment_id)} [{status}]{stale}"
 
     # --- setup -------------------------------------------------------------------------------------------
 
-    @initialize(orders=st.lists(st.tuples(st.sampled_from([False, False, True]), FIRST_ATTEMPT),
-                                min_size=2, max_size=4))
-    def open_orders(self, orders):
-        """The orders (manual capture or not), each with the customer's first checkout attempt, if any."""
-        for index, (manual_capture, _first) in enumerate(orders):
+    @initialize(orders=st.lists(st.tuples(st.sampled_from([False, False, True]),
+                                          FIRST_ATTEMPT,
+                                          st.sampled_from(["payg", "payg", "payg", "pro"])),
+                                min_size=2, max_size=4),
+                payglocal=st.sampled_from([None, None, "credited", "success", "decline", "later"]),
+                policy=st.sampled_from(["refund", "refund", "review"]), refund_delay=REFUND_DELAYS)
+    def open_orders(self, orders, payglocal, policy, refund_delay):
+        """The orders (manual capture or not, pay-as-you-go or Pro), each with the customer's first checkout
+        attempt, if any (``credited``: paid, and a poll has credited it; its webhooks are still held); maybe a
+        PayGlocal order; the duplicate-payment policy; how long refunds stay pending."""
+        self.policy = policy
+        self.deps.policy = dataclasses.replace(self.deps.policy, duplicate_payment=policy)
+        self.sim.refund_behaviour(processed_after_s=refund_delay)
+        for index, (manual_capture, _first, plan) in enumerate(orders):
             self.deps.settings = self.base_settings.model_copy(update={"razorpay_manual_capture": manual_capture})
             try:
-                order = new_order(self.deps, ORG)
+                order = new_order(self.deps, ORG, plan=plan)
             finally:
                 self.deps.settings = self.base_settings
             self.orders.append(OrderRef(f"o{index}", order.id, order.gateway_order_id, order.amount_minor,
-                                        order.currency, manual_capture))
+                                        order.currency, manual_capture, "razorpay", plan, order.credits or 0))
+        if payglocal is not None:
+            order = new_order(self.deps, PAYGLOCAL_ORG)
+            self.orders.append(OrderRef(f"o{len(self.orders)}", order.id, order.gateway_order_id, order.amount_minor,
+                                        order.currency, False, "payglocal", "payg", order.credits or 0))
         self.recent = list(self.orders)
-        self._begin("orders " + ", ".join(f"{o.name}={o.id} ({o.amount_minor} {o.currency}"
-                                          f"{', manual capture' if o.manual_capture else ''})" for o in self.orders))
-        for ref, (_manual, first) in zip(self.orders, orders, strict=True):
-            if first is not None:
-                self._checkout(ref, first, wrong_amount=False)
+        self._begin("orders " + ", ".join(
+            f"{o.name}={o.id} ({o.gateway}, {o.amount_minor} {o.currency}, "
+            f"{f'{o.credits} credits' if o.plan == 'payg' else o.plan}{', manual capture' if o.manual_capture else ''})"
+            for o in self.orders) + f"; duplicate payments: {policy}; refunds pending {refund_delay} s")
+        firsts = [first for _manual, first, _plan in orders] + ([payglocal] if payglocal else [])
+        for ref, first in zip(self.orders, firsts, strict=True):
+            if first in ("credited", "success", "timeout", "authorize_only", "decline"):
+                self._checkout(ref, "success" if first == "credited" else first, wrong_amount=False)
+            if first == "credited":
+                self._said("; polled:")
+                self._ours(False, lambda ref=ref: reconcile_order(ref.id, deps=self.deps))
 
     # --- the gateway's timeline --------------------------------------------------------------------------
 
@@ -322,6 +422,11 @@ class MoneyMachine(RuleBasedStateMachine):
         amount = ref.amount_minor - 100 if wrong_amount else None
         self._begin(f"gateway: {ref.name} checkout {outcome}{' for 100 paise less' if wrong_amount else ''}")
         try:
+            if ref.gateway == "payglocal":  # one transaction per gid; nothing posted to us (we poll)
+                paid = self.sim.pay_payglocal(ref.gateway_order_id, outcome, deliver_callback=False,
+                                              amount_minor=amount)
+                self._said(f"-> {self._name(ref.gateway_order_id, ref)} {(paid.get('data') or {}).get('status')}")
+                return
             paid = self.sim.pay(ref.gateway_order_id, outcome, deliver_webhooks=False, amount_minor=amount)
         except SimulatorError as exc:
             self._said(f"-> refused ({exc})")
@@ -341,13 +446,94 @@ class MoneyMachine(RuleBasedStateMachine):
         result, honoured = late_authorize(self.sim, payment.id, minutes)
         self._said(f"-> {result['status']}{'' if honoured else ' (this simulator ignores the minutes)'}")
 
-    @precondition(lambda self: self._gateway_payments("captured"))
-    @rule(pick=PICK, partial=st.booleans())
-    def refund(self, pick, partial):
-        payment = self._choose(self._gateway_payments("captured", fresh=True), pick,
+    @precondition(lambda self: self._gateway_payments("captured", gateway=None))
+    @rule(pick=PICK, amount=REFUND_AMOUNTS, how=st.sampled_from(["shortcut", "dashboard", "dashboard", "failing"]))
+    def gateway_refund(self, pick, amount, how):
+        """A refund we did not ask for: Razorpay's Dashboard (the refund lifecycle: pending for the example's
+        delay, then processed; or failing), the simulator's older shortcut (processed at once, only
+        ``refund.processed``); PayGlocal's dashboard refunds all that is left, and tells nobody."""
+        payment = self._choose(self._gateway_payments("captured", fresh=True, gateway=None), pick,
                                lambda p: self._order_of(p.order_id))
-        self._begin(f"gateway: {self._name(payment.id)} refunded {'100 paise' if partial else 'in full'}")
-        self.sim.refund(payment.id, 100 if partial else None, deliver_webhooks=False)
+        if self._order_of(payment.order_id).gateway == "payglocal":
+            self._begin(f"gateway: PayGlocal's dashboard refunds all that is left of {self._name(payment.id)}")
+            try:
+                self.sim.refund_payglocal(payment.id)
+            except SimulatorError as exc:
+                self._said(f"-> refused ({exc})")
+            return
+        minor = part(amount, payment.amount)
+        self._begin(f"gateway: {self._name(payment.id)} refunded: {amount}{f' ({minor})' if minor else ''} "
+                    + {"shortcut": "by the shortcut", "dashboard": "in the Dashboard",
+                       "failing": "in the Dashboard, and the refund fails"}[how])
+        try:
+            if how == "shortcut":
+                made = self.sim.refund(payment.id, minor, deliver_webhooks=False)
+            else:
+                self.sim.refund_behaviour(fail_next=1 if how == "failing" else 0)
+                made = self.sim.dashboard_refund(payment.id, minor, deliver_webhooks=False)
+        except SimulatorError as exc:
+            self._said(f"-> refused ({exc})")
+            return
+        finally:
+            self.sim.refund_behaviour(fail_next=0)
+        self._said(f"-> {self._short(made['id'], 'r')} {made['status']}")
+
+    @precondition(lambda self: [r for r in (self.gw.refunds.values() if self.gw else ()) if r.status == "pending"])
+    @rule()
+    def gateway_time_passes(self):
+        """The gateway's clock moves past ``refund_processed_after_s``: its pending refunds are processed or fail
+        (their ``refund.processed`` / ``refund.failed`` webhooks are held like every other)."""
+        self._begin(f"gateway: {self.sim.config.refund_processed_after_s:.0f} s pass")
+        settled = let_refunds_finish(self.sim)
+        refunds_now = gateway_view(self.sim).refunds
+        self._said("-> " + ", ".join(f"{self._short(r, 'r')} {refunds_now[r].status}" for r in settled))
+
+    @precondition(lambda self: self._disputable())
+    @rule(pick=PICK, amount=DISPUTE_AMOUNTS, then=st.sampled_from([None, None, "won", "lost", "under_review"]))
+    def open_dispute(self, pick, amount, then):
+        """The customer's bank disputes a captured payment (the credited one, a duplicate, a refunded one), and
+        maybe the dispute moves on at once (both webhooks held)."""
+        payment = self._choose(self._disputable(fresh=True), pick, lambda p: self._order_of(p.order_id))
+        minor = part(amount, payment.amount)
+        self._begin(f"gateway: a chargeback opened on {amount} of {self._name(payment.id)}")
+        try:
+            dispute = self.sim.open_dispute(payment.id, minor, deliver_webhooks=False)
+        except SimulatorError as exc:
+            self._said(f"-> refused ({exc})")
+            return
+        self._said(f"-> {self._short(dispute['id'], 'd')} {dispute['amount']} {dispute['status']}")
+        if then is not None:
+            self._said(f", then -> {then}")
+            self._move_dispute(dispute["id"], payment.id, then)
+
+    @precondition(lambda self: self._disputes())
+    @rule(pick=PICK, move=DISPUTE_MOVES)
+    def move_dispute(self, pick, move):
+        """A dispute moves at the gateway; pre-arbitration reopens a won case."""
+        view = gateway_view(self.sim)
+        dispute = self._choose(list(view.disputes.values()), pick,
+                               lambda d: self._order_of(view.payments[d.payment_id].order_id))
+        self._begin(f"gateway: {self._short(dispute.id, 'd')} of {self._name(dispute.payment_id)} "
+                    f"({dispute.status}, {dispute.phase}) -> {move}")
+        self._move_dispute(dispute.id, dispute.payment_id, move)
+
+    def _move_dispute(self, dispute_id: str, payment_id: str, move: str) -> None:
+        """A loss refunds the customer: a refund entity of its own, the same money as the dispute (recorded in
+        ``dispute_refunds`` so that the expectation counts that money once)."""
+        before = {r["id"] for r in self.sim.refunds_of(payment_id)}
+        try:
+            if move == "pre_arbitration":
+                moved = self.sim.move_dispute(dispute_id, phase=move, deliver_webhooks=False)
+            else:
+                moved = self.sim.move_dispute(dispute_id, status=move, deliver_webhooks=False)
+        except SimulatorError as exc:
+            self._said(f"-> refused ({exc})")
+            return
+        made = [r for r in self.sim.refunds_of(payment_id) if r["id"] not in before]
+        self.dispute_refunds.update(r["id"] for r in made)
+        self._said(f"-> {moved['status']} ({moved['phase']})"
+                   + "".join(f"; the customer refunded: {self._short(r['id'], 'r')} {r['amount']} {r['status']}"
+                             for r in made))
 
     @precondition(lambda self: self._paid_at_gateway())
     @rule(pick=PICK, wrong_amount=st.booleans())
@@ -436,7 +622,8 @@ class MoneyMachine(RuleBasedStateMachine):
             self._said("-> not done: a person checking the gateway sees no good payment to credit")
             return
         try:
-            resolve_review(ref.id, decision, reason="property test", requested_by="support:property", deps=self.deps)
+            resolution = resolve_review(ref.id, decision, reason="property test", requested_by="support:property",
+                                        deps=self.deps)
         except NotInReview as exc:
             stored = our_view(self.deps)
             holds_captured = any(p.status == "captured" and p.order_id == ref.id for p in stored.payments.values())
@@ -448,8 +635,94 @@ class MoneyMachine(RuleBasedStateMachine):
         except Exception as exc:
             exc.add_note(self._fail(f"(a) {type(exc).__name__} escaped a review decision"))
             raise
+        self.decided_by_review.add(ref.id)
         if decision != "credit":
             self.closed_by_review.add(ref.id)
+        if resolution.refunds:
+            self._said("-> refunds started: " + ", ".join(
+                f"{self._short(r.gateway_refund_id, 'r')} {r.amount_minor} {r.state}" for r in resolution.refunds))
+
+    @precondition(lambda self: self._credited())
+    @rule(pick=PICK, amount=REFUND_AMOUNTS, reason=REASONS, override=st.sampled_from([False, False, False, True]),
+          fails=st.sampled_from([False, False, False, True]), fault=FAULT)
+    def support_refund(self, pick, amount, reason, override, fails, fault):
+        """Support refunds a credited order (all, half, a third, one rupee), with a reason, sometimes overriding
+        the unspent-credits rule; the same amount and reason again is the same request. ``fails``: the gateway
+        fails the refund it starts (Razorpay ``failed``, PayGlocal ``REQUEST_ERROR``)."""
+        ref = self._choose(self._credited(fresh=True), pick, lambda o: o)
+        ours = our_view(self.deps)
+        payment_id = ours.orders[ref.id].granted_payment_id
+        minor = part(amount, ref.amount_minor)
+        self._begin(f"support refunds {amount}{f' ({minor})' if minor else ''} of {ref.name} ({reason!r}"
+                    f"{', overriding spent credits' if override else ''}){'; the gateway fails it' if fails else ''}")
+        at_gateway = len(self.sim.refunds_of(payment_id))
+        answered = {r.idempotency_key for r in ours.refunds if r.gateway_refund_id}
+        outcome = None
+
+        def action():
+            nonlocal outcome
+            try:
+                outcome = refunds.request_refund(ref.id, RefundRequest(minor, reason, "support:property",
+                                                                       override_spent=override), deps=self.deps)
+            except RefundRefused as exc:
+                if exc.code not in REFUSALS:
+                    exc.add_note(self._fail(f"(a) a support refund was refused with {exc.code!r}"))
+                    raise
+                self._said(f"-> refused: {exc.code} ({exc.message})")
+
+        self.sim.refund_behaviour(fail_next=1 if fails else 0)
+        try:
+            self._ours(fault, action)
+        finally:
+            self.sim.refund_behaviour(fail_next=0)
+        if outcome is None:
+            return
+        self._said(f"-> {'the same request again: ' if outcome.repeated else ''}"
+                   f"{self._short(outcome.gateway_refund_id, 'r')} {outcome.amount_minor} {outcome.state}")
+        made = len(self.sim.refunds_of(payment_id)) - at_gateway
+        if on("once"):
+            assert made <= 1, self._fail(f"(b) one refund request made {made} refunds at the gateway")
+            key = next(r.idempotency_key for r in our_view(self.deps).refunds if r.id == outcome.refund_id)
+            assert not (made and key in answered), self._fail(
+                "(b) a request the gateway had answered before made another refund at the gateway")
+
+    @precondition(lambda self: self.ours is not None and self.ours.in_flight())
+    @rule(fault=FAULT)
+    def refund_poller(self, fault):
+        """The refund poller looks at each of our refunds in flight (sends a ``requested`` one again with its key)."""
+        in_flight = our_view(self.deps).in_flight()
+        self._begin("refund poller: " + ", ".join(f"{self._short(r.gateway_refund_id, 'r')} {r.state}"
+                                                   for r in in_flight))
+        self._ours(fault, lambda: [refunds.check_refund(r.id, deps=self.deps) for r in in_flight])
+
+    @precondition(lambda self: any(o.gateway == "payglocal" for o in self.orders))
+    @rule(amount=DISPUTE_AMOUNTS, reason=st.sampled_from(["card reported stolen", "card reported stolen",
+                                                          "goods not received"]))
+    def record_chargeback(self, amount, reason):
+        """PayGlocal reports no disputes: support records a chargeback by hand (the same amount and reason again
+        is the same chargeback); it reverses like a lost dispute."""
+        ref = self._touch(next(o for o in self.orders if o.gateway == "payglocal"))
+        minor = part(amount, ref.amount_minor)
+        self._begin(f"support records a chargeback of {amount} of {ref.name} ({reason!r})")
+        try:
+            outcome = disputes.record_chargeback(ref.id, amount_minor=minor, reason=reason,
+                                                 requested_by="support:property", deps=self.deps)
+        except RefundRefused as exc:
+            if exc.code != "order_not_paid":
+                exc.add_note(self._fail(f"(a) a chargeback was refused with {exc.code!r}"))
+                raise
+            self._said(f"-> refused: {exc.code}")
+            return
+        except Exception as exc:
+            exc.add_note(self._fail(f"(a) {type(exc).__name__} escaped recording a chargeback"))
+            raise
+        key = (ref.amount_minor if minor is None else minor, reason)
+        recorded = self.chargebacks.setdefault(ref.id, {})
+        self._said(f"-> {'the same chargeback again: ' if outcome.repeated else ''}{outcome.dispute_id} "
+                   f"{outcome.state}")
+        assert not on("once") or outcome.repeated == (key in recorded), self._fail(
+            f"(b) a chargeback recorded {'again' if key in recorded else 'once'} answered repeated={outcome.repeated}")
+        recorded[key] = key[0]
 
     @rule(by=CLOCK_STEPS)
     def advance_clock(self, by):
@@ -465,32 +738,57 @@ class MoneyMachine(RuleBasedStateMachine):
         last_entry = max((e.id for e in before.ledger), default=0) if before else 0
         last_move = max((t.id for t in before.transitions), default=0) if before else 0
         new_entries = [e for e in ours.ledger if e.id > last_entry]
+        new_grants = [e for e in new_entries if e.entry == "grant"]
         new_moves = [t for t in ours.transitions if t.id > last_move]
         ref_of = {o.id: o for o in self.orders}
+        grants = [e for e in ours.ledger if e.entry == "grant"]
         effects = [f"{ref_of[t.order_id].name}: {t.from_state}->{t.to_state} ({t.reason})" for t in new_moves]
-        effects += [f"CREDIT {ref_of[e.order_id].name} on {self._name(e.gateway_payment_id)}" for e in new_entries]
+        for e in new_entries:
+            what = (f"on {self._name(e.gateway_payment_id)}" if e.entry == "grant"
+                    else f"{e.credits:+d}{f' (shortfall {e.shortfall})' if e.shortfall else ''} for {e.money_event_id}")
+            effects.append(f"{ {'grant': 'CREDIT', 'reversal': 'REVERSE', 'restore': 'RESTORE'}[e.entry]} "
+                           f"{ref_of[e.order_id].name} {what}")
+        known_refunds = {r.id: r.state for r in before.refunds} if before else {}
+        effects += [f"{ref_of[r.order_id].name} refund {self._short(r.gateway_refund_id, 'r')} ({r.origin}) "
+                    f"{known_refunds.get(r.id, 'new')}->{r.state}"
+                    for r in ours.refunds if known_refunds.get(r.id) != r.state]
         if effects and self.story:
             self._said("=> " + "; ".join(effects))
 
         if on("once"):
-            per_order = Counter(e.order_id for e in ours.ledger)
-            per_payment = Counter(e.gateway_payment_id for e in ours.ledger)
+            per_order = Counter(e.order_id for e in grants)
+            per_payment = Counter((e.gateway, e.gateway_payment_id) for e in grants)
             twice = [ref_of[o].name for o, n in per_order.items() if n > 1]
             assert not twice, self._fail(f"(b) orders credited more than once: {twice}")
-            twice = [self._name(p) for p, n in per_payment.items() if n > 1]
+            twice = [self._name(p) for (_g, p), n in per_payment.items() if n > 1]
             assert not twice, self._fail(f"(b) gateway payments credited more than once: {twice}")
+            per_event = Counter((e.gateway, e.entry, e.money_event_id) for e in ours.ledger)
+            twice = [f"{entry} {event}" for (_g, entry, event), n in per_event.items() if n > 1]
+            assert not twice, self._fail(f"(b) money events in the ledger more than once: {twice}")
             for order in ours.orders.values():
-                entries = ours.ledger_of(order.id)
+                entries = ours.grants_of(order.id)
                 if order.state == "paid":
                     assert len(entries) == 1, self._fail(
-                        f"(b) {ref_of[order.id].name} is paid with {len(entries)} ledger entries")
+                        f"(b) {ref_of[order.id].name} is paid with {len(entries)} grants")
                 if entries:
                     assert order.granted_payment_id == entries[0].gateway_payment_id, self._fail(
                         f"(b) {ref_of[order.id].name} granted_payment_id {order.granted_payment_id} but credited "
                         f"on {entries[0].gateway_payment_id}")
+                elif ours.ledger_of(order.id):
+                    raise AssertionError(self._fail(f"(b) {ref_of[order.id].name} has ledger rows but no grant"))
+            # A restore gives back what reversals of the same order took, never more: the order's entries, up to each
+            # restore, never grant more than its grant (what the money supports is judged at quiescence).
+            for order_id in {e.order_id for e in ours.ledger if e.entry == "restore"}:
+                granted, running = 0, 0
+                for entry in ours.ledger_of(order_id):
+                    granted = entry.credits if entry.entry == "grant" else granted
+                    running += entry.credits - entry.shortfall
+                    assert running <= granted, self._fail(
+                        f"(b) {entry.money_event_id} ({entry.credits:+d}, shortfall {entry.shortfall}) makes "
+                        f"{ref_of[order_id].name} grant {running}, more than its grant of {granted}")
 
         if on("over-credit"):
-            for entry in new_entries:
+            for entry in new_grants:
                 order, payment = ours.orders[entry.order_id], gw.payments.get(entry.gateway_payment_id)
                 what = f"{ref_of[order.id].name} credited on {self._name(entry.gateway_payment_id)}"
                 assert payment is not None, self._fail(f"(c) {what}, a payment the gateway does not know")
@@ -500,19 +798,30 @@ class MoneyMachine(RuleBasedStateMachine):
                 assert payment.status in ("captured", "refunded") and (
                     payment.captured or payment.status == "captured"), \
                     self._fail(f"(c) over-credit: {what}, which the gateway holds as {payment.status}, never captured")
-                if payment.status == "captured" and payment.amount_refunded == 0:
+                if payment.amount_refunded == 0:
                     continue
                 known = before.payments.get(entry.gateway_payment_id) if before else None
-                knew = known is not None and (known.status == "refunded" or known.amount_refunded > 0)
+                knew = known is not None and known.status == "refunded"
                 assert not knew, self._fail(
                     f"(c) over-credit: {what}, which the gateway holds as {payment.status} with "
                     f"{payment.amount_refunded} refunded, and we had already stored it as {known.status} with "
                     f"{known.amount_refunded} refunded (a stale snapshot won over the refund we knew)")
-                assert not STRICT, self._fail(
-                    f"(c, strict) over-credit: {what}, which the gateway had refunded ({payment.amount_refunded}) "
-                    f"before the credit; nothing we held said so yet")
-                self._said(f"(credited a payment the gateway had refunded, {payment.amount_refunded}; "
-                           f"nothing we held said so yet)")
+                assert not (STRICT and payment.status == "refunded"), self._fail(
+                    f"(c, strict) over-credit: {what}, which the gateway had refunded in full before the credit; "
+                    f"nothing we held said so yet")
+                self._said(f"(granted a payment the gateway had refunded {payment.amount_refunded} of: its reversal "
+                           f"must follow)")
+            for entry in new_entries:
+                if entry.entry == "reversal" and entry.kind == "refund" and entry.gateway == "razorpay":
+                    refund = gw.refunds.get(entry.money_event_id.removeprefix("refund:"))
+                    assert refund is not None and refund.status == "processed", self._fail(
+                        f"(c) {ref_of[entry.order_id].name} reversed for {entry.money_event_id}, which the gateway "
+                        f"holds as {refund.status if refund else 'unknown'}")
+            for order in ours.orders.values():
+                left, bought = ours.still_granted(order.id), order.credits if order.plan == "payg" else 0
+                assert 0 <= left <= bought, self._fail(
+                    f"(c) {ref_of[order.id].name} grants {left} credits (granted - reversed + restored, spent or "
+                    f"not); it bought {bought}")
 
         if on("review-grant"):
             granted_into_review = [t for t in new_moves if t.to_state == "needs_review" and t.gateway_payment_id]
@@ -520,7 +829,7 @@ class MoneyMachine(RuleBasedStateMachine):
                 "(d) entering needs_review granted in the same step: "
                 + ", ".join(f"{ref_of[t.order_id].name} on {self._name(t.gateway_payment_id)} ({t.reason})"
                             for t in granted_into_review))
-            for entry in new_entries:
+            for entry in new_grants:
                 state_before = before.orders[entry.order_id].state if before else None
                 moved_to_paid = any(t.order_id == entry.order_id and t.to_state == "paid" for t in new_moves)
                 entered_review = state_before != "needs_review" and ours.orders[entry.order_id].state == "needs_review"
@@ -549,8 +858,9 @@ class MoneyMachine(RuleBasedStateMachine):
             if self.orders and not self.dirty:  # a step that failed is reported as it is
                 self._settle()
         finally:
-            self.sim.set_knobs(error_rate=0.0)
-            self.deps.settings = self.base_settings
+            self.sim.set_knobs(error_rate=0.0, refund_processed_after_s=0)
+            self.sim.refund_behaviour(fail_next=0)
+            self.deps.settings, self.deps.policy = self.base_settings, type(self).env.base_policy
             if LOG:
                 with open(LOG, "a") as log:
                     log.write(self._told() + "\n\n")
@@ -563,9 +873,21 @@ class MoneyMachine(RuleBasedStateMachine):
                 self._post(index, via="store")
             self._process_inbox()
 
+        def finish_refunds():
+            settled = let_refunds_finish(self.sim)  # the gateway's pending refunds are processed or fail
+            if settled:
+                self._said("; the gateway settles " + ", ".join(self._short(r, "r") for r in settled))
+            for refund in our_view(deps).in_flight():  # the refund poller: ours still in flight
+                self._ours(False, lambda refund=refund: refunds.check_refund(refund.id, deps=deps))
+
+        # The first round polls every order: past each gateway's minimum gap between two polls of one order
+        # (PayGlocal's 5 s), or a poll a step just made would leave a PayGlocal Dashboard refund unseen.
+        deps.clock.advance(max(deps.checks.min_gap(ref.gateway) for ref in self.orders))
         for round_ in range(8):
-            self._begin(f"settle round {round_ + 1}: every order polled, then everything held delivered")
+            self._begin(f"settle round {round_ + 1}: refunds in flight finish, every order polled, then everything "
+                        f"held delivered")
             before = (self.ours.fingerprint(), self.gw)  # the invariant's views, taken after the latest step
+            finish_refunds()
             states = order_states(deps)
             for ref in self.orders:  # after the first round only orders that may still move are polled
                 if round_ == 0 or states[ref.id] not in ("paid", "needs_review", "closed"):
@@ -582,7 +904,7 @@ class MoneyMachine(RuleBasedStateMachine):
             at_gateway = gw.of_order(ref.gateway_order_id)
             kept = [p for p in at_gateway if p.good_for(ref.amount_minor, ref.currency)]
             if kept and not person_has_it and on("credited"):
-                assert len(ours.ledger_of(ref.id)) == 1, self._fail(
+                assert len(ours.grants_of(ref.id)) == 1, self._fail(
                     f"(quiescence) {ref.name} is {order.state} ({order.state_reason}) with no credit, but the gateway "
                     f"keeps {', '.join(self._name(p.id) for p in kept)}")
             waiting = [p for p in at_gateway if p.status == "authorized" and p.amount == ref.amount_minor
@@ -592,6 +914,26 @@ class MoneyMachine(RuleBasedStateMachine):
                 raise AssertionError(self._fail(
                     f"(quiescence) {ref.name} is {order.state} ({order.state_reason}) and the gateway still holds "
                     f"{', '.join(self._name(p.id) for p in waiting)} authorised, never captured by us"))
+            grant = next(iter(ours.grants_of(ref.id)), None)
+            duplicates = [p for p in at_gateway if grant and p.id != grant.gateway_payment_id and p.captured
+                          and p.status == "captured" and not gw.refunds_of(p.id)]
+            if (duplicates and self.policy == "refund" and order.state == "paid"
+                    and ref.id not in self.decided_by_review and on("refunds")):
+                raise AssertionError(self._fail(
+                    f"(quiescence) {ref.name} is paid on {self._name(grant.gateway_payment_id)} and the gateway keeps "
+                    f"{', '.join(self._name(p.id) for p in duplicates)} too, never refunded (duplicate-payment policy: "
+                    f"refund)"))
+        if on("money") or on("emptied"):
+            self._money_follows_the_gateway(ours, gw)
+        if on("refunds"):
+            left = [f"{self._short(r.gateway_refund_id, 'r')} {r.state}" for r in ours.in_flight()]
+            assert not left, self._fail(f"(quiescence) refunds of ours still in flight: {left}")
+            odd = [f"{self._ref_of(r.order_id).name} {self._short(r.gateway_refund_id, 'r')}: ours {r.amount_minor} "
+                   f"{r.state}, the gateway's {gw.refunds[r.gateway_refund_id].amount} "
+                   f"{gw.refunds[r.gateway_refund_id].status}" for r in ours.refunds
+                   if r.gateway_refund_id in gw.refunds and (gw.refunds[r.gateway_refund_id].status, gw.refunds[
+                       r.gateway_refund_id].amount) != (r.state, r.amount_minor)]
+            assert not odd, self._fail(f"(quiescence) refunds at odds with the gateway: {odd}")
 
         horizon = deps.policy.late_payment_horizon
         deps.clock.advance(horizon + timedelta(hours=1))
@@ -612,6 +954,49 @@ class MoneyMachine(RuleBasedStateMachine):
                                              f"horizon: {'; '.join(scheduled)}")
 
 
+    def _ref_of(self, order_id: str) -> OrderRef:
+        return next(o for o in self.orders if o.id == order_id)
+
+    def _money_follows_the_gateway(self, ours: OurView, gw: GatewayView) -> None:
+        """Per order and per organisation: granted − reversed + restored (Σ credits − shortfall: spent credits
+        are owed all the same) == the credits for the money the gateway still holds for the credited payment."""
+        expected_of_org: Counter = Counter()
+        for ref in self.orders:
+            grant = next(iter(ours.grants_of(ref.id)), None)
+            if grant is None:
+                continue  # nothing granted, nothing to take back ("once" holds rows without a grant)
+            organisation = ours.orders[ref.id].organisation_id
+            payment = grant.gateway_payment_id
+            expected, emptied = credits_for_money_held(
+                gw, payment, order_amount_minor=ref.amount_minor, order_credits=ref.credits,
+                dispute_refunds=self.dispute_refunds, chargebacks=list(self.chargebacks.get(ref.id, {}).values()))
+            expected = expected if ref.plan == "payg" else 0
+            expected_of_org[organisation] += expected
+            actual = ours.still_granted(ref.id)
+            if actual == expected or not on("emptied" if emptied and ref.plan == "payg" else "money"):
+                expected_of_org[organisation] += actual - expected
+                continue
+            at_gateway = [f"refund {self._short(r.id, 'r')} {r.amount} {r.status}"
+                          f"{' (a lost dispute)' if r.id in self.dispute_refunds else ''}"
+                          for r in gw.refunds_of(payment)]
+            at_gateway += [f"dispute {self._short(d.id, 'd')} {d.amount} {d.status} ({d.phase})"
+                           for d in gw.disputes_of(payment)]
+            at_gateway += [f"chargeback {amount} ({reason!r})" for (amount, reason) in self.chargebacks.get(ref.id, {})]
+            ledger = [f"{e.entry} {e.kind} {e.credits:+d} shortfall {e.shortfall} ({e.money_event_id})"
+                      for e in ours.ledger_of(ref.id)]
+            raise AssertionError(self._fail(
+                f"(quiescence) {ref.name} ({ref.plan}, {ref.credits} credits for {ref.amount_minor} {ref.currency}, "
+                f"credited on {self._name(payment)}) still grants {actual} credits; the money the gateway holds pays "
+                f"for {expected}{' (it holds none of it: check emptied)' if emptied else ''}.\n"
+                f"  At the gateway: {'; '.join(at_gateway) or 'nothing after the capture'}\n"
+                f"  Our ledger: {'; '.join(ledger)}"))
+        for organisation, expected in expected_of_org.items():
+            actual = sum(e.credits - e.shortfall for e in ours.ledger if e.organisation_id == organisation)
+            assert actual == expected or not on("money"), self._fail(
+                f"(quiescence) {organisation}'s ledger grants {actual} credits; the money the gateway holds pays for "
+                f"{expected}")
+
+
 def recheck(order_id: str, deps) -> None:
     """Support's recheck; it waits at most a second for a running check (none runs here)."""
     kwargs = {"join_wait_s": 1.0} if "join_wait_s" in inspect.signature(recheck_order).parameters else {}
@@ -630,10 +1015,12 @@ def no_retry_sleep(deps) -> None:
 @pytest.mark.slow
 def test_money_stays_right_whatever_the_gateway_and_our_inputs_do(deps, simulator, web_server):
     no_retry_sleep(deps)
+    policy = deps.policy
     with httpx.Client(base_url=web_server.base_url, timeout=30) as http:
-        MoneyMachine.env = Env(deps, simulator, http, deps.settings)
+        MoneyMachine.env = Env(deps, simulator, http, deps.settings, deps.policy)
         try:
             run_state_machine_as_test(MoneyMachine, settings=SETTINGS)
         finally:
             MoneyMachine.env = None
-            simulator.sim.set_knobs(error_rate=0.0)
+            deps.policy = policy
+            simulator.sim.set_knobs(error_rate=0.0, refund_processed_after_s=0)

@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from db import queries
@@ -69,9 +69,9 @@ def reverse_once(session: Session, order: Order, *, kind: str, money_event_id: s
     if not _granted(session, order.id):
         return None
     plan = Plan(order.plan)
-    organisation = _locked_organisation(session, order.organisation_id)
+    balance, organisation_plan = _locked_balance(session, order.organisation_id)
     if plan == Plan.PAYG:
-        taken = clawback(credits, balance=organisation.credit_balance, still_granted=still_granted(session, order.id),
+        taken = clawback(credits, balance=balance, still_granted=still_granted(session, order.id),
                          allow_negative=allow_negative)
     else:
         taken = Clawback(0, 0)
@@ -80,39 +80,42 @@ def reverse_once(session: Session, order: Order, *, kind: str, money_event_id: s
                        amount_minor=amount_minor, currency=currency, now=now)
     if entry_id is None:
         return None
-    organisation.credit_balance -= taken.taken
-    pro_ended = plan == Plan.PRO and organisation.plan == "pro"
+    if taken.taken:
+        queries.add_credits(session, order.organisation_id, -taken.taken)
+    pro_ended = plan == Plan.PRO and organisation_plan == "pro"
     if pro_ended:  # a refund or a lost dispute ends the term: the year was not paid for
-        organisation.plan, organisation.plan_expires_at = "payg", now
+        session.flush()  # a grant's ORM change to the plan goes out first, so this UPDATE is the last word
+        session.execute(update(Organisation).where(Organisation.id == order.organisation_id)
+                        .values(plan="payg", plan_expires_at=now))
     return Reversed(entry_id, taken, pro_ended)
 
 
 def restore_once(session: Session, order: Order, *, kind: str, money_event_id: str, payment_id: str,
-                 hold: Clawback, amount_minor: int, currency: str, now: datetime) -> bool:
-    """Give back what one hold took (its shortfall is cancelled, not paid out). False if already done."""
+                 credits_up: int, amount_minor: int, currency: str, now: datetime) -> Clawback | None:
+    """Give the order back ``credits_up`` of what reversals took (a won dispute, a hold the money no longer
+    supports): the order's outstanding shortfall is cancelled first (it was never taken), the rest goes back
+    to the balance. Returns what was given and cancelled, or None if this event was already restored."""
+    outstanding = int(session.execute(select(func.coalesce(func.sum(LedgerEntry.shortfall), 0))
+                                      .where(LedgerEntry.order_id == order.id)).scalar_one())
+    cancelled = max(0, min(credits_up, outstanding))
+    given = credits_up - cancelled
     entry_id = _append(session, order, entry="restore", kind=kind, money_event_id=money_event_id,
-                       payment_id=payment_id, credits=hold.taken, shortfall=-hold.shortfall,
+                       payment_id=payment_id, credits=given, shortfall=-cancelled,
                        amount_minor=amount_minor, currency=currency, now=now)
     if entry_id is None:
-        return False
-    if hold.taken:
-        queries.add_credits(session, order.organisation_id, hold.taken)
-    return True
+        return None
+    if given:
+        queries.add_credits(session, order.organisation_id, given)
+    return Clawback(given, cancelled)
 
 
-def hold_of(session: Session, gateway: str, money_event_id: str) -> Clawback | None:
-    """What the reversal entry of ``money_event_id`` took (for its restore)."""
-    row = session.execute(select(LedgerEntry).where(
-        LedgerEntry.gateway == gateway, LedgerEntry.entry == "reversal",
-        LedgerEntry.money_event_id == money_event_id)).scalar_one_or_none()
-    return None if row is None else Clawback(-row.credits, row.shortfall)
-
-
-def _locked_organisation(session: Session, organisation_id: str) -> Organisation:
-    """The organisation row, locked and read fresh: the balance a clawback is judged against."""
-    stmt = select(Organisation).where(Organisation.id == organisation_id).with_for_update() \
-        .execution_options(populate_existing=True)
-    return session.execute(stmt).scalar_one()
+def _locked_balance(session: Session, organisation_id: str) -> tuple[int, str]:
+    """The organisation's balance and plan, its row locked, read from the database (never from an ORM object
+    the session holds: an earlier reversal in this transaction changed it with SQL)."""
+    stmt = select(Organisation.credit_balance, Organisation.plan).where(Organisation.id == organisation_id) \
+        .with_for_update()
+    balance, plan = session.execute(stmt).one()
+    return int(balance), plan
 
 
 def _granted(session: Session, order_id: str) -> bool:

@@ -159,6 +159,8 @@ def observe_refund(session: Session, order: Order, remote: RemoteRefund, *, now:
         session.flush()
     row.gateway_refund_id = row.gateway_refund_id or remote.gateway_refund_id
     row.wire_status = (remote.wire_status or remote.status.value)[:32]
+    if remote.amount_minor > 0:  # what the gateway refunds, not what we asked (a full refund of what was left)
+        row.amount_minor, row.currency = remote.amount_minor, remote.currency
     move = decide_refund(RefundState(row.state), remote.status)
     log = get_logger(order_id=order.id, payment_id=row.gateway_payment_id, gateway=order.gateway)
     if move.changed:
@@ -173,10 +175,9 @@ def observe_refund(session: Session, order: Order, remote: RemoteRefund, *, now:
     if move.reverse_credits:
         row.processed_at = now
         if row.gateway_payment_id == order.granted_payment_id:
-            wanted = credits_for(row.amount_minor, order_amount_minor=order.amount_minor, order_credits=order.credits)
-            _reverse(session, order, kind="refund", money_event_id=f"refund:{row.gateway_refund_id}",
-                     payment_id=row.gateway_payment_id, credits=wanted, amount_minor=row.amount_minor,
-                     currency=row.currency, policy=policy, now=now)
+            _settle(session, order, kind="refund", money_event_id=f"refund:{row.gateway_refund_id}",
+                    payment_id=row.gateway_payment_id, amount_minor=row.amount_minor, currency=row.currency,
+                    policy=policy, now=now, ends_pro=True)
     return row
 
 
@@ -218,51 +219,100 @@ def observe_dispute(session: Session, order: Order, remote: RemoteDispute, *, no
         DISPUTES.labels(order.gateway, move.to_state.value).inc()
         log.info("dispute_state_changed", dispute_id=row.gateway_dispute_id, to_state=move.to_state.value,
                  phase=row.phase)
-    disputed_grant = row.gateway_payment_id == order.granted_payment_id
-    # Pro and Custom hold nothing at onset (a plan term is not spendable); a loss ends the Pro term.
-    hold_now = move.hold and (order.plan == Plan.PAYG.value or move.to_state in DISPUTE_FINAL)
-    if hold_now and disputed_grant:
-        wanted = credits_for(row.amount_minor, order_amount_minor=order.amount_minor, order_credits=order.credits)
-        _reverse(session, order, kind=kind, money_event_id=f"dispute:{row.gateway_dispute_id}:hold:{row.generation}",
-                 payment_id=row.gateway_payment_id, credits=wanted, amount_minor=row.amount_minor,
-                 currency=row.currency, policy=policy, now=now)
+    if row.gateway_payment_id != order.granted_payment_id:
+        if move.hold:
+            row.held = True  # held on its payment; the credits follow if that payment is ever credited
+        elif move.restore:
+            row.held, row.generation = False, row.generation + 1
+        return row
+    event = f"dispute:{row.gateway_dispute_id}"
+    if move.hold:
         row.held = True
+        _settle(session, order, kind=kind, money_event_id=f"{event}:hold:{row.generation}",
+                payment_id=row.gateway_payment_id, amount_minor=row.amount_minor, currency=row.currency,
+                policy=policy, now=now, ends_pro=move.to_state in DISPUTE_FINAL)
+    elif move.changed and move.to_state in DISPUTE_FINAL:  # a loss: its refund entity may be here already
+        _settle(session, order, kind=kind, money_event_id=f"{event}:{move.to_state.value}:{row.generation}",
+                payment_id=row.gateway_payment_id, amount_minor=row.amount_minor, currency=row.currency,
+                policy=policy, now=now, ends_pro=True)
     if move.restore and row.held:
-        hold_id = f"dispute:{row.gateway_dispute_id}:hold:{row.generation}"
-        hold = credit.hold_of(session, order.gateway, hold_id)
-        if hold is not None and credit.restore_once(
-                session, order, kind=kind, money_event_id=f"dispute:{row.gateway_dispute_id}:restore:{row.generation}",
-                payment_id=row.gateway_payment_id, hold=hold, amount_minor=row.amount_minor, currency=row.currency,
-                now=now):
-            CREDITS_RESTORED.labels(order.gateway).inc(hold.taken)
-            log.info("credits_restored", dispute_id=row.gateway_dispute_id, credits=hold.taken)
-        row.held, row.generation = False, row.generation + 1
+        row.held = False
+        _settle(session, order, kind=kind, money_event_id=f"{event}:restore:{row.generation}",
+                payment_id=row.gateway_payment_id, amount_minor=row.amount_minor, currency=row.currency,
+                policy=policy, now=now)
+        row.generation += 1
     return row
 
 
+def entitled_credits(session: Session, order: Order) -> int:
+    """The credits the money the gateway still holds for the credited payment pays for: the order's credits
+    × (amount − processed refunds − disputed amounts held) ÷ amount, rounded down once for the whole order (so
+    refunding all of it in parts leaves nothing). A lost dispute's own refund entity is the same money as the
+    dispute and counts once (:func:`_link_dispute_refunds`)."""
+    if order.granted_payment_id is None or order.plan != Plan.PAYG.value or order.amount_minor <= 0:
+        return 0
+    _link_dispute_refunds(session, order)
+    refunded = sum(r.amount_minor for r in refunds_of(session, order.id)
+                   if r.gateway_payment_id == order.granted_payment_id and r.state == RefundState.PROCESSED.value
+                   and not r.covered_by_dispute)
+    disputed = sum(d.amount_minor for d in disputes_of(session, order.id)
+                   if d.gateway_payment_id == order.granted_payment_id and d.held)
+    held = max(0, order.amount_minor - refunded - disputed)
+    return order.credits * held // order.amount_minor
+
+
+def _link_dispute_refunds(session: Session, order: Order) -> None:
+    """Razorpay refunds the customer of a lost dispute with a refund entity of its own (after-capture.md §0.1):
+    a processed refund we did not ask for, of a lost or closed dispute's amount, on its payment, is that
+    dispute's money, not more of it."""
+    refunds = refunds_of(session, order.id)
+    linked = {r.covered_by_dispute for r in refunds if r.covered_by_dispute}
+    for dispute in disputes_of(session, order.id):
+        if DisputeState(dispute.state) not in DISPUTE_FINAL or dispute.gateway_dispute_id in linked:
+            continue
+        for refund in refunds:
+            if (refund.gateway_payment_id == dispute.gateway_payment_id and refund.origin in ("gateway", "auto")
+                    and refund.state == RefundState.PROCESSED.value and not refund.covered_by_dispute
+                    and refund.amount_minor == dispute.amount_minor):
+                refund.covered_by_dispute = dispute.gateway_dispute_id
+                linked.add(dispute.gateway_dispute_id)
+                break
+
+
 def catch_up_after_grant(session: Session, order: Order, *, now: datetime, policy: Policy) -> None:
-    """A grant made after money had already gone back (support credited an order in review whose payment was
-    partly refunded or disputed before any credit): those refunds and disputes take their credits now, once
-    each (the same money event ids as when they are seen again)."""
+    """A grant made after money had already gone back or been disputed (Razorpay does not order webhooks: a
+    dispute can come before the capture): the credit is brought to what the money still supports at once."""
     for refund in refunds_of(session, order.id):
         if refund.gateway_payment_id == order.granted_payment_id and refund.state == RefundState.PROCESSED.value:
-            wanted = credits_for(refund.amount_minor, order_amount_minor=order.amount_minor,
-                                 order_credits=order.credits)
-            _reverse(session, order, kind="refund", money_event_id=f"refund:{refund.gateway_refund_id}",
-                     payment_id=refund.gateway_payment_id, credits=wanted, amount_minor=refund.amount_minor,
-                     currency=refund.currency, policy=policy, now=now)
+            _settle(session, order, kind="refund", money_event_id=f"refund:{refund.gateway_refund_id}",
+                    payment_id=refund.gateway_payment_id, amount_minor=refund.amount_minor, currency=refund.currency,
+                    policy=policy, now=now, ends_pro=True)
     for dispute in disputes_of(session, order.id):
-        state = DisputeState(dispute.state)
-        holds = order.plan == Plan.PAYG.value or state in DISPUTE_FINAL
-        if dispute.gateway_payment_id == order.granted_payment_id and not dispute.held and state != DisputeState.WON \
-                and holds:
-            wanted = credits_for(dispute.amount_minor, order_amount_minor=order.amount_minor,
-                                 order_credits=order.credits)
-            _reverse(session, order, kind="dispute",
-                     money_event_id=f"dispute:{dispute.gateway_dispute_id}:hold:{dispute.generation}",
-                     payment_id=dispute.gateway_payment_id, credits=wanted, amount_minor=dispute.amount_minor,
-                     currency=dispute.currency, policy=policy, now=now)
-            dispute.held = True
+        if dispute.gateway_payment_id == order.granted_payment_id and dispute.held:
+            _settle(session, order, kind="dispute",
+                    money_event_id=f"dispute:{dispute.gateway_dispute_id}:hold:{dispute.generation}",
+                    payment_id=dispute.gateway_payment_id, amount_minor=dispute.amount_minor,
+                    currency=dispute.currency, policy=policy, now=now,
+                    ends_pro=DisputeState(dispute.state) in DISPUTE_FINAL)
+
+
+def _settle(session: Session, order: Order, *, kind: str, money_event_id: str, payment_id: str, amount_minor: int,
+            currency: str, policy: Policy, now: datetime, ends_pro: bool = False) -> None:
+    """Bring what the order grants to what its money supports (:func:`entitled_credits`), as one ledger entry for
+    this money event: a reversal when it grants too much, a restore when a hold it no longer needs took too much.
+    A Pro order grants no credits: a refund or a lost dispute (``ends_pro``) ends its term."""
+    target, current = entitled_credits(session, order), credit.still_granted(session, order.id)
+    if target > current:
+        given = credit.restore_once(session, order, kind=kind, money_event_id=money_event_id, payment_id=payment_id,
+                                    credits_up=target - current, amount_minor=amount_minor, currency=currency, now=now)
+        if given is not None:
+            CREDITS_RESTORED.labels(order.gateway).inc(given.taken)
+            get_logger(order_id=order.id, payment_id=payment_id, gateway=order.gateway).info(
+                "credits_restored", kind=kind, money_event_id=money_event_id, credits=given.taken,
+                shortfall_cancelled=given.shortfall)
+    elif target < current or (ends_pro and order.plan == Plan.PRO.value):
+        _reverse(session, order, kind=kind, money_event_id=money_event_id, payment_id=payment_id,
+                 credits=current - target, amount_minor=amount_minor, currency=currency, policy=policy, now=now)
 
 
 def _reverse(session: Session, order: Order, *, kind: str, money_event_id: str, payment_id: str, credits: int,

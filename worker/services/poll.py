@@ -118,6 +118,7 @@ def _may_poll(uow, order, *, deps: Deps) -> bool:
     recently, the next check is set for as soon as the gateway allows, not a lease later."""
     min_gap = deps.checks.min_gap(order.gateway)
     if order.last_checked_at is not None and uow.now - order.last_checked_at < min_gap:
-        order.next_check_at = order.last_checked_at + min_gap
+        if order.next_check_at is not None:  # a paid or finished order has no check planned: none is added
+            order.next_check_at = order.last_checked_at + min_gap
         return False
     return uow.take_lease(order, lease_s=deps.checks.lease_s)

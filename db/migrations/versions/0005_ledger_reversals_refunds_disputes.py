@@ -76,6 +76,7 @@ def upgrade() -> None:
     sa.Column('reason', sa.Text(), nullable=True),
     sa.Column('requested_by', sa.String(length=120), nullable=True),
     sa.Column('failure_reason', sa.String(length=300), nullable=True),
+    sa.Column('covered_by_dispute', sa.String(length=80), nullable=True),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('updated_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('processed_at', sa.DateTime(timezone=True), nullable=True),
