@@ -165,6 +165,16 @@ def markdown(results: dict) -> str:
     if "memory" in b and isinstance(b["memory"], dict):
         m = b["memory"]
         parts += ["## 5. Memory", ""]
+        if m.get("full_run"):
+            f = m["full_run"]
+            parts += [f"- check path, measured to the goal (`make bench-memory`, {f.get('finished_at', '?')}, git "
+                      f"{f.get('git', '?')}): {f['checks']:,} checks in one worker process (16 threads, simulator at "
+                      f"zero latency) in {f['seconds']:.0f} s, {f['worker_cpu_ms_per_check']} ms of worker CPU per "
+                      f"check; RSS {f['rss_kb']['boot'] // 1024} MB at boot, {f['rss_kb']['warm'] // 1024} MB after "
+                      f"{f['rss_kb']['warm_at']:,} checks, {f['rss_kb']['end'] // 1024} MB at the end: "
+                      f"**{f['growth_mb']:+.1f} MB after warm-up** (the chart). The earlier +239 MB per million was "
+                      "warm-up extrapolated, plus database connections opened and closed per check while threads "
+                      "outnumbered the pool (fixed: `RECON_DB_POOL_SIZE`); tracemalloc showed no growing site."]
         if m.get("claim_path"):
             c = m["claim_path"]
             parts += [f"- claim path, measured: {c['claimed']:,} orders claimed by `sweep_due_orders` in "
