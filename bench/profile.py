@@ -35,8 +35,9 @@ from bench.harness import log
 @lru_cache(maxsize=256)
 def _text_insert(table, keys: tuple[str, ...], conflict: tuple[str, ...]):
     pk = next(iter(table.primary_key.columns))
+    target = f"({', '.join(conflict)}) " if conflict else ""  # none: any unique constraint (the ledger's)
     sql = (f"INSERT INTO {table.name} ({', '.join(keys)}) VALUES ({', '.join(':' + k for k in keys)}) "
-           f"ON CONFLICT ({', '.join(conflict)}) DO NOTHING RETURNING {pk.name}")
+           f"ON CONFLICT {target}DO NOTHING RETURNING {pk.name}")
     return text(sql).bindparams(*(bindparam(k, type_=table.c[k].type) for k in keys)).columns(pk)
 
 
