@@ -35,6 +35,16 @@ FINAL = frozenset({DisputeState.LOST, DisputeState.CLOSED})
 #: Someone must answer before ``respond_by``.
 AWAITING_US = frozenset({DisputeState.OPEN})
 REOPENING_PHASES = frozenset({"pre_arbitration", "arbitration"})
+#: A case only moves forward through its phases (after-capture.md §3.1); webhooks come in any order, so a
+#: snapshot of an earlier phase than the one we hold is stale.
+PHASE_RANK = {"fraud": 1, "retrieval": 1, "chargeback": 1, "pre_arbitration": 2, "arbitration": 3}
+
+
+def _earlier(phase: str, than: str) -> bool | None:
+    """Whether ``phase`` comes before ``than``; None when either is a phase we do not know (no order)."""
+    if phase not in PHASE_RANK or than not in PHASE_RANK:
+        return None
+    return PHASE_RANK[phase] < PHASE_RANK[than]
 
 
 def observed(status: DisputeStatus) -> DisputeState | None:
@@ -57,19 +67,26 @@ class DisputeMove:
         return self.to_state != self.from_state
 
 
-def decide_dispute(current: DisputeState | None, held: bool, status: DisputeStatus, phase: str = "") -> DisputeMove:
-    """What a dispute's new status does, given its state and whether its credits are held now.
+def decide_dispute(current: DisputeState | None, held: bool, status: DisputeStatus, phase: str = "",
+                   current_phase: str = "") -> DisputeMove:
+    """What a dispute's new status does, given its state, the phase we hold it in, and whether its credits are
+    held now.
 
-    Lost and closed are final: a stale ``open`` or ``won`` after them moves nothing. A ``won`` followed by
-    an ``open`` moves back only when the phase says the case was reopened (pre-arbitration, arbitration);
-    otherwise it is a stale snapshot.
+    Lost and closed are final: a stale ``open`` or ``won`` after them moves nothing. A ``won`` followed by an
+    ``open`` moves back only when the case was reopened into a later phase (pre-arbitration, arbitration)
+    than the won one; the same or an earlier phase is a stale snapshot (the reopen's own event delivered
+    after the second win). Likewise a ``won`` of an earlier phase than the reopened case we hold is stale.
     """
     target = observed(status)
     if target is None or (current is not None and current in FINAL):
         return DisputeMove(current, current or DisputeState.OPEN)
-    if current == DisputeState.WON and target in (DisputeState.OPEN, DisputeState.UNDER_REVIEW) \
-            and phase not in REOPENING_PHASES:
-        return DisputeMove(current, current)
+    if current == DisputeState.WON and target in (DisputeState.OPEN, DisputeState.UNDER_REVIEW):
+        later = _earlier(current_phase, phase) if current_phase else None
+        if phase not in REOPENING_PHASES or later is False:
+            return DisputeMove(current, current)
+    if current in (DisputeState.OPEN, DisputeState.UNDER_REVIEW) and target == DisputeState.WON \
+            and current_phase and _earlier(phase, current_phase):
+        return DisputeMove(current, current)  # a win of the case before it was reopened
     if target == DisputeState.WON:
         return DisputeMove(current, target, restore=held)
     # open, under_review, lost, closed: the credits are held (again, after a reopened win)

@@ -20,6 +20,7 @@ from db.models import Dispute, GatewayPayment, Order, Organisation, Refund
 from gateways.port import DisputeStatus, RemoteDispute, RemoteRefund, RemoteStatus
 from worker.domain.dispute_state import FINAL as DISPUTE_FINAL
 from worker.domain.dispute_state import DisputeState, decide_dispute
+from worker.domain.dispute_state import observed as observed_dispute
 from worker.domain.errors import ReconError
 from worker.domain.order_state import Plan, Policy
 from worker.domain.refund_state import IN_FLIGHT, RefundState, amount_for_credits, credits_for, decide_refund
@@ -199,7 +200,8 @@ def observe_dispute(session: Session, order: Order, remote: RemoteDispute, *, no
                                                 Dispute.gateway_dispute_id == remote.gateway_dispute_id)
                           ).scalar_one_or_none()
     current = None if row is None else DisputeState(row.state)
-    move = decide_dispute(current, bool(row and row.held), remote.status, remote.phase)
+    move = decide_dispute(current, bool(row and row.held), remote.status, remote.phase,
+                          current_phase=(row.phase or "") if row is not None else "")
     if row is None:
         row = Dispute(order_id=order.id, gateway=order.gateway, gateway_dispute_id=remote.gateway_dispute_id,
                       gateway_payment_id=remote.gateway_payment_id, amount_minor=remote.amount_minor,
@@ -208,7 +210,8 @@ def observe_dispute(session: Session, order: Order, remote: RemoteDispute, *, no
                       updated_at=now)
         session.add(row)
         session.flush()
-    if remote.status != DisputeStatus.UNKNOWN:
+    stale = observed_dispute(remote.status) != move.to_state  # refused by the lifecycle: an older snapshot
+    if remote.status != DisputeStatus.UNKNOWN and not stale:
         row.phase = remote.phase or row.phase
         row.reason_code = (remote.reason_code or row.reason_code or "")[:120] or None
         row.respond_by = datetime.fromtimestamp(remote.respond_by, UTC) if remote.respond_by else row.respond_by

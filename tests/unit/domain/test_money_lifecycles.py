@@ -75,3 +75,14 @@ def test_a_clawback_never_takes_more_than_due_nor_below_zero_unless_allowed(want
         assert taken.shortfall == 0
     else:
         assert balance - taken.taken >= min(balance, 0)
+
+
+def test_snapshots_of_an_earlier_phase_are_stale_whatever_order_they_come_in():
+    # the gateway: chargeback won, reopened in pre-arbitration, won again; we see the reopen's event last
+    assert decide_dispute(DisputeState.WON, False, DisputeStatus.OPEN, "pre_arbitration",
+                          current_phase="pre_arbitration").to_state == DisputeState.WON
+    # the gateway: won, reopened, lost or still open; the first win is delivered after the reopen
+    assert decide_dispute(DisputeState.OPEN, True, DisputeStatus.WON, "chargeback",
+                          current_phase="pre_arbitration").to_state == DisputeState.OPEN
+    assert decide_dispute(DisputeState.OPEN, True, DisputeStatus.WON, "pre_arbitration",
+                          current_phase="pre_arbitration").restore
