@@ -289,17 +289,22 @@ def refund_from_response(envelope: Mapping[str, Any], *, gateway_payment_id: str
     inner = envelope.get("data")
     data: Mapping[str, Any] = inner if isinstance(inner, Mapping) else {}
     named = _text(envelope.get("gid")) or _text(data.get("refundId")) or _text(data.get("gid"))
-    wire_status = refund_wire_status(envelope)
     amount, money = _refund_amount(data, amount_minor, currency.upper())
-    return RemoteRefund(
-        gateway_refund_id=named if named and named != gateway_payment_id else idempotency_key,
-        gateway_payment_id=gateway_payment_id,
-        amount_minor=amount,
-        currency=money,
-        status=REFUND_STATUS_MAP.get(wire_status.upper(), RefundStatus.UNKNOWN),
-        wire_status=wire_status,
-        idempotency_key=idempotency_key,
-    )
+    refund_id = _own_id(named, gateway_payment_id, idempotency_key) or idempotency_key
+    return _refund(envelope, refund_id, gateway_payment_id, amount, money, idempotency_key)
+
+
+def _own_id(named: str | None, gateway_payment_id: str, idempotency_key: str | None) -> str | None:
+    """The refund's id: the gid an answer names, unless it is the original's; then our key (§5.3)."""
+    return named if named and named != gateway_payment_id else idempotency_key
+
+
+def _refund(envelope: Mapping[str, Any], refund_id: str, gateway_payment_id: str, amount: int, money: str,
+            idempotency_key: str | None) -> RemoteRefund:
+    wire_status = refund_wire_status(envelope)
+    return RemoteRefund(gateway_refund_id=refund_id, gateway_payment_id=gateway_payment_id, amount_minor=amount,
+                        currency=money, status=REFUND_STATUS_MAP.get(wire_status.upper(), RefundStatus.UNKNOWN),
+                        wire_status=wire_status, idempotency_key=idempotency_key)
 
 
 def refund_from_status(envelope: Mapping[str, Any], *, gateway_payment_id: str, refund_id: str | None = None,
@@ -316,25 +321,15 @@ def refund_from_status(envelope: Mapping[str, Any], *, gateway_payment_id: str, 
     """
     data = _data(envelope)
     if refund_id is None:
-        named = _text(envelope.get("gid")) or _text(data.get("gid"))
-        refund_id = named if named and named != gateway_payment_id else idempotency_key
+        refund_id = _own_id(_text(envelope.get("gid")) or _text(data.get("gid")), gateway_payment_id, idempotency_key)
     if not refund_id:
         raise GatewayPermanent("payglocal refund status names no refund id")
-    wire_status = refund_wire_status(envelope)
     if data.get("refundAmount") not in (None, ""):
         money = _currency(_text(data.get("refundCurrency")) or _first(data, "txnCurrency", "Currency", "currency"))
         amount = amount_to_minor(data["refundAmount"], money)
     else:
         amount, money = amount_and_currency(data)
-    return RemoteRefund(
-        gateway_refund_id=refund_id,
-        gateway_payment_id=gateway_payment_id,
-        amount_minor=amount,
-        currency=money,
-        status=REFUND_STATUS_MAP.get(wire_status.upper(), RefundStatus.UNKNOWN),
-        wire_status=wire_status,
-        idempotency_key=idempotency_key,
-    )
+    return _refund(envelope, refund_id, gateway_payment_id, amount, money, idempotency_key)
 
 
 def names_refund(envelope: Mapping[str, Any], idempotency_key: str) -> bool:

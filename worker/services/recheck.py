@@ -13,10 +13,9 @@ from dataclasses import dataclass
 from tenacity import Retrying, retry_if_result, stop_after_delay, wait_fixed
 
 from worker.deps import Deps
-from worker.domain.order_state import Evidence, OrderState, Source
+from worker.domain.order_state import Evidence, Source
 from worker.logging import get_logger
 from worker.metrics import CHECKS
-from worker.services.capture import capture_authorized
 from worker.services.poll import follow_up, order_evidence
 from worker.services.unit import UnitOfWork
 
@@ -70,10 +69,9 @@ def recheck_order(order_id: str, requested_by: str, *, deps: Deps, reason: str |
             outcome = _audited(uow, order, from_state, decision.reason, requested_by, reason)
         uow.commit()
     CHECKS.labels(gateway_name, Source.RECHECK.value, "decided").inc()
-    if decision.refund or decision.from_state == OrderState.PAID:  # a duplicate to refund, refunds to explain
-        follow_up(order_id, gateway_name, decision, Source.RECHECK, deps=deps)
-    if decision.capture:
-        decision = capture_authorized(order_id, gateway_name, decision, Source.RECHECK, deps=deps)
+    captures = bool(decision.capture)
+    decision = follow_up(order_id, gateway_name, decision, Source.RECHECK, deps=deps)
+    if captures:  # audited once the capture's outcome is known
         with deps.unit() as uow:
             outcome = _audited(uow, uow.order(order_id), from_state, decision.reason, requested_by, reason)
             uow.commit()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from datetime import datetime
 
 from db.models import Refund
 from gateways.errors import GatewayNotFound, GatewayPermanent, GatewayTransient
@@ -94,8 +95,7 @@ def _record(refund_id: int, deps: Deps, *, remote: RemoteRefund | None = None, r
         elif refused is not None and row.state == RefundState.REQUESTED.value:
             money.refund_refused(uow.session, row, refused, now=uow.now)
         if deferred or RefundState(row.state) in IN_FLIGHT:
-            row.check_count += 1
-            row.next_check_at = money.next_check(row.check_count, uow.now)
+            _look_again_later(row, uow.now)
         uow.commit()
         return _outcome(row)
 
@@ -114,10 +114,15 @@ def check_refund(refund_id: int, *, deps: Deps) -> RefundOutcome | None:
     with deps.unit() as uow:
         row = uow.session.get(Refund, refund_id, with_for_update=True)
         if RefundState(row.state) in IN_FLIGHT:
-            row.check_count += 1
-            row.next_check_at = money.next_check(row.check_count, uow.now)
+            _look_again_later(row, uow.now)
         uow.commit()
         return _outcome(row)
+
+
+def _look_again_later(row: Refund, now: datetime) -> None:
+    """One more look at the gateway done (or deferred): the next one backs off."""
+    row.check_count += 1
+    row.next_check_at = money.next_check(row.check_count, now)
 
 
 def sync_refunds(order_id: str, payment_id: str, *, deps: Deps) -> int:
