@@ -40,7 +40,7 @@ REOPENING_PHASES = frozenset({"pre_arbitration", "arbitration"})
 PHASE_RANK = {"fraud": 1, "retrieval": 1, "chargeback": 1, "pre_arbitration": 2, "arbitration": 3}
 
 
-def _earlier(phase: str, than: str) -> bool | None:
+def phase_before(phase: str, than: str) -> bool | None:
     """Whether ``phase`` comes before ``than``; None when either is a phase we do not know (no order)."""
     if phase not in PHASE_RANK or than not in PHASE_RANK:
         return None
@@ -61,6 +61,7 @@ class DisputeMove:
     to_state: DisputeState
     hold: bool = False  #: take the disputed credits back now
     restore: bool = False  #: give back what the current hold took
+    stale: bool = False  #: an older snapshot than what we hold: nothing of it is written (not even its phase)
 
     @property
     def changed(self) -> bool:
@@ -75,18 +76,19 @@ def decide_dispute(current: DisputeState | None, held: bool, status: DisputeStat
     Lost and closed are final: a stale ``open`` or ``won`` after them moves nothing. A ``won`` followed by an
     ``open`` moves back only when the case was reopened into a later phase (pre-arbitration, arbitration)
     than the won one; the same or an earlier phase is a stale snapshot (the reopen's own event delivered
-    after the second win). Likewise a ``won`` of an earlier phase than the reopened case we hold is stale.
+    after the second win). Any snapshot of an earlier phase than the one we hold is stale, whatever its
+    status: a ``won`` of the case before it was reopened restores nothing, and an ``open`` of the first round
+    does not move our phase back (which would let that first round's late ``won`` restore a reopened hold).
     """
     target = observed(status)
     if target is None or (current is not None and current in FINAL):
-        return DisputeMove(current, current or DisputeState.OPEN)
+        return DisputeMove(current, current or DisputeState.OPEN, stale=target is not None)
+    if current is not None and current_phase and phase_before(phase, current_phase):
+        return DisputeMove(current, current, stale=True)  # e.g. the first win delivered after the reopen
     if current == DisputeState.WON and target in (DisputeState.OPEN, DisputeState.UNDER_REVIEW):
-        later = _earlier(current_phase, phase) if current_phase else None
+        later = phase_before(current_phase, phase) if current_phase else None
         if phase not in REOPENING_PHASES or later is False:
-            return DisputeMove(current, current)
-    if current in (DisputeState.OPEN, DisputeState.UNDER_REVIEW) and target == DisputeState.WON \
-            and current_phase and _earlier(phase, current_phase):
-        return DisputeMove(current, current)  # a win of the case before it was reopened
+            return DisputeMove(current, current, stale=True)
     if target == DisputeState.WON:
         return DisputeMove(current, target, restore=held)
     # open, under_review, lost, closed: the credits are held (again, after a reopened win)

@@ -210,7 +210,7 @@ def observe_dispute(session: Session, order: Order, remote: RemoteDispute, *, no
                       updated_at=now)
         session.add(row)
         session.flush()
-    stale = observed_dispute(remote.status) != move.to_state  # refused by the lifecycle: an older snapshot
+    stale = move.stale or observed_dispute(remote.status) != move.to_state  # an older snapshot
     if remote.status != DisputeStatus.UNKNOWN and not stale:
         row.phase = remote.phase or row.phase
         row.reason_code = (remote.reason_code or row.reason_code or "")[:120] or None

@@ -86,3 +86,14 @@ def test_snapshots_of_an_earlier_phase_are_stale_whatever_order_they_come_in():
                           current_phase="pre_arbitration").to_state == DisputeState.OPEN
     assert decide_dispute(DisputeState.OPEN, True, DisputeStatus.WON, "pre_arbitration",
                           current_phase="pre_arbitration").restore
+
+
+def test_a_snapshot_of_an_earlier_phase_with_our_own_status_is_stale_too():
+    # we hold the reopened case (pre-arbitration); the first round's open and won arrive late
+    for current, held, status in ((DisputeState.OPEN, True, DisputeStatus.OPEN),
+                                  (DisputeState.WON, False, DisputeStatus.WON),
+                                  (DisputeState.WON, False, DisputeStatus.OPEN)):
+        move = decide_dispute(current, held, status, "chargeback", current_phase="pre_arbitration")
+        assert (move.stale, move.to_state, move.hold, move.restore) == (True, current, False, False)
+    fresh = decide_dispute(DisputeState.OPEN, True, DisputeStatus.OPEN, "pre_arbitration", current_phase="chargeback")
+    assert not fresh.stale

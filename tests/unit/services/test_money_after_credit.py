@@ -261,6 +261,25 @@ def test_a_dispute_holds_the_credits_at_onset_and_a_win_restores_them_once(deps,
     assert_balance_is_the_ledger_sum(deps)
 
 
+def test_late_snapshots_of_the_first_round_never_move_a_reopened_case_back(deps, fake):
+    # the gateway: opened, won, reopened in pre-arbitration, won again; delivered as onset, second win,
+    # first win, reopen. The first win must not take the phase back, or the reopen would hold again.
+    _, payment_id = paid_order(deps, fake)
+    opened = fake.dispute(payment_id, phase="chargeback")
+    first_win = replace(opened, status=DisputeStatus.WON)
+    reopened = replace(opened, phase="pre_arbitration")
+    second_win = replace(reopened, status=DisputeStatus.WON)
+    deliver(deps, fake.dispute_webhook(opened))
+    deliver(deps, fake.dispute_webhook(second_win, "payment.dispute.won"))
+    deliver(deps, fake.dispute_webhook(first_win, "payment.dispute.won"))
+    deliver(deps, fake.dispute_webhook(reopened))
+    deliver(deps, fake.dispute_webhook(opened))
+    assert balance(deps) == CREDITS
+    with deps.sessions() as session:
+        assert session.execute(text("SELECT state, phase FROM disputes")).one() == ("won", "pre_arbitration")
+    assert_balance_is_the_ledger_sum(deps)
+
+
 def test_a_dispute_of_spent_credits_records_the_shortfall_and_a_win_cancels_it(deps, fake):
     order, payment_id = paid_order(deps, fake)
     spend(deps, 3_000)
