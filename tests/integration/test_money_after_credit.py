@@ -83,6 +83,7 @@ def test_two_refund_requests_at_once_refund_once(deps, gateway, simulator):
         answers = list(pool.map(ask, range(8)))
     made = [a for a in answers if not isinstance(a, str)]
     assert {a.refund_id for a in made} == {refund_rows(deps, order.id)[0].id}  # one refund row
+    assert sum(not a.repeated for a in made) == 1  # the others are told theirs is a repeat
     assert set(a for a in answers if isinstance(a, str)) <= {"above_captured"}
     assert len(simulator.sim.refunds_of(order.granted_payment_id)) == 1  # and one refund at the gateway
 

@@ -7,7 +7,7 @@ sends again with the same key, which the gateway answers with the same refund.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from db.models import Refund
@@ -60,7 +60,8 @@ def request_refund(order_id: str, request: RefundRequest, *, deps: Deps) -> Refu
         outcome = _outcome(row, repeated=not new)
     if outcome.state != RefundState.REQUESTED.value:
         return outcome
-    return send_refund(outcome.refund_id, deps=deps)
+    # a repeat that finds the first still unsent sends it too (the key makes it the same refund): still a repeat
+    return replace(send_refund(outcome.refund_id, deps=deps), repeated=outcome.repeated)
 
 
 def send_refund(refund_id: int, *, deps: Deps) -> RefundOutcome:
