@@ -12,7 +12,7 @@ and :mod:`.tokens` (JWE/JWS signing, callback tokens). Facts come from docs/gate
 - Refunds (after-capture.md §5): ``POST /gl/v1/payments/{gid}/refund`` with our idempotency key as both
   ``merchantTxnId`` and ``merchantUniqueId``; not retried in-call. A repeat is refused as a duplicate and
   looked up by status enquiry of the key. PayGlocal lists no refunds and sends no refund or dispute webhook,
-  so ``fetch_refunds`` asks the status of each refund we know of, or of the original gid.
+  so ``fetch_refunds`` asks the status of the original gid and of each refund we know of.
 
 Where the docs contradict each other or say nothing, the safer reading:
 
@@ -25,7 +25,9 @@ Where the docs contradict each other or say nothing, the safer reading:
 - No pre-check of the payment's status before refunding: after a first partial refund the original gid may
   read ``SENT_FOR_REFUND`` (UNDOCUMENTED, §5.3), and PayGlocal refuses what it cannot refund (400) itself.
 - Progress is read on the refund's own gid (§5.2) rather than the original's (§5.3): the original gid tells
-  nothing of which refund it is about. Only without a known refund (a dashboard refund) is the original read.
+  nothing of which refund it is about. The original is read for what was refunded without us (the
+  dashboard): all it shows refunded beyond our processed refunds; ``SENT_FOR_REFUND`` naming no amount is
+  taken as all of it refunded (what the original shows after a refund is UNDOCUMENTED, §5.3).
 - ``merchantTxnId`` is "alphanumeric" (payglocal.md §5) while the port allows ``_`` and ``-`` in a key: the key
   is sent as given, so keys made for PayGlocal should be alphanumeric (e.g. ``uuid4().hex``).
 """
@@ -71,6 +73,26 @@ DASHBOARD_REFUND_SUFFIX = ":refunded"
 #: What the original gid's status says of a refund nobody asked us for (:meth:`PayGlocalGateway.fetch_refunds`).
 _DASHBOARD_REFUND_STATES = {"SENT_FOR_REFUND": RefundStatus.PROCESSED, "REFUND_STARTED": RefundStatus.PENDING}
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
+
+
+def _refunded_without_us(payment: RemotePayment, ours: tuple[RemoteRefund, ...],
+                         known: tuple[str, ...]) -> tuple[RemoteRefund, ...]:
+    """The original gid's refunded amount beyond our processed refunds, as refunds made without us: the ones
+    reported before (their running totals are in their ids; each is told again, in the original's state, so
+    a pending one is seen processed) and, when the total grew, one more for the difference."""
+    state = _DASHBOARD_REFUND_STATES.get(payment.wire_status.upper())
+    if state is None:
+        return ()
+    ours_processed = sum(r.amount_minor for r in ours if r.status == RefundStatus.PROCESSED)
+    total = payment.amount_refunded_minor - ours_processed
+    totals = sorted({int(tail) for refund_id in known if DASHBOARD_REFUND_SUFFIX in refund_id
+                     and (tail := refund_id.rpartition("@")[2]).isdigit()})
+    if total > (totals[-1] if totals else 0):
+        totals.append(total)
+    return tuple(RemoteRefund(gateway_refund_id=f"{payment.gateway_payment_id}{DASHBOARD_REFUND_SUFFIX}@{running}",
+                              gateway_payment_id=payment.gateway_payment_id, amount_minor=running - before,
+                              currency=payment.currency, status=state, wire_status=payment.wire_status)
+                 for before, running in zip([0, *totals], totals, strict=False))
 
 
 def _system_now_ms() -> int:
@@ -322,33 +344,28 @@ class PayGlocalGateway(GatewayAdapter):
                                             idempotency_key=idempotency_key)
 
     def fetch_refunds(self, gateway_payment_id: str, *, known: tuple[str, ...] = ()) -> tuple[RemoteRefund, ...]:
-        """The status of each refund in ``known`` (a refund's gid, or our key when its answer named no gid);
-        PayGlocal lists no refunds. With none known, the original gid's status: ``SENT_FOR_REFUND``
-        (``REFUND_STARTED``: pending) there is a refund made without us (the dashboard), reported once as
-        ``f"{gid}:refunded"`` with the amount the payment mapping counts as refunded.
+        """The status of each refund of ours in ``known`` (a refund's gid, or our key when its answer named no
+        gid), and what the original gid's status says was refunded beyond them: PayGlocal lists no refunds,
+        so a refund made without us (the dashboard) shows only there (``SENT_FOR_REFUND``: processed;
+        ``REFUND_STARTED``: pending), as the amount the payment mapping counts as refunded.
+
+        That remainder is reported as one refund named ``f"{gid}:refunded@{D}"``, where ``D`` is the running
+        total refunded without us; ``known`` names the earlier ones, so each dashboard refund is reported once
+        with its own amount, and the same picture always gives the same id (exactly once downstream). The
+        original is read first: a refund of ours processed in between is then seen processed on its own gid
+        but not yet in the total, which can only hide a remainder until the next look, never invent one.
 
         Raises:
             GatewayNotFound: PayGlocal does not know a refund in ``known`` (whether a refund gid can be
                 queried is UNDOCUMENTED, after-capture.md §5.3) or the gid.
         """
-        if known:
-            return tuple(
-                mapping.refund_from_status(self._client.status(refund_id), refund_id=refund_id,
-                                           gateway_payment_id=gateway_payment_id)
-                for refund_id in known
-            )
         payment = self.fetch_payment(gateway_payment_id)
-        state = _DASHBOARD_REFUND_STATES.get(payment.wire_status.upper())
-        if state is None:
-            return ()
-        return (RemoteRefund(
-            gateway_refund_id=f"{payment.gateway_payment_id}{DASHBOARD_REFUND_SUFFIX}",
-            gateway_payment_id=payment.gateway_payment_id,
-            amount_minor=payment.amount_refunded_minor,
-            currency=payment.currency,
-            status=state,
-            wire_status=payment.wire_status,
-        ),)
+        ours = tuple(
+            mapping.refund_from_status(self._client.status(refund_id), refund_id=refund_id,
+                                       gateway_payment_id=gateway_payment_id)
+            for refund_id in known if DASHBOARD_REFUND_SUFFIX not in refund_id
+        )
+        return ours + _refunded_without_us(payment, ours, known)
 
     # Signed inputs ---------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ from sqlalchemy.exc import DBAPIError
 
 from db.models import LedgerEntry, Refund
 from tests.support import GATEWAY_ORGS, balance, new_order, order_row
+from worker.domain.order_state import Source
 from worker.services import refunds
 from worker.services.inbox import process_inbox_event
 from worker.services.intake import store_webhook
@@ -111,6 +112,18 @@ def test_a_payglocal_refund_is_sent_for_refund_at_once_and_reversed(deps, org, s
                                   deps=deps)
     assert done.state == "processed" and done.gateway_refund_id != order.granted_payment_id  # a refund gid of its own
     assert balance(deps, payglocal) == CREDITS // 2
+
+
+def test_a_payglocal_dashboard_refund_of_the_rest_after_one_of_ours_is_found_and_reversed_once(deps, org, simulator):
+    payglocal = _gateway("payglocal")
+    order = paid_order(deps, payglocal, simulator)
+    refunds.request_refund(order.id, RefundRequest(order.amount_minor // 5, "a fifth back", "support:alice"), deps=deps)
+    simulator.sim.refund_payglocal(order.granted_payment_id)  # the dashboard refunds the rest; PayGlocal tells nobody
+    for _ in range(2):  # a recheck finds it; a second one finds nothing new
+        reconcile_order(order.id, deps=deps, source=Source.RECHECK)
+    assert [(r.origin, r.state, r.amount_minor) for r in refund_rows(deps, order.id)] == [
+        ("support", "processed", order.amount_minor // 5), ("gateway", "processed", order.amount_minor * 4 // 5)]
+    assert balance(deps, payglocal) == 0 == ledger_sum(deps)
 
 
 def test_a_refund_the_gateway_fails_reverses_nothing(deps, org, simulator):

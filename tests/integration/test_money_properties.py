@@ -297,14 +297,6 @@ class MoneyMachine(RuleBasedStateMachine):
         return [p for p in view.payments.values() if p.status == status and p.order_id in ours
                 and gateway in (None, view.gateway_of.get(p.id))]
 
-    def _we_refunded(self, payment_id: str) -> bool:
-        from sqlalchemy import select
-
-        from db.models import Refund
-
-        with self.deps.sessions() as session:
-            return session.execute(select(Refund.id).where(Refund.gateway_payment_id == payment_id)).first() is not None
-
     def _paid_at_gateway(self, *, fresh: bool = False) -> list[OrderRef]:
         status = (gateway_view(self.sim) if fresh or self.gw is None else self.gw).order_status
         return [o for o in self.orders if status.get(o.gateway_order_id) == "paid" and o.gateway == "razorpay"]
@@ -463,11 +455,6 @@ class MoneyMachine(RuleBasedStateMachine):
         payment = self._choose(self._gateway_payments("captured", fresh=True, gateway=None), pick,
                                lambda p: self._order_of(p.order_id))
         if self._order_of(payment.order_id).gateway == "payglocal":
-            if self._we_refunded(payment.id):
-                # A known gap (issue 14's closing note): PayGlocal lists no refunds and its original gid reads
-                # SENT_FOR_REFUND only once all is refunded, so after one of ours we query only the refund gids
-                # we know, and a dashboard refund of the rest is not seen. Not drawn until that is built.
-                return
             self._begin(f"gateway: PayGlocal's dashboard refunds all that is left of {self._name(payment.id)}")
             try:
                 self.sim.refund_payglocal(payment.id)

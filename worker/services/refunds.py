@@ -10,6 +10,8 @@ import hashlib
 from dataclasses import dataclass, replace
 from datetime import datetime
 
+from sqlalchemy.orm import Session
+
 from db.models import Refund
 from gateways.errors import GatewayNotFound, GatewayPermanent, GatewayTransient
 from gateways.port import RemotePayment, RemoteRefund
@@ -131,16 +133,25 @@ def sync_refunds(order_id: str, payment_id: str, *, deps: Deps) -> int:
     we only see as a refunded payment). One request for Razorpay; returns how many refunds it saw."""
     with deps.unit() as uow:
         order = uow.order(order_id)
-        known = tuple(r.gateway_refund_id for r in money.refunds_of(uow.session, order_id)
-                      if r.gateway_payment_id == payment_id and r.gateway_refund_id)
-        gateway_name = order.gateway
-    remotes = deps.gateway(gateway_name).fetch_refunds(payment_id, known=known)
-    with deps.unit() as uow:
-        order = uow.order(order_id, lock=True)
-        for remote in remotes:
-            money.observe_refund(uow.session, order, remote, now=uow.now, policy=deps.policy)
-        uow.commit()
-    return len(remotes)
+        known, gateway_name = _known_refunds(uow.session, order_id, payment_id), order.gateway
+    for _ in range(3):
+        remotes = deps.gateway(gateway_name).fetch_refunds(payment_id, known=known)
+        with deps.unit() as uow:
+            order = uow.order(order_id, lock=True)
+            now_known = _known_refunds(uow.session, order_id, payment_id)
+            if now_known != known:  # a refund came meanwhile: PayGlocal's answer depends on what we knew
+                known = now_known
+                continue
+            for remote in remotes:
+                money.observe_refund(uow.session, order, remote, now=uow.now, policy=deps.policy)
+            uow.commit()
+        return len(remotes)
+    return 0  # refunds keep arriving by other paths; the next look takes up the rest
+
+
+def _known_refunds(session: Session, order_id: str, payment_id: str) -> tuple[str, ...]:
+    return tuple(sorted(r.gateway_refund_id for r in money.refunds_of(session, order_id)
+                        if r.gateway_payment_id == payment_id and r.gateway_refund_id))
 
 
 def refund_payments(order_id: str, payments: tuple[RemotePayment, ...], *, origin: str, reason: str,

@@ -207,7 +207,8 @@ def test_a_bad_key_or_amount_is_refused_before_anything_is_sent() -> None:
 
 
 def test_fetch_refunds_reads_the_status_of_each_known_refund() -> None:
-    answers = {REFUND_GID: refund_status_json(),
+    answers = {GID: status_json("SENT_FOR_CAPTURE"),  # the original first: nothing refunded without us
+               REFUND_GID: refund_status_json(),
                "gl_refund_2": refund_status_json("REFUND_STARTED", gid="gl_refund_2", refundAmount="2.50",
                                                  refundCurrency="INR"),
                "gl_refund_3": refund_status_json("REQUEST_ERROR", gid="gl_refund_3"),
@@ -219,7 +220,7 @@ def test_fetch_refunds_reads_the_status_of_each_known_refund() -> None:
         return httpx.Response(200, json=answers[refund_id])
 
     gateway, fake = make_gateway(handler)
-    refunds = gateway.fetch_refunds(GID, known=tuple(answers))
+    refunds = gateway.fetch_refunds(GID, known=tuple(answers)[1:])
     assert [(r.gateway_refund_id, r.status, r.amount_minor) for r in refunds] == [
         (REFUND_GID, RefundStatus.PROCESSED, 1000), ("gl_refund_2", RefundStatus.PENDING, 250),
         ("gl_refund_3", RefundStatus.FAILED, 1000), ("gl_refund_4", RefundStatus.UNKNOWN, 1000)]
@@ -244,7 +245,7 @@ def test_with_none_known_a_refunded_original_is_one_dashboard_refund() -> None:
 
     gateway, fake = make_gateway(handler)
     (made,) = gateway.fetch_refunds(GID)
-    assert (made.gateway_refund_id, made.gateway_payment_id) == (f"{GID}:refunded", GID)
+    assert (made.gateway_refund_id, made.gateway_payment_id) == (f"{GID}:refunded@20000", GID)
     assert (made.amount_minor, made.currency, made.status, made.wire_status) == (20000, "INR",
                                                                                  RefundStatus.PROCESSED,
                                                                                  "SENT_FOR_REFUND")
@@ -272,3 +273,42 @@ def test_the_refund_request_body_never_carries_the_reason() -> None:
     gateway, _ = make_gateway(handler)
     refund(gateway)
     assert "customer asked" not in json.dumps(seen)
+
+
+def _original_and_ours(original: dict[str, Any], ours: dict[str, Any]):
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json=original if request.url.path == f"/gl/v1/payments/{GID}/status" else ours)
+    return make_gateway(handler)
+
+
+def test_a_dashboard_refund_after_one_of_ours_is_the_rest_of_what_the_original_shows_refunded() -> None:
+    """Ours refunded 10.00 of 500.00; the dashboard refunded the rest, so the original reads SENT_FOR_REFUND."""
+    gateway, fake = _original_and_ours(status_json("SENT_FOR_REFUND"), refund_status_json())
+    mine, rest = gateway.fetch_refunds(GID, known=(REFUND_GID,))
+    assert (mine.gateway_refund_id, mine.amount_minor) == (REFUND_GID, 1000)
+    assert (rest.gateway_refund_id, rest.amount_minor, rest.status) == (f"{GID}:refunded@49000", 49000,
+                                                                        RefundStatus.PROCESSED)
+    assert fake.calls() == [("GET", f"/gl/v1/payments/{GID}/status"), ("GET", f"/gl/v1/payments/{REFUND_GID}/status")]
+    # the same picture again: the same refunds, nothing new
+    again = gateway.fetch_refunds(GID, known=(REFUND_GID, rest.gateway_refund_id))
+    assert [(r.gateway_refund_id, r.amount_minor) for r in again] == [(REFUND_GID, 1000),
+                                                                      (rest.gateway_refund_id, 49000)]
+
+
+def test_dashboard_refunds_are_told_once_each_and_a_pending_one_is_told_again_when_processed() -> None:
+    started = status_json("REFUND_STARTED")
+    started["data"] = {**started["data"], "refundAmount": "200.00"}
+    gateway, _ = _original_and_ours(started, refund_status_json())
+    (first,) = gateway.fetch_refunds(GID)
+    assert (first.gateway_refund_id, first.amount_minor, first.status) == (f"{GID}:refunded@20000", 20000,
+                                                                           RefundStatus.PENDING)
+    gateway, _ = _original_and_ours(status_json("SENT_FOR_REFUND"), refund_status_json())  # all 500.00 now
+    told = gateway.fetch_refunds(GID, known=(first.gateway_refund_id,))
+    assert [(r.gateway_refund_id, r.amount_minor, r.status) for r in told] == [
+        (f"{GID}:refunded@20000", 20000, RefundStatus.PROCESSED),
+        (f"{GID}:refunded@50000", 30000, RefundStatus.PROCESSED)]
+
+
+def test_a_refund_of_ours_still_pending_is_not_taken_for_a_dashboard_refund() -> None:
+    gateway, _ = _original_and_ours(status_json("SENT_FOR_CAPTURE"), refund_status_json("REFUND_STARTED"))
+    assert [r.gateway_refund_id for r in gateway.fetch_refunds(GID, known=(REFUND_GID,))] == [REFUND_GID]
