@@ -90,6 +90,8 @@ class Order(Base):
     last_checked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     #: A worker checking the order holds it until then, so no order is checked twice at once.
     check_lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: The ``sequence`` of the order's last outbox event (written under the order's lock, so no read is needed).
+    event_sequence: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class GatewayPayment(Base):
@@ -287,4 +289,63 @@ class SupportAction(Base):
     requested_by: Mapped[str] = mapped_column(String(120))
     reason: Mapped[str | None] = mapped_column(Text)
     outcome: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class OrderEvent(Base):
+    """The transactional outbox: a change a customer or the billing backend cares about, written in the same
+    transaction as the change, with a stable id (the Standard Webhooks ``webhook-id``) and its place among
+    the order's events (``sequence``: delivered in that order, per endpoint)."""
+
+    __tablename__ = "order_events"
+    __table_args__ = (UniqueConstraint("event_id"), UniqueConstraint("order_id", "sequence"))
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    event_id: Mapped[str] = mapped_column(String(40))
+    order_id: Mapped[str] = mapped_column(ForeignKey("orders.id"))
+    organisation_id: Mapped[str] = mapped_column(String(64), index=True)
+    sequence: Mapped[int] = mapped_column(Integer)
+    type: Mapped[str] = mapped_column(String(40))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class EventDelivery(Base):
+    """One event for one endpoint: pending (with its next attempt), delivered, or dead (its attempts spent,
+    waiting for a replay; the order's later events wait behind it so that order is kept)."""
+
+    __tablename__ = "event_deliveries"
+    __table_args__ = (
+        UniqueConstraint("order_event_id", "endpoint"),
+        Index("ix_event_deliveries_order", "endpoint", "order_id", "sequence"),
+        Index("ix_event_deliveries_due", "next_attempt_at", postgresql_where=text("state = 'pending'"),
+              sqlite_where=text("state = 'pending'")),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    order_event_id: Mapped[int] = mapped_column(ForeignKey("order_events.id"))
+    endpoint: Mapped[str] = mapped_column(String(64))
+    order_id: Mapped[str] = mapped_column(String(40))
+    sequence: Mapped[int] = mapped_column(Integer)
+    state: Mapped[str] = mapped_column(String(16))  # pending | delivered | dead
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: a sender holds this delivery until then (it is sending it now); NULL when nobody does
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_status: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(String(300))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class DeliveryAttempt(Base):
+    """The delivery log: every attempt to send an event to an endpoint, and what came back."""
+
+    __tablename__ = "delivery_attempts"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    delivery_id: Mapped[int] = mapped_column(ForeignKey("event_deliveries.id"), index=True)
+    status_code: Mapped[int | None] = mapped_column(Integer)
+    error: Mapped[str | None] = mapped_column(String(300))
+    duration_ms: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)

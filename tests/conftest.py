@@ -27,8 +27,9 @@ from worker.settings import Settings
 PG_ADMIN_URL = os.environ.get("RECON_TEST_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 API_TOKEN = "test-token-0123456789"
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-TABLES = ("refunds", "disputes", "support_actions", "order_transitions", "inbox_events", "ledger_entries",
-          "gateway_payments", "orders", "members", "organisations")
+TABLES = ("delivery_attempts", "event_deliveries", "order_events", "refunds", "disputes", "support_actions",
+          "order_transitions", "inbox_events", "ledger_entries", "gateway_payments", "orders", "members",
+          "organisations")
 
 
 def _unavailable(what: str, exc: Exception):

@@ -42,6 +42,11 @@ class RefundArgs(_Strict):
     refund_id: int = Field(ge=1)
 
 
+class DeliveryArgs(_Strict):
+    endpoint: str = Field(min_length=1, max_length=64, pattern=r"^[a-z0-9_-]{1,64}$")
+    order_id: str = Field(min_length=1, max_length=40, pattern=ID_PATTERN)
+
+
 class OrderArgs(_Strict):
     order_id: str = Field(min_length=1, max_length=40, pattern=ID_PATTERN)
 

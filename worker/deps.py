@@ -21,6 +21,7 @@ from worker.domain.pricing import PriceList
 from worker.domain.schedule import Schedule
 from worker.gateway_guard import GuardedGateway, RateLimitedTransport, RateSlots
 from worker.gateway_metrics import metrics_hooks
+from worker.services.outbox import Endpoint
 from worker.services.unit import Rules, UnitOfWork
 from worker.settings import Region, Settings
 
@@ -69,7 +70,11 @@ class Deps:
 
     def unit(self) -> UnitOfWork:
         """A new unit of work (one transaction) over this process's database."""
-        return UnitOfWork(self.sessions, Rules(self.clock.now, self.policy, self.schedule))
+        return UnitOfWork(self.sessions, Rules(self.clock.now, self.policy, self.schedule, self.endpoints))
+
+    @property
+    def endpoints(self) -> tuple[Endpoint, ...]:
+        return tuple(Endpoint(e.name, e.since) for e in self.settings.event_endpoints)
 
     def gateway(self, name: str) -> GuardedGateway:
         try:

@@ -44,6 +44,8 @@ DEAD_LETTERED = Counter("recon_messages_dead_lettered_total", "Messages sent to 
                         ["queue", "actor", "reason"])
 
 # --- money after the credit (refunds, disputes, reversals) -------------------------------------------
+EVENT_DELIVERIES = Counter("recon_event_deliveries_total", "Order event delivery attempts, by endpoint and "
+                           "outcome (delivered, failed: retried later, dead: attempts spent).", ["endpoint", "outcome"])
 REFUNDS = Counter("recon_refunds_total", "Refunds reaching a state, by origin (support, review, duplicate, gateway, "
                   "auto).", ["gateway", "state", "origin"])
 CREDITS_REVERSED = Counter("recon_credits_reversed_total", "Credits taken back from balances, by cause.",

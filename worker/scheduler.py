@@ -20,6 +20,7 @@ from worker.coordination import LeaderLock
 from worker.deps import Deps
 from worker.logging import get_logger
 from worker.metrics import SWEEP_CLAIMED, SWEEP_ROUNDS
+from worker.services.deliveries import claim_due
 from worker.services.sweep import requeue_stale_inbox, sweep_due_orders, sweep_due_refunds
 
 
@@ -44,6 +45,10 @@ def sweep_round(*, deps: Deps, leader: LeaderLock, actors: Actors) -> RoundResul
     for refund_id in refund_ids:
         actors.check_refund.send(refund_id)
     SWEEP_CLAIMED.labels("refund").inc(len(refund_ids))
+    due_events = claim_due(deps=deps)
+    for endpoint, order_id in due_events:
+        actors.deliver_events.send(endpoint, order_id)
+    SWEEP_CLAIMED.labels("event_delivery").inc(len(due_events))
     SWEEP_ROUNDS.inc()
     SWEEP_CLAIMED.labels("order").inc(len(order_ids))
     SWEEP_CLAIMED.labels("inbox").inc(len(inbox_ids))

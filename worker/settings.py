@@ -7,9 +7,10 @@ gateway simulator's test keys. Production sets ``RECON_DATABASE_URL`` (Postgres)
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, SecretStr
+from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from gateways import registry
@@ -32,6 +33,18 @@ DEFAULT_REGIONS = {
     "US": Region(currency="USD", tax_rate_bp=0, gateway="payglocal"),
     "GB": Region(currency="GBP", tax_rate_bp=2000, gateway="payglocal"),
 }
+
+
+class EventEndpoint(BaseModel):
+    """Where order events go (Standard Webhooks): a name for the delivery log, a URL, and the signing
+    secrets (``whsec_`` + base64). Every secret listed signs each delivery, so a secret is rotated by adding
+    the new one, letting the receiver switch, then removing the old one. ``since``: a new endpoint gets only
+    the events written from then on."""
+
+    name: str = Field(pattern=r"^[a-z0-9_-]{1,64}$")
+    url: str = Field(pattern=r"^https?://")
+    secrets: list[SecretStr] = Field(min_length=1)
+    since: datetime | None = None
 
 
 class Settings(BaseSettings):
@@ -110,6 +123,12 @@ class Settings(BaseSettings):
     duplicate_payment_policy: Literal["refund", "review"] = "refund"
     #: Reversals (refunds, chargebacks) may take a balance below zero; false records the shortfall instead.
     allow_negative_balance: bool = False
+    #: Order events to the billing backend: a JSON list of endpoints (:class:`EventEndpoint`).
+    event_endpoints: list[EventEndpoint] = []
+    #: Attempts per event and endpoint before its delivery is dead (back-off 5 s doubling, at most 1 h apart).
+    event_max_attempts: int = 12
+    #: Seconds an endpoint has to answer one delivery.
+    event_timeout_s: float = 10.0
     #: Back-off between gateway checks of an open order (seconds); the last step repeats.
     check_backoff_s: list[int] = list(DEFAULT_BACKOFF)
     #: How often failed and abandoned orders are still checked, until the late-payment horizon (seconds).

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import dramatiq
 
-from worker.actors import callbacks, reconcile, webhooks
+from worker.actors import callbacks, events, reconcile, webhooks
 from worker.deps import Deps
 
 
@@ -24,6 +24,7 @@ class Actors:
     verify_payment: dramatiq.Actor
     recheck_order: dramatiq.Actor
     check_refund: dramatiq.Actor
+    deliver_events: dramatiq.Actor
 
 
 def declare_actors(broker: dramatiq.Broker, deps: Callable[[], Deps]) -> Actors:
@@ -34,6 +35,7 @@ def declare_actors(broker: dramatiq.Broker, deps: Callable[[], Deps]) -> Actors:
         verify_payment=callbacks.verify_payment.declare(broker, deps),
         recheck_order=callbacks.recheck_order.declare(broker, deps),
         check_refund=reconcile.check_refund.declare(broker, deps),
+        deliver_events=events.deliver_events.declare(broker, deps),
     )
 
 

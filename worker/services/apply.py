@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 from db import queries
 from db.models import GatewayPayment, Order, OrderTransition
 from gateways.port import FailureKind, RemotePayment, RemoteStatus
+from worker.domain.events import FOR_STATE
 from worker.domain.order_state import (
     Decision,
     Evidence,
@@ -35,6 +36,7 @@ from worker.metrics import (
     ORDERS_NEEDS_REVIEW,
     UNKNOWN_STATUS,
 )
+from worker.services import outbox
 from worker.services.credit import grant_once
 from worker.services.money import catch_up_after_grant
 
@@ -129,7 +131,6 @@ def apply_move(session: Session, order: Order, decision: Decision, *, source: st
         order.paid_at = now
         log.info("order_granted", payment_id=decision.grant.gateway_payment_id, plan=order.plan, credits=order.credits)
         record_grant(order, now=now)
-        catch_up_after_grant(session, order, now=now, policy=policy)
     if decision.changed:
         session.add(OrderTransition(order_id=order.id, from_state=order.state, to_state=decision.to_state.value,
                                     reason=decision.reason, source=source, created_at=now,
@@ -138,6 +139,12 @@ def apply_move(session: Session, order: Order, decision: Decision, *, source: st
                  reason=decision.reason, source=source)
         record_transition(order.gateway, decision)
         order.state, order.state_reason = decision.to_state.value, decision.reason
+        if decision.to_state in FOR_STATE:
+            outbox.record(session, order, FOR_STATE[decision.to_state], now=now, reason=decision.reason,
+                          source=source, credits_granted=order.credits if granted else 0,
+                          payment_id=decision.grant.gateway_payment_id if decision.grant else None)
+    if granted:  # refunds and disputes seen before the credit take their share now (after order.paid)
+        catch_up_after_grant(session, order, now=now, policy=policy)
     return granted
 
 

@@ -22,11 +22,12 @@ from worker.domain.dispute_state import FINAL as DISPUTE_FINAL
 from worker.domain.dispute_state import DisputeState, decide_dispute
 from worker.domain.dispute_state import observed as observed_dispute
 from worker.domain.errors import ReconError
+from worker.domain.events import FOR_DISPUTE, EventType, refund_event
 from worker.domain.order_state import Plan, Policy
 from worker.domain.refund_state import IN_FLIGHT, RefundState, amount_for_credits, credits_for, decide_refund
 from worker.logging import get_logger
 from worker.metrics import CREDIT_SHORTFALL, CREDITS_RESTORED, CREDITS_REVERSED, DISPUTES, REFUNDS
-from worker.services import credit
+from worker.services import credit, outbox
 
 #: Razorpay's ``X-Refund-Idempotency`` rule (after-capture.md §2.1); PayGlocal's ``merchantTxnId`` fits it too.
 KEY = re.compile(r"^[A-Za-z0-9_-]{10,40}$")
@@ -138,10 +139,28 @@ def _check_unspent(session: Session, order: Order, others: list[Refund], amount:
                                              "override, with the reason)")
 
 
-def refund_refused(session: Session, row: Refund, reason: str, *, now: datetime) -> None:
+def refund_refused(session: Session, order: Order, row: Refund, reason: str, *, now: datetime) -> None:
     """The gateway refused to start our refund: nothing moved."""
     row.state, row.failure_reason, row.next_check_at, row.updated_at = RefundState.FAILED.value, reason[:300], None, now
     REFUNDS.labels(row.gateway, RefundState.FAILED.value, row.origin).inc()
+    _tell_refund(session, order, row, now=now)
+
+
+def _tell_refund(session: Session, order: Order, row: Refund, *, now: datetime) -> None:
+    """The order event of a refund that ended: the order (partly) refunded, or the refund failed."""
+    refunded = sum(r.amount_minor for r in refunds_of(session, order.id)
+                   if r.gateway_payment_id == order.granted_payment_id and r.state == RefundState.PROCESSED.value)
+    if row.state == RefundState.FAILED.value:
+        kind = EventType.REFUND_FAILED
+    elif row.gateway_payment_id == order.granted_payment_id:
+        kind = refund_event(refunded, order.amount_minor)
+    else:
+        kind = EventType.REFUND_PROCESSED
+    outbox.record(session, order, kind, now=now, refunded_minor=refunded,
+                  refund={"id": row.gateway_refund_id, "payment_id": row.gateway_payment_id,
+                          "amount_minor": row.amount_minor, "currency": row.currency, "state": row.state,
+                          "origin": row.origin, "failure_reason": row.failure_reason},
+                  refunded_total_minor=refunded)
 
 
 def observe_refund(session: Session, order: Order, remote: RemoteRefund, *, now: datetime, policy: Policy,
@@ -179,6 +198,8 @@ def observe_refund(session: Session, order: Order, remote: RemoteRefund, *, now:
             _settle(session, order, kind="refund", money_event_id=f"refund:{row.gateway_refund_id}",
                     payment_id=row.gateway_payment_id, amount_minor=row.amount_minor, currency=row.currency,
                     policy=policy, now=now, ends_pro=True)
+    if move.changed and move.to_state in (RefundState.PROCESSED, RefundState.FAILED):
+        _tell_refund(session, order, row, now=now)
     return row
 
 
@@ -222,6 +243,11 @@ def observe_dispute(session: Session, order: Order, remote: RemoteDispute, *, no
         DISPUTES.labels(order.gateway, move.to_state.value).inc()
         log.info("dispute_state_changed", dispute_id=row.gateway_dispute_id, to_state=move.to_state.value,
                  phase=row.phase)
+        outbox.record(session, order, FOR_DISPUTE[move.to_state.value], now=now,
+                      dispute={"id": row.gateway_dispute_id, "payment_id": row.gateway_payment_id,
+                               "amount_minor": row.amount_minor, "currency": row.currency, "state": row.state,
+                               "phase": row.phase, "source": row.source,
+                               "respond_by": row.respond_by.isoformat() if row.respond_by else None})
     if row.gateway_payment_id != order.granted_payment_id:
         if move.hold:
             row.held = True  # held on its payment; the credits follow if that payment is ever credited
@@ -313,6 +339,8 @@ def _settle(session: Session, order: Order, *, kind: str, money_event_id: str, p
             get_logger(order_id=order.id, payment_id=payment_id, gateway=order.gateway).info(
                 "credits_restored", kind=kind, money_event_id=money_event_id, credits=given.taken,
                 shortfall_cancelled=given.shortfall)
+            outbox.record(session, order, EventType.CREDITS_RESTORED, now=now, cause=kind,
+                          money_event_id=money_event_id, credits=given.taken, shortfall_cancelled=given.shortfall)
     elif target < current or (ends_pro and order.plan == Plan.PRO.value):
         _reverse(session, order, kind=kind, money_event_id=money_event_id, payment_id=payment_id,
                  credits=current - target, amount_minor=amount_minor, currency=currency, policy=policy, now=now)
@@ -331,3 +359,5 @@ def _reverse(session: Session, order: Order, *, kind: str, money_event_id: str, 
     get_logger(order_id=order.id, payment_id=payment_id, gateway=order.gateway).info(
         "credits_reversed", kind=kind, money_event_id=money_event_id, credits=done.clawback.taken,
         shortfall=done.clawback.shortfall, pro_ended=done.pro_ended)
+    outbox.record(session, order, EventType.CREDITS_REVERSED, now=now, cause=kind, money_event_id=money_event_id,
+                  credits=done.clawback.taken, shortfall=done.clawback.shortfall, pro_ended=done.pro_ended)

@@ -96,7 +96,7 @@ def _record(refund_id: int, deps: Deps, *, remote: RemoteRefund | None = None, r
         if remote is not None:
             money.observe_refund(uow.session, order, remote, now=uow.now, policy=deps.policy, row=row)
         elif refused is not None and row.state == RefundState.REQUESTED.value:
-            money.refund_refused(uow.session, row, refused, now=uow.now)
+            money.refund_refused(uow.session, order, row, refused, now=uow.now)
         if deferred or RefundState(row.state) in IN_FLIGHT:
             _look_again_later(row, uow.now)
         uow.commit()

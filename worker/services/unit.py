@@ -30,7 +30,7 @@ from gateways.port import RemoteDispute, RemoteRefund
 from worker.domain.errors import UnknownOrder
 from worker.domain.order_state import INITIAL_STATE, Decision, Evidence, OrderSnapshot, Policy, evolve
 from worker.domain.schedule import Schedule
-from worker.services import apply, money
+from worker.services import apply, money, outbox
 
 
 def printable(text: str) -> str:
@@ -45,6 +45,7 @@ class Rules:
     now: Callable[[], datetime]
     policy: Policy
     schedule: Schedule
+    endpoints: tuple[outbox.Endpoint, ...] = ()  #: where order events go (fanned out at commit)
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,11 +76,13 @@ class UnitOfWork:
                  tb: TracebackType | None) -> None:
         try:
             if not self._committed:
+                outbox.forget(self.session)
                 self.session.rollback()
         finally:
             self.session.close()
 
     def commit(self) -> None:
+        outbox.fan_out(self.session, self._rules.endpoints, now=self.now)  # with the events, or not at all
         self.session.commit()
         self._committed = True
 
