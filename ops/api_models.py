@@ -62,3 +62,13 @@ class ChargebackBody(_Body):
     reason: str = Field(max_length=2_000, pattern=TEXT_PATTERN,
                         description="mandatory: the case (audited); a blank one is refused with code reason_required")
     requested_by: str = Field(min_length=1, max_length=80, pattern=TEXT_PATTERN, description="the person recording it")
+
+
+class EventReplayBody(_Body):
+    delivery_ids: list[int] | None = Field(default=None, max_length=1_000, description="deliveries to send again")
+    order_id: str | None = Field(default=None, max_length=40, pattern=ID_PATTERN,
+                                 description="every dead delivery of this order")
+    all_dead: bool = Field(default=False, description="every dead delivery")
+    again: bool = Field(default=False, description="delivered ones too (the same webhook-id: receivers dedupe)")
+    reason: str = Field(min_length=1, max_length=2_000, pattern=TEXT_PATTERN, description="mandatory (audited)")
+    requested_by: str = Field(min_length=1, max_length=80, pattern=TEXT_PATTERN, description="the person replaying")

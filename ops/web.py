@@ -11,9 +11,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import asdict
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, FastAPI, Header, HTTPException, Path, Request
+from fastapi import APIRouter, FastAPI, Header, HTTPException, Path, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 from starlette.concurrency import run_in_threadpool
 
@@ -21,6 +21,7 @@ from ops.api_models import (
     ID_PATTERN,
     ChargebackBody,
     CreateOrderBody,
+    EventReplayBody,
     RecheckBody,
     RefundBody,
     ReviewBody,
@@ -36,11 +37,12 @@ from worker.deps import Deps
 from worker.domain.errors import GatewayUnavailable, OrderRejected, ReconError, UnknownOrder
 from worker.logging import configure_logging, get_logger
 from worker.main import build_runtime
-from worker.services import intake, orders, views
+from worker.services import deliveries, intake, orders, views
 from worker.services.disputes import record_chargeback
 from worker.services.recheck import recheck_order
 from worker.services.refunds import RefundRefused, RefundRequest, request_refund
 from worker.services.review import resolve_review
+from worker.services.support import audit
 from worker.settings import Settings
 
 router = APIRouter()
@@ -177,6 +179,32 @@ def chargeback(order_id: OrderId, body: ChargebackBody, deps: DepsParam, who: Ca
     outcome = record_chargeback(order_id, amount_minor=body.amount_minor, reason=body.reason,
                                 requested_by=_requester(body.requested_by, who), deps=deps)
     return JSONResponse(status_code=200 if outcome.repeated else 201, content=asdict(outcome))
+
+
+@router.get("/events")
+def list_events(deps: DepsParam, who: Caller,
+                order_id: Annotated[str | None, Query(max_length=40, pattern=ID_PATTERN)] = None,
+                state: Annotated[Literal["pending", "delivered", "dead"] | None, Query()] = None,
+                limit: Annotated[int, Query(ge=1, le=1_000)] = 200) -> list[dict[str, Any]]:
+    """Order event deliveries to the billing backend, newest first: one order's, the dead ones, or all."""
+    return [asdict(row) for row in deliveries.list_deliveries(deps=deps, order_id=order_id, state=state,
+                                                              limit=limit)]
+
+
+@router.post("/events/replay")
+def replay_events(body: EventReplayBody, deps: DepsParam, actors: ActorsParam, who: Caller) -> dict[str, Any]:
+    """Send deliveries again now (dead ones; with ``again``, delivered ones too), audited. Name delivery ids,
+    an order, or ``all_dead``."""
+    if not (body.delivery_ids or body.order_id or body.all_dead):
+        raise HTTPException(status_code=422, detail="name delivery_ids, order_id or all_dead")
+    pairs = deliveries.replay(deps=deps, delivery_ids=body.delivery_ids, order_id=body.order_id,
+                              dead_only=not body.again)
+    for endpoint, order_id in pairs:
+        actors.deliver_events.send(endpoint, order_id)
+    audit("events_replay", deps=deps, requested_by=_requester(body.requested_by, who), reason=body.reason,
+          order_id=body.order_id, outcome={"delivery_ids": body.delivery_ids or [], "again": body.again,
+                                           "orders": [o for _, o in pairs]})
+    return {"orders": [o for _, o in pairs]}
 
 
 @router.post("/webhooks/{gateway}")

@@ -190,3 +190,28 @@ def test_a_receiver_that_cannot_be_reached_is_a_failed_attempt_in_the_log(deps, 
     with deps.sessions() as session:
         attempt = session.execute(select(DeliveryAttempt)).scalar_one()
         assert attempt.status_code is None and type(answer).__name__ in attempt.error
+
+
+def test_the_api_lists_an_orders_deliveries_and_replays_a_dead_one_audited(deps, org, simulator):
+    from fastapi.testclient import TestClient
+
+    from db.models import SupportAction
+    from tests.runtime import CURRENT, app
+    from tests.support import AUTH
+
+    deps = CURRENT["deps"] = with_endpoints(deps, max_attempts=1)
+    order = paid_order(deps, simulator)
+    receiver = Receiver()
+    receiver.failures_left = 1
+    deliveries.deliver_order("billing", order.id, deps=deps, transport=receiver.transport)
+    with TestClient(app, headers=AUTH) as client:
+        dead = client.get("/events", params={"state": "dead"}).json()
+        assert [(d["order_id"], d["attempts"], d["last_status"]) for d in dead] == [(order.id, 1, 503)]
+        assert client.post("/events/replay", json={"reason": "fixed", "requested_by": "alice"}).status_code == 422
+        answer = client.post("/events/replay", json={"order_id": order.id, "reason": "billing was down",
+                                                     "requested_by": "alice"})
+        assert answer.json() == {"orders": [order.id]}
+        assert {d["state"] for d in client.get("/events", params={"order_id": order.id}).json()} == {"pending"}
+    with deps.sessions() as session:
+        audit = session.execute(select(SupportAction).where(SupportAction.action == "events_replay")).scalar_one()
+        assert audit.reason == "billing was down" and audit.requested_by.startswith("alice")

@@ -149,18 +149,52 @@ def claim_due(*, deps: Deps, limit: int = 500) -> list[tuple[str, str]]:
     return list(dict.fromkeys((d.endpoint, d.order_id) for d in due))
 
 
+@dataclass(frozen=True, slots=True)
+class DeliveryView:
+    """One row of the delivery log's summary (``recon events list``, ``GET /events``)."""
+
+    delivery_id: int
+    endpoint: str
+    order_id: str
+    sequence: int
+    event_id: str
+    type: str
+    state: str
+    attempts: int
+    last_status: int | None
+    last_error: str | None
+    next_attempt_at: datetime | None
+    delivered_at: datetime | None
+
+
+def list_deliveries(*, deps: Deps, order_id: str | None = None, state: str | None = None,
+                    endpoint: str | None = None, limit: int = 200) -> list[DeliveryView]:
+    """Deliveries, newest first: one order's (its story), the dead ones (the dead-letter view), or all."""
+    query = (select(EventDelivery, OrderEvent.event_id, OrderEvent.type)
+             .join(OrderEvent, OrderEvent.id == EventDelivery.order_event_id))
+    query = _filtered(query, order_id=order_id, state=state, endpoint=endpoint)
+    with deps.sessions() as session:
+        rows = session.execute(query.order_by(EventDelivery.id.desc()).limit(limit)).all()
+    return [DeliveryView(d.id, d.endpoint, d.order_id, d.sequence, event_id, kind, d.state, d.attempts,
+                         d.last_status, d.last_error, d.next_attempt_at, d.delivered_at) for d, event_id, kind in rows]
+
+
+def _filtered(query, *, order_id: str | None = None, state: str | None = None, endpoint: str | None = None,
+              delivery_ids: list[int] | None = None):
+    for column, wanted in ((EventDelivery.order_id, order_id), (EventDelivery.state, state),
+                           (EventDelivery.endpoint, endpoint)):
+        if wanted is not None:
+            query = query.where(column == wanted)
+    return query if delivery_ids is None else query.where(EventDelivery.id.in_(delivery_ids))
+
+
 def replay(*, deps: Deps, delivery_ids: list[int] | None = None, endpoint: str | None = None,
-           dead_only: bool = True) -> list[tuple[str, str]]:
+           order_id: str | None = None, dead_only: bool = True) -> list[tuple[str, str]]:
     """Make deliveries pending and due now (dead ones by default; ``dead_only=False`` sends delivered ones
     again too, same ``webhook-id``); returns the (endpoint, order) pairs to send."""
     with deps.unit() as uow:
-        query = select(EventDelivery)
-        if delivery_ids is not None:
-            query = query.where(EventDelivery.id.in_(delivery_ids))
-        if endpoint is not None:
-            query = query.where(EventDelivery.endpoint == endpoint)
-        if dead_only:
-            query = query.where(EventDelivery.state == "dead")
+        query = _filtered(select(EventDelivery), order_id=order_id, endpoint=endpoint, delivery_ids=delivery_ids,
+                          state="dead" if dead_only else None)
         rows = list(uow.session.execute(query.with_for_update()).scalars())
         for row in rows:
             row.state, row.next_attempt_at, row.lease_until, row.attempts = "pending", uow.now, None, 0
