@@ -195,6 +195,8 @@ class Refund(Base):
     failure_reason: Mapped[str | None] = mapped_column(String(300))
     #: the lost dispute whose money this refund is (Razorpay refunds a lost dispute's customer with a refund entity)
     covered_by_dispute: Mapped[str | None] = mapped_column(String(80))
+    #: when the gateway made it (its ``created_at``); NULL when not told
+    gateway_created_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
     processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -222,6 +224,8 @@ class Dispute(Base):
     reason_code: Mapped[str | None] = mapped_column(String(120))
     respond_by: Mapped[datetime | None] = mapped_column(UTCDateTime)
     amount_deducted_minor: Mapped[int] = mapped_column(BigInteger, default=0)
+    #: when the gateway opened it (its ``created_at``); NULL when not told (a recorded chargeback)
+    gateway_created_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     #: the disputed credits are held (reversed) now; ``generation`` counts holds (a reopened case holds again)
     held: Mapped[bool] = mapped_column(Boolean, default=False)
     generation: Mapped[int] = mapped_column(Integer, default=0)

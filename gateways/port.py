@@ -120,6 +120,9 @@ class RemoteDispute:
     amount_deducted_minor: int = 0
     wire_status: str = ""
     created_at: int | None = None
+    #: the snapshot announces the dispute (Razorpay ``payment.dispute.created``): delivered after a later move
+    #: of the same phase (webhooks are not ordered), it is older than what we hold, whatever its status says
+    opening: bool = False
 
 
 @dataclass(frozen=True, slots=True)

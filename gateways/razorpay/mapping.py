@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from gateways.errors import MalformedEvent
@@ -72,6 +73,8 @@ DISPUTE_EVENTS = frozenset({
     "payment.dispute.created", "payment.dispute.under_review", "payment.dispute.action_required",
     "payment.dispute.won", "payment.dispute.lost", "payment.dispute.closed",
 })
+#: The event announcing a dispute (also sent when a won case is reopened in a later phase).
+DISPUTE_OPENED = "payment.dispute.created"
 
 #: error_reason values meaning the customer closed or cancelled the checkout.
 WINDOW_CLOSED_REASONS = frozenset({"payment_cancelled", "payment_cancelled_by_user", "user_cancelled"})
@@ -288,6 +291,8 @@ def parse_webhook(raw_body: bytes, event_id: str) -> WebhookEvent:
             payment = None
     refund = refund_from_json(_required_entity(payload, "refund", event_type), payment_entity) if is_refund else None
     dispute = dispute_from_json(_required_entity(payload, "dispute", event_type)) if is_dispute else None
+    if dispute is not None and event_type == DISPUTE_OPENED:
+        dispute = replace(dispute, opening=True)
 
     gateway_order_id = payment.gateway_order_id if payment else None
     if gateway_order_id is None and order_entity is not None:

@@ -173,6 +173,28 @@ def test_a_dispute_holds_at_onset_restores_on_a_win_and_keeps_the_hold_on_a_loss
     assert balance(deps, _razorpay()) == 0 == ledger_sum(deps)
 
 
+def test_a_disputes_announcement_delivered_after_its_under_review_leaves_it_under_review(deps, org, simulator):
+    order = paid_order(deps, _razorpay(), simulator)
+    hooks = Webhooks(deps, simulator)
+    dispute = simulator.sim.open_dispute(order.granted_payment_id, respond_in_s=3 * 86_400)
+    simulator.sim.move_dispute(dispute["id"], status="under_review")
+    simulator.sim.wait_for_webhooks()
+    events = simulator.sim.webhook_events()[hooks.seen:]
+    assert [e.event for e in events] == ["payment.dispute.created", "payment.dispute.under_review"]
+    for event in reversed(events):  # Razorpay does not order webhooks
+        stored = store_webhook(event.gateway, event.body, event.headers, deps=deps)
+        process_inbox_event(stored.inbox_id, deps=deps)
+    with deps.sessions() as session:
+        assert session.execute(text("SELECT state FROM disputes")).scalar_one() == "under_review"
+    assert balance(deps, _razorpay()) == 0  # held either way
+    simulator.sim.move_dispute(dispute["id"], status="action_required")  # evidence insufficient: open again
+    simulator.sim.wait_for_webhooks()
+    hooks.seen += len(events)
+    hooks.apply()
+    with deps.sessions() as session:
+        assert session.execute(text("SELECT state FROM disputes")).scalar_one() == "open"
+
+
 def _gateway(name: str):
     return GATEWAY_ORGS[name]
 

@@ -69,22 +69,27 @@ class DisputeMove:
 
 
 def decide_dispute(current: DisputeState | None, held: bool, status: DisputeStatus, phase: str = "",
-                   current_phase: str = "") -> DisputeMove:
+                   current_phase: str = "", *, opening: bool = False) -> DisputeMove:
     """What a dispute's new status does, given its state, the phase we hold it in, and whether its credits are
     held now.
 
     Lost and closed are final: a stale ``open`` or ``won`` after them moves nothing. A ``won`` followed by an
     ``open`` moves back only when the case was reopened into a later phase (pre-arbitration, arbitration)
     than the won one; the same or an earlier phase is a stale snapshot (the reopen's own event delivered
-    after the second win). Any snapshot of an earlier phase than the one we hold is stale, whatever its
-    status: a ``won`` of the case before it was reopened restores nothing, and an ``open`` of the first round
-    does not move our phase back (which would let that first round's late ``won`` restore a reopened hold).
+    after the second win). An ``opening`` snapshot (the dispute's announcement) of a dispute we already
+    hold in that phase is stale too: ``under_review`` delivered first must not be undone by it (a real move
+    back to ``open``, ``action_required``, is not an opening). Any snapshot of an earlier phase than the one
+    we hold is stale, whatever its status: a ``won`` of the case before it was reopened restores nothing, and
+    an ``open`` of the first round does not move our phase back (which would let that first round's late
+    ``won`` restore a reopened hold).
     """
     target = observed(status)
     if target is None or (current is not None and current in FINAL):
         return DisputeMove(current, current or DisputeState.OPEN, stale=target is not None)
     if current is not None and current_phase and phase_before(phase, current_phase):
         return DisputeMove(current, current, stale=True)  # e.g. the first win delivered after the reopen
+    if opening and current is not None and current != DisputeState.WON and not phase_before(current_phase, phase):
+        return DisputeMove(current, current, stale=True)  # the announcement delivered after under_review
     if current == DisputeState.WON and target in (DisputeState.OPEN, DisputeState.UNDER_REVIEW):
         later = phase_before(current_phase, phase) if current_phase else None
         if phase not in REOPENING_PHASES or later is False:

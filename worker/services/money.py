@@ -178,6 +178,7 @@ def observe_refund(session: Session, order: Order, remote: RemoteRefund, *, now:
         session.add(row)
         session.flush()
     row.gateway_refund_id = row.gateway_refund_id or remote.gateway_refund_id
+    row.gateway_created_at = row.gateway_created_at or _gateway_time(remote.created_at)
     row.wire_status = (remote.wire_status or remote.status.value)[:32]
     if remote.amount_minor > 0:  # what the gateway refunds, not what we asked (a full refund of what was left)
         row.amount_minor, row.currency = remote.amount_minor, remote.currency
@@ -222,7 +223,7 @@ def observe_dispute(session: Session, order: Order, remote: RemoteDispute, *, no
                           ).scalar_one_or_none()
     current = None if row is None else DisputeState(row.state)
     move = decide_dispute(current, bool(row and row.held), remote.status, remote.phase,
-                          current_phase=(row.phase or "") if row is not None else "")
+                          current_phase=(row.phase or "") if row is not None else "", opening=remote.opening)
     if row is None:
         row = Dispute(order_id=order.id, gateway=order.gateway, gateway_dispute_id=remote.gateway_dispute_id,
                       gateway_payment_id=remote.gateway_payment_id, amount_minor=remote.amount_minor,
@@ -231,6 +232,7 @@ def observe_dispute(session: Session, order: Order, remote: RemoteDispute, *, no
                       updated_at=now)
         session.add(row)
         session.flush()
+    row.gateway_created_at = row.gateway_created_at or _gateway_time(remote.created_at)
     stale = move.stale or observed_dispute(remote.status) != move.to_state  # an older snapshot
     if remote.status != DisputeStatus.UNKNOWN and not stale:
         row.phase = remote.phase or row.phase
@@ -292,20 +294,33 @@ def entitled_credits(session: Session, order: Order) -> int:
 
 def _link_dispute_refunds(session: Session, order: Order) -> None:
     """Razorpay refunds the customer of a lost dispute with a refund entity of its own (after-capture.md §0.1):
-    a processed refund we did not ask for, of a lost or closed dispute's amount, on its payment, is that
-    dispute's money, not more of it."""
+    a processed refund we did not ask for, of a lost dispute's amount, on its payment, made no earlier than
+    the dispute, is that dispute's money, not more of it. A dispute closed for fraud gets no such refund
+    (the merchant "must refund the amount", §3.4): a refund of its amount is money of its own, counted too
+    (the safer reading: it can only take credits back, never give them)."""
     refunds = refunds_of(session, order.id)
     linked = {r.covered_by_dispute for r in refunds if r.covered_by_dispute}
     for dispute in disputes_of(session, order.id):
-        if DisputeState(dispute.state) not in DISPUTE_FINAL or dispute.gateway_dispute_id in linked:
+        if dispute.state != DisputeState.LOST.value or dispute.gateway_dispute_id in linked:
             continue
         for refund in refunds:
             if (refund.gateway_payment_id == dispute.gateway_payment_id and refund.origin in ("gateway", "auto")
                     and refund.state == RefundState.PROCESSED.value and not refund.covered_by_dispute
-                    and refund.amount_minor == dispute.amount_minor):
+                    and refund.amount_minor == dispute.amount_minor and not _made_before(refund, dispute)):
                 refund.covered_by_dispute = dispute.gateway_dispute_id
                 linked.add(dispute.gateway_dispute_id)
                 break
+
+
+def _made_before(refund: Refund, dispute: Dispute) -> bool:
+    """The refund was made before the dispute was opened (so it is not the dispute's money): only when the
+    gateway told both times."""
+    return (refund.gateway_created_at is not None and dispute.gateway_created_at is not None
+            and refund.gateway_created_at < dispute.gateway_created_at)
+
+
+def _gateway_time(seconds: int | None) -> datetime | None:
+    return datetime.fromtimestamp(seconds, UTC) if seconds is not None else None
 
 
 def catch_up_after_grant(session: Session, order: Order, *, now: datetime, policy: Policy) -> None:

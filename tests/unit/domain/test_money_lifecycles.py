@@ -97,3 +97,19 @@ def test_a_snapshot_of_an_earlier_phase_with_our_own_status_is_stale_too():
         assert (move.stale, move.to_state, move.hold, move.restore) == (True, current, False, False)
     fresh = decide_dispute(DisputeState.OPEN, True, DisputeStatus.OPEN, "pre_arbitration", current_phase="chargeback")
     assert not fresh.stale
+
+
+def test_the_announcement_of_a_dispute_delivered_after_under_review_is_stale_but_action_required_is_not():
+    late = decide_dispute(DisputeState.UNDER_REVIEW, True, DisputeStatus.OPEN, "chargeback",
+                          current_phase="chargeback", opening=True)
+    assert (late.stale, late.to_state) == (True, DisputeState.UNDER_REVIEW)
+    action_required = decide_dispute(DisputeState.UNDER_REVIEW, True, DisputeStatus.OPEN, "chargeback",
+                                     current_phase="chargeback")
+    assert (action_required.stale, action_required.to_state) == (False, DisputeState.OPEN)
+    reopened_while_we_missed_the_win = decide_dispute(DisputeState.UNDER_REVIEW, True, DisputeStatus.OPEN,
+                                                      "pre_arbitration", current_phase="chargeback", opening=True)
+    assert (reopened_while_we_missed_the_win.stale, reopened_while_we_missed_the_win.to_state) == (
+        False, DisputeState.OPEN)
+    reopened = decide_dispute(DisputeState.WON, False, DisputeStatus.OPEN, "pre_arbitration",
+                              current_phase="chargeback", opening=True)
+    assert reopened.hold and reopened.to_state == DisputeState.OPEN
