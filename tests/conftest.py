@@ -8,9 +8,12 @@ skipped locally and fail in CI (``CI=true``), as dramatiq's own suite does.
 
 from __future__ import annotations
 
+import json
 import os
+from pathlib import Path
 
 import dramatiq
+import jsonschema
 import pytest
 import redis
 from sqlalchemy import create_engine, text
@@ -27,6 +30,9 @@ from worker.settings import Settings
 PG_ADMIN_URL = os.environ.get("RECON_TEST_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 API_TOKEN = "test-token-0123456789"
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+ORDER_EVENT_SCHEMA = jsonschema.Draft202012Validator(json.loads(
+    (Path(__file__).resolve().parents[1] / "ops" / "contract" / "order-event.schema.json").read_text()),
+    format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
 TABLES = ("delivery_attempts", "event_deliveries", "order_events", "refunds", "disputes", "support_actions",
           "order_transitions", "inbox_events", "ledger_entries", "gateway_payments", "orders", "members",
           "organisations")
@@ -127,7 +133,10 @@ def deps(pg_url, simulator, redis_client, web_server):
     yield built
     CURRENT.pop("deps", None)
     with built.engine.begin() as connection:
+        written = connection.execute(text("SELECT payload FROM order_events")).scalars().all()
         connection.execute(text(f"TRUNCATE {', '.join(TABLES)} RESTART IDENTITY CASCADE"))
+    for payload in written:  # every event any test made keeps the published contract
+        ORDER_EVENT_SCHEMA.validate(payload)
     built.engine.dispose()
 
 
