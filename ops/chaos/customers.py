@@ -1,12 +1,19 @@
 """The people around a payment, on both gateways: customers who order and pay (success, decline, bank timeout
 then a late authorisation inside or past the auto-capture window, closed window, gateway error, the wrong
 amount, nothing at all), some on manual-capture orders; the billing backend forwarding checkout callbacks;
-support asking for rechecks, refunding paid orders at the gateway, replaying webhooks under a fresh event id
-and deciding the orders that reach ``needs_review``; all racing the gateway's webhooks.
+support asking for rechecks, refunding credited orders through our API (``POST /orders/{id}/refunds``: full
+and partial, sent twice with the same key, twice at once, without a key), refunds the gateway fails, refunds
+made in the gateway's dashboard, replaying webhooks under a fresh event id and deciding the orders that reach
+``needs_review``; banks disputing credited Razorpay payments (won, lost, closed for fraud, won and reopened by
+pre-arbitration or arbitration); all racing the gateway's webhooks (each sent three times, shuffled).
 
 Organisations in region IN pay through Razorpay, those in US through PayGlocal. Manual-capture orders are made
 through a second ``recon web`` whose settings say ``razorpay_manual_capture`` (the setting applies to every
 gateway: PayGlocal then initiates with ``captureTxn: false``).
+
+What the harness did at the gateway that the gateway's state alone does not tell is recorded for the judge
+(:mod:`ops.chaos.checks`): the refunds it made there itself (``harness_refund_ids``: so a lost dispute's own
+refund is told apart from a dashboard refund) and how many refunds it asked us for, per payment (``asked``).
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ import threading
 import time
 from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import httpx
 from rich.console import Console
@@ -30,18 +38,46 @@ from ops.simulator_client import SimulatorClient, SimulatorRefused
 #: What each customer does, and how often (weights). ``late_*`` authorise a payment that timed out after the
 #: order was abandoned: ``late_in_window`` within Razorpay's 12-minute auto-capture window (captured by the
 #: gateway), ``late_past_window`` 15-60 minutes after creation (left ``authorized``: we must capture it).
-#: ``refund_after_credit`` waits until we credited the order, then refunds it at the gateway (PayGlocal: and
-#: support rechecks it, as PayGlocal notifies no refund); ``refund_racing`` refunds right after the capture, while
-#: the capture's webhooks are still on their way (Razorpay; PayGlocal customers pay normally instead).
-MIX = {"success": 44, "decline": 5, "decline_then_success": 4, "late_in_window": 5, "late_past_window": 7,
+#: Once we credited the order: ``refund_after_credit`` refunds it in the gateway's dashboard (Razorpay: full,
+#: partial, or one the bank fails; PayGlocal: in full, and support rechecks, as PayGlocal notifies no refund);
+#: ``support_refund`` asks us (our API) for a full or partial refund, sometimes sent twice or twice at once,
+#: sometimes followed by another; ``refund_fails`` asks us for one the gateway fails, then maybe again once the
+#: bank is fine; ``dispute`` has the bank dispute the payment (Razorpay; PayGlocal has no disputes: its
+#: customers ask support for a refund instead). ``refund_racing`` refunds right after the capture, while the
+#: capture's webhooks are still on their way (Razorpay; PayGlocal customers pay normally instead).
+MIX = {"success": 30, "decline": 5, "decline_then_success": 4, "late_in_window": 5, "late_past_window": 7,
        "timeout": 3, "close_window": 5, "gateway_error": 5, "no_attempt": 3, "mismatch": 5,
-       "refund_after_credit": 8, "refund_racing": 4, "authorize_only": 2}
+       "refund_after_credit": 8, "refund_racing": 4, "authorize_only": 2, "support_refund": 7, "refund_fails": 2,
+       "dispute": 5}
+#: Plans that wait for the credit, then act on the money.
+AFTER_CREDIT = ("refund_after_credit", "support_refund", "refund_fails", "dispute")
+#: How a dispute goes after ``payment.dispute.created``: moves of ``/_sim/razorpay/disputes/{id}``, each a status
+#: or (None, a reopening phase), with weights. ``left_open`` is still under review when the run ends (held).
+DISPUTE_PATHS: dict[str, tuple[int, tuple[tuple[str | None, str | None], ...]]] = {
+    "won": (25, (("under_review", None), ("won", None))),
+    "lost": (20, (("under_review", None), ("lost", None))),
+    "action_required_won": (5, (("action_required", None), ("under_review", None), ("won", None))),
+    "reopened_won": (15, (("won", None), (None, "pre_arbitration"), ("under_review", None), ("won", None))),
+    "reopened_lost": (15, (("under_review", None), ("won", None), (None, "pre_arbitration"), ("lost", None))),
+    "arbitration": (5, (("won", None), (None, "pre_arbitration"), ("won", None), (None, "arbitration"),
+                        ("lost", None))),
+    "fraud_closed": (5, (("closed", None),)),
+    "left_open": (10, (("under_review", None),)),
+}
 #: What support decides for an order in needs_review, by the order's state_reason (the first choice is likeliest).
 DECISIONS = {"amount_or_currency_mismatch": ("refund", "close", "credit"),
-             "refunded_after_credit": ("refund", "close"),
              "second_captured_payment": ("refund", "credit", "close"),
              "partly_refunded": ("close", "credit")}
 _ALNUM = string.ascii_letters + string.digits
+
+
+def sim_call(sim: SimulatorClient, method: str, path: str, body: dict | None = None, **kwargs) -> Any:
+    """A ``/_sim/`` control call :class:`SimulatorClient` has no method for (the refunds of which payments
+    fail, the list of disputes); a refusal raises :class:`SimulatorRefused`, as the client's own calls do."""
+    response = sim.http.request(method, path, json=body, **kwargs)
+    if response.status_code >= 400:
+        raise SimulatorRefused(response.status_code, response.text[:300])
+    return response.json()
 
 
 def webhook_backlog(sim: SimulatorClient) -> int:
@@ -71,8 +107,12 @@ class Customers:
         self.done = self.outstanding = self._seq = 0
         self._later: list = []
         self.stop = threading.Event()
-        #: payment id -> epoch seconds once the gateway had refunded it (after the call returned: an upper bound)
-        self.refunded_at: dict[str, float] = {}
+        #: Razorpay refunds the harness made at the gateway itself (dashboard, control shortcut): not a dispute's
+        self.harness_refund_ids: set[str] = set()
+        #: payment id -> refunds asked for through our API (one per request, however often it was sent)
+        self.asked: Counter[str] = Counter()
+        self._failing: set[str] = set()  #: payments whose refunds the gateway fails now
+        self._failing_lock = threading.Lock()
         self._events_lock = threading.Lock()
         self._events_seen = 0
         self._events_by_payment: dict[str, list] = defaultdict(list)
@@ -93,6 +133,12 @@ class Customers:
                             f"{webhook_backlog(self.sim):,}: {dict(sorted(self.counts.items()))}")
         for _ in range(self.cfg.concurrency):  # every customer's first steps are done
             self.slots.acquire()
+
+    def witness(self) -> dict[str, Any]:
+        """What the harness did at the gateway that its state does not tell, for :func:`ops.chaos.checks.measure`:
+        ``harness_refund_ids`` (refunds made there by the harness) and ``asked`` (refunds asked of us, by payment)."""
+        with self.lock:
+            return {"harness_refund_ids": frozenset(self.harness_refund_ids), "asked": dict(self.asked)}
 
     def close(self) -> None:
         self.stop.set()
@@ -122,27 +168,32 @@ class Customers:
         manual = self.manual_http is not None and rng.random() < self.cfg.manual_capture_share
         if gateway == "payglocal" and plan == "refund_racing":
             plan = "success"
+        if gateway == "payglocal" and plan == "dispute":  # PayGlocal has no disputes: the customer asks support
+            plan = "support_refund"
         created = self._create(org, rng, manual)
         if created is None or plan == "no_attempt":
             return
         self.count(f"plan_{gateway}_{plan}{'_manual' if manual else ''}")
         order = created
         first = {"decline_then_success": "decline", "late_in_window": "timeout", "late_past_window": "timeout",
-                 "mismatch": "success", "refund_after_credit": "success", "refund_racing": "success"}.get(plan, plan)
+                 "mismatch": "success", "refund_racing": "success"}.get(plan, plan)
+        first = "success" if plan in AFTER_CREDIT else first
         amount = order["amount_minor"] - 100 if plan == "mismatch" else None
         payment = self._pay(order, first, rng, amount_minor=amount)
         if payment is None:
             return
-        payment_id = payment.get("razorpay_payment_id") or payment.get("id") or payment.get("gid")
+        payment_id: str = payment.get("razorpay_payment_id") or payment.get("id") or payment.get("gid") or ""
+        then = {"refund_after_credit": self._gateway_refund, "support_refund": self._support_refund,
+                "refund_fails": self._failing_refund, "dispute": self._dispute}.get(plan)
         if plan == "decline_then_success":
             self._defer(rng.uniform(1, 4), self._pay, order, "success", rng)
         elif plan in ("late_in_window", "late_past_window"):
             minutes = rng.uniform(2, 11) if plan == "late_in_window" else rng.uniform(15, 60)
             self._defer(self.cfg.abandon_after_s + rng.uniform(3, 25), self._late_authorize, payment_id, minutes)
-        elif plan == "refund_after_credit":
-            self._defer(1.0, self._refund_once_credited, order, payment_id, rng, time.monotonic() + 60)
+        elif then is not None:
+            self._defer(1.0, self._once_credited, order, payment_id, rng, time.monotonic() + 60, then)
         elif plan == "refund_racing":
-            self._refund(order, payment_id)
+            self._refund_at_gateway(order, payment_id, rng, kind="racing")
             self._defer(rng.uniform(3, 8), self._replay, payment_id, "payment.captured", rng)
         elif gateway == "razorpay" and rng.random() < self.cfg.replay_share:
             self._defer(rng.uniform(1, 6), self._replay, payment_id, None, rng)
@@ -186,45 +237,188 @@ class Customers:
         except SimulatorRefused:
             self.count("late_authorize_refused")
 
-    def _refund_once_credited(self, order: dict, payment_id: str, rng: random.Random, give_up_at: float) -> None:
-        """Support refunds a paid order at the gateway (as from its dashboard) once we have credited it."""
+    def _once_credited(self, order: dict, payment_id: str, rng: random.Random, give_up_at: float, then) -> None:
+        """``then(order, payment_id, rng)`` once we have credited the order (asked through our API, once a second)."""
         try:
             answer = self.http.get(f"/orders/{order['order_id']}")
             state = answer.json().get("state") if answer.status_code == 200 else None
         except (httpx.HTTPError, ValueError):
             state = None
-        if state != "paid":
-            if time.monotonic() < give_up_at and state not in ("needs_review", "closed", "failed", "abandoned"):
-                self._defer(1.0, self._refund_once_credited, order, payment_id, rng, give_up_at)
-            else:
-                self.count(f"refund_skipped_{state}")
-            return
-        if not self._refund(order, payment_id):
-            return
-        if order["gateway"] == "payglocal":  # PayGlocal sends no refund notification: support rechecks the order
-            self._defer(rng.uniform(0.5, 2), self._recheck_until_answered, order["order_id"], 6)
-        elif rng.random() < 0.6:  # and a stale capture webhook, replayed under a fresh event id, must not re-credit
-            self._defer(rng.uniform(2, 6), self._replay, payment_id, "payment.captured", rng)
+        if state == "paid":
+            then(order, payment_id, rng)
+        elif time.monotonic() < give_up_at and state not in ("needs_review", "closed", "failed", "abandoned"):
+            self._defer(1.0, self._once_credited, order, payment_id, rng, give_up_at, then)
+        else:
+            self.count(f"after_credit_skipped_{state}")
 
-    def _refund(self, order: dict, payment_id: str) -> bool:
+    # -- refunds at the gateway (its dashboard), not through us ----------------------------------------------
+    def _gateway_refund(self, order: dict, payment_id: str, rng: random.Random) -> None:
+        """Support refunds a credited order in the gateway's dashboard: Razorpay in full, in part (and maybe the
+        rest later), or one the bank fails; PayGlocal in full, and then support rechecks the order."""
+        if order["gateway"] == "payglocal":
+            if self._refund_at_gateway(order, payment_id, rng, kind="full"):
+                self._defer(rng.uniform(0.5, 2), self._recheck_until_answered, order["order_id"], 6)
+            return
+        roll, amount = rng.random(), order["amount_minor"]
+        if roll < 0.2:
+            done = self._refund_at_gateway(order, payment_id, rng, kind="failing",
+                                           amount=None if rng.random() < 0.5 else amount * rng.choice((20, 50)) // 100)
+        elif roll < 0.55:
+            done = self._refund_at_gateway(order, payment_id, rng, kind="full")
+        else:
+            done = self._refund_at_gateway(order, payment_id, rng, kind="partial",
+                                           amount=amount * rng.choice((10, 25, 40, 50)) // 100)
+            if done and rng.random() < 0.5:  # the rest, or another part, a little later
+                rest = None if rng.random() < 0.5 else amount * rng.choice((10, 20)) // 100
+                self._defer(rng.uniform(1, 5), self._refund_at_gateway, order, payment_id, rng, "partial", rest)
+        if done and rng.random() < 0.6:  # stale webhooks (a capture's, the refund's), replayed under fresh ids
+            self._defer(rng.uniform(2, 6), self._replay, payment_id, rng.choice(("payment.captured", None)), rng)
+
+    def _refund_at_gateway(self, order: dict, payment_id: str, rng: random.Random, kind: str,
+                           amount: int | None = None) -> bool:
+        """One refund made at the gateway itself: ``racing`` is the control shortcut (processed at once,
+        ``refund.processed`` only), the others Razorpay's dashboard (full lifecycle; ``failing``: the bank fails
+        it) or PayGlocal's (in full, no notification)."""
         try:
             if order["gateway"] == "payglocal":
                 self.sim.refund_payglocal(payment_id)
+            elif kind == "racing":
+                self._harness_refund(self.sim.refund(payment_id))
             else:
-                self.sim.refund(payment_id)
+                self._harness_refund(self.sim.dashboard_refund(payment_id, amount, fail=kind == "failing"))
         except SimulatorRefused:
-            self.count("refund_refused")
+            self.count(f"gateway_refund_{kind}_refused")
             return False
-        with self.lock:
-            self.refunded_at[payment_id] = time.time()
-        self.count(f"refund_{order['gateway']}")
+        self.count(f"gateway_refund_{order['gateway']}_{kind}")
         return True
+
+    def _harness_refund(self, refund: dict) -> None:
+        with self.lock:
+            self.harness_refund_ids.add(refund["id"])
 
     def _recheck_until_answered(self, order_id: str, attempts_left: int) -> None:
         answer = self._post(f"/orders/{order_id}/recheck", {"requested_by": "support:chaos-refund", "wait": True,
                                                              "wait_timeout_s": 20}, "refund_recheck", attempts=3)
         if (answer is None or answer.status_code != 200) and attempts_left > 1:
             self._defer(2.0, self._recheck_until_answered, order_id, attempts_left - 1)
+
+    # -- refunds through our API ----------------------------------------------------------------------------
+    def _support_refund(self, order: dict, payment_id: str, rng: random.Random) -> None:
+        """Support refunds a credited order through ``POST /orders/{id}/refunds``: in full or in part, sent once,
+        twice with the same key, twice at once, or twice without a key (the key derived from the request);
+        after a part, sometimes the rest or another part later."""
+        amount = order["amount_minor"]
+        part = None if rng.random() < 0.35 else amount * rng.choice((10, 20, 25, 40, 50)) // 100
+        style = rng.choices(("once", "twice", "concurrent", "no_key_twice"), weights=(3, 3, 3, 1))[0]
+        self._api_refund(order, payment_id, part, rng, style)
+        if part is not None and rng.random() < 0.5:
+            rest = None if rng.random() < 0.5 else amount * rng.choice((10, 20)) // 100
+            self._defer(rng.uniform(1, 6), self._api_refund, order, payment_id, rest, rng,
+                        rng.choice(("once", "twice")))
+
+    def _failing_refund(self, order: dict, payment_id: str, rng: random.Random) -> None:
+        """A refund through our API that the gateway fails (Razorpay: pending, then ``refund.failed``; PayGlocal:
+        REQUEST_ERROR). The bank is fine again right after (a refund's fate is drawn when the gateway creates it;
+        one our service could not send yet goes through later), and once no refund of the order is in flight
+        any more (asked sooner, the first one still counts: nothing would be left) support often asks again."""
+        part = None if rng.random() < 0.6 else order["amount_minor"] * rng.choice((25, 50)) // 100
+        self._fail_refunds_of(payment_id, True)
+        try:
+            self._api_refund(order, payment_id, part, rng, "once", what="failing")
+        finally:
+            self._fail_refunds_of(payment_id, False)
+        if rng.random() < 0.6:
+            self._defer(self.cfg.refund_pending_s + rng.uniform(1, 4), self._retry_refund, order, payment_id, rng,
+                        time.monotonic() + 90)
+
+    def _retry_refund(self, order: dict, payment_id: str, rng: random.Random, give_up_at: float) -> None:
+        """Support asks again for a refund that failed, once our API shows none of the order's in flight."""
+        try:
+            answer = self.http.get(f"/orders/{order['order_id']}")
+            refunds = answer.json().get("refunds", []) if answer.status_code == 200 else None
+        except (httpx.HTTPError, ValueError):
+            refunds = None
+        if refunds is None or any(r.get("state") in ("requested", "pending") for r in refunds):
+            if time.monotonic() < give_up_at:
+                self._defer(2.0, self._retry_refund, order, payment_id, rng, give_up_at)
+            else:
+                self.count("api_refund_retry_gave_up")
+            return
+        self._api_refund(order, payment_id, None, rng, rng.choice(("once", "twice")), what="retry")
+
+    def _fail_refunds_of(self, payment_id: str, fail: bool) -> None:
+        """Every refund of ``payment_id`` fails at the gateway from now on (or no longer). The simulator takes the
+        whole list each time (``/_sim/refunds/behaviour``): kept here, sent whole, one change at a time."""
+        with self._failing_lock:
+            if fail:
+                self._failing.add(payment_id)
+            else:
+                self._failing.discard(payment_id)
+            sim_call(self.sim, "POST", "/_sim/refunds/behaviour", {"fail_payment_ids": sorted(self._failing)})
+
+    def _api_refund(self, order: dict, payment_id: str, amount: int | None, rng: random.Random, style: str,
+                    what: str = "support") -> None:
+        """One refund asked of us (counted once in ``asked``), sent as ``style`` says."""
+        tag = "".join(rng.choice(_ALNUM) for _ in range(20))
+        body: dict[str, Any] = {"reason": f"chaos {what} refund {tag}", "requested_by": "support:chaos"}
+        if amount is not None:
+            body["amount_minor"] = amount
+        headers = {} if style == "no_key_twice" else {"Idempotency-Key": f"chaos{tag}"}
+        with self.lock:
+            self.asked[payment_id] += 1
+        path, label = f"/orders/{order['order_id']}/refunds", f"api_refund_{order['gateway']}"
+        self.count(f"api_refund_{what}_{style}_{'full' if amount is None else 'partial'}")
+        if style == "concurrent":  # two identical requests at once (a double click, a retrying proxy)
+            start = threading.Barrier(2)
+
+            def send() -> None:
+                start.wait(10)
+                self._send_refund(path, body, label, headers)
+
+            pair = [threading.Thread(target=send, daemon=True) for _ in range(2)]
+            for thread in pair:
+                thread.start()
+            for thread in pair:
+                thread.join(120)
+            return
+        for _ in range(2 if style in ("twice", "no_key_twice") else 1):
+            self._send_refund(path, body, label, headers)
+
+    def _send_refund(self, path: str, body: dict, label: str, headers: dict[str, str]) -> None:
+        answer = self._post(path, body, label, headers=headers)
+        if answer is not None and answer.status_code in (409, 422):  # refused by the rules: counted by code
+            try:
+                code = answer.json().get("code")
+            except ValueError:
+                code = None
+            self.count(f"api_refund_refused_{code}")
+
+    # -- disputes (Razorpay) -----------------------------------------------------------------------------------
+    def _dispute(self, order: dict, payment_id: str, rng: random.Random) -> None:
+        """The customer's bank disputes the credited payment (all of it, or a part), and the case goes one of
+        :data:`DISPUTE_PATHS`, a move every few seconds; sometimes an old webhook of the payment is replayed."""
+        name = rng.choices(list(DISPUTE_PATHS), weights=[w for w, _ in DISPUTE_PATHS.values()])[0]
+        amount = None if rng.random() < 0.7 else order["amount_minor"] * rng.choice((25, 50)) // 100
+        try:
+            dispute = self.sim.open_dispute(payment_id, amount=amount)
+        except SimulatorRefused:
+            self.count("dispute_refused")
+            return
+        self.count(f"dispute_path_{name}")
+        self._defer(rng.uniform(0.5, 4), self._dispute_moves, dispute["id"], payment_id, DISPUTE_PATHS[name][1], rng)
+
+    def _dispute_moves(self, dispute_id: str, payment_id: str, moves: tuple, rng: random.Random) -> None:
+        (status, phase), rest = moves[0], moves[1:]
+        try:
+            self.sim.move_dispute(dispute_id, status=status, phase=phase)
+            self.count(f"dispute_{status or phase}")
+        except SimulatorRefused:
+            self.count(f"dispute_{status or phase}_refused")
+            return
+        if rest:
+            self._defer(rng.uniform(0.5, 4), self._dispute_moves, dispute_id, payment_id, rest, rng)
+        elif rng.random() < 0.5:  # an old snapshot of the case (or of its payment) comes again, under a new id
+            self._defer(rng.uniform(1, 4), self._replay, payment_id, None, rng)
 
     # -- webhooks replayed under a fresh event id ------------------------------------------------------------
     def _events_of(self, payment_id: str) -> list:
@@ -263,13 +457,13 @@ class Customers:
             time.sleep(0.25 * 2**attempt)
 
     # -- plumbing ---------------------------------------------------------------------------------------------
-    def _post(self, path: str, body: dict, what: str, attempts: int = 6,
-              client: httpx.Client | None = None) -> httpx.Response | None:
+    def _post(self, path: str, body: dict, what: str, attempts: int = 6, client: httpx.Client | None = None,
+              headers: dict[str, str] | None = None) -> httpx.Response | None:
         """POST like a client that retries 5xx and connection failures with back-off; None if it gave up."""
         client = client or self.http
         for attempt in range(attempts):
             try:
-                answer = client.post(path, json=body)
+                answer = client.post(path, json=body, headers=headers)
             except httpx.HTTPError as exc:
                 self.count(f"{what}_{type(exc).__name__}")
             else:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import httpx
 from rich.console import Console
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, text
 from sqlalchemy.exc import OperationalError
 
 from ops.chaos import checks
@@ -56,6 +56,8 @@ class ChaosConfig:
     rate_limit_rate: float = 0.03  #: ... or 429 ...
     timeout_rate: float = 0.02  #: ... or only after ``timeout_sleep_s``
     timeout_sleep_s: float = 3.0
+    refund_pending_s: float = 3.0  #: a Razorpay refund stays pending this long (simulator refund_processed_after_s)
+    refunds_due_every_s: float = 10.0  #: while draining, our refunds in flight are made due this often (see _drain)
     max_webhook_backlog: int = 1_500  #: customers wait while the gateway has more webhook deliveries queued
     drain_timeout_s: float = 600.0  #: the drain stops with a failure after this long
     stall_s: float = 60.0  #: ... or once nothing is in flight and the money left to settle has not moved this long
@@ -99,6 +101,7 @@ def run_chaos(cfg: ChaosConfig, console: Console | None = None) -> ChaosResult:
         up = _stand_up(stack, cfg, run_dir, stats, details, console)
         engine = create_engine(up.database.url, pool_pre_ping=True)
         stack.callback(engine.dispose)
+        up.sim.set_knobs(refund_processed_after_s=cfg.refund_pending_s)
         customers = Customers(cfg, up.sim, up.web_url, up.token, _organisations(cfg, up), up.manual_web_url)
         stack.callback(customers.close)
         desk = SupportDesk(cfg, engine, customers)
@@ -118,10 +121,10 @@ def run_chaos(cfg: ChaosConfig, console: Console | None = None) -> ChaosResult:
         wait_until(lambda: customers.outstanding == 0, cfg.abandon_after_s + 120,
                    "late customer actions did not finish")
         drain_started = time.monotonic()
-        drain_end = _drain(cfg, up, engine, desk, customers, console)
+        drain_end = _drain(cfg, up, engine, desk, customers, stats, console)
         desk.close()
         tally = checks.measure(engine, up.sim, up.redis.client, up.namespace, horizon_s=cfg.horizon_s,
-                               log_dir=run_dir, refunded_at=customers.refunded_at)
+                               log_dir=run_dir, **customers.witness())
         run = {**stats, "orders_driven": customers.done, "driver": dict(customers.counts), "drive_s": drive_s,
                "orders_per_s": customers.done / max(drive_s, 1e-9), "drain_s": time.monotonic() - drain_started,
                "drain_end": drain_end, "elapsed_s": time.monotonic() - started, "log_dir": str(run_dir),
@@ -147,12 +150,12 @@ def _show_timelines(engine, tally: checks.Tally, run_dir: Path, console: Console
     if not failing:
         return
     try:
-        told = checks.timelines(engine, failing[:200], tally.truth)
+        told = checks.timelines(engine, failing[:200], tally.truth, tally.verdict)
     except Exception as exc:  # noqa: BLE001  (the timelines are a diagnostic extra; the verdict stands without them)
         console.print(f"[yellow]could not read the failing orders' timelines: {exc!r}[/yellow]")
         return
     (run_dir / "timelines.txt").write_text(told + "\n")
-    shown = checks.timelines(engine, failing[:4], tally.truth)
+    shown = checks.timelines(engine, failing[:4], tally.truth, tally.verdict)
     console.print(f"[bold]timelines of {min(4, len(failing))} of {len(failing)} failing orders[/bold] "
                   f"(all in {run_dir / 'timelines.txt'}):\n{shown}", markup=False, highlight=False)
 
@@ -204,41 +207,69 @@ def _stand_up(stack: ExitStack, cfg: ChaosConfig, run_dir: Path, stats: Counter,
     return up
 
 
-def _drain(cfg: ChaosConfig, up: _Running, engine, desk: SupportDesk, customers: Customers, console: Console) -> str:
+def _drain(cfg: ChaosConfig, up: _Running, engine, desk: SupportDesk, customers: Customers, stats: Counter,
+           console: Console) -> str:
     """Wait until nothing more can happen (see :func:`checks.settled`) and support has decided what it will.
 
-    Returns how it ended: "settled", "timed out" (the bound ran out), or "stalled" (nothing in flight, support
-    idle, and the money left to settle, which only a missed capture or credit explains, has not moved for
-    ``stall_s``: waiting longer would only delay the report)."""
+    Our refunds in flight are looked at again by the scheduler with a back-off of minutes (``money.next_check``:
+    1, 2, 4 … minutes), longer than this run's scaled-down timings; so every ``refunds_due_every_s`` the harness
+    brings the looks the service planned forward to now (``UPDATE refunds SET next_check_at = now()``, see
+    :func:`_make_refunds_due`), as if the minutes had passed, and the run settles.
+
+    Returns how it ended: "settled", "timed out" (the bound ran out), or "stalled" (nothing in flight but our
+    refunds, support idle, and the money left to settle and the refunds in flight have not moved for ``stall_s``:
+    waiting longer would only delay the report)."""
     drain_started = logged = time.monotonic()
-    last_money, money_since = None, time.monotonic()
+    last_money, money_since, made_due_at = None, time.monotonic(), 0.0
     while time.monotonic() - drain_started < cfg.drain_timeout_s:
+        if time.monotonic() - made_due_at > cfg.refunds_due_every_s:
+            made_due_at = time.monotonic()
+            try:
+                stats["refunds_made_due"] += _make_refunds_due(engine)
+            except OperationalError as exc:
+                console.log(f"[yellow]making refunds due failed, trying again: {str(exc).splitlines()[0]}[/yellow]")
         try:
             tally = checks.measure(engine, up.sim, up.redis.client, up.namespace, horizon_s=cfg.horizon_s,
-                                   refunded_at=customers.refunded_at)
+                                   **customers.witness())
         except OperationalError as exc:  # the shared Postgres may refuse a connection for a moment: measure again
             console.log(f"[yellow]measuring failed, trying again: {str(exc).splitlines()[0]}[/yellow]")
             time.sleep(2)
             continue
-        quiet = checks.idle(tally) and desk.idle()
-        if quiet and tally.unsettled_money == 0:
+        quiet = checks.idle(tally, refunds=False) and desk.idle()
+        if quiet and checks.idle(tally) and tally.unsettled_money == 0:
             return "settled"
-        money = (tuple(tally.verdict.under_credited), tuple(tally.verdict.uncredited_payments),
-                 tuple(tally.verdict.lost_captures))
+        v = tally.verdict
+        money = (tuple(v.under_credited), tuple(v.over_credited), tuple(v.uncredited_payments),
+                 tuple(v.lost_captures), tuple(v.refunds_out_of_step), tuple(v.disputes_out_of_step),
+                 tuple(v.stuck_refunds), tally.gateway_refunds_pending)
         if money != last_money or not quiet:
             last_money, money_since = money, time.monotonic()
         elif time.monotonic() - money_since > cfg.stall_s:
-            return f"stalled: {tally.unsettled_money} unsettled unchanged for {cfg.stall_s:.0f} s"
+            return (f"stalled: {tally.unsettled_money} unsettled and {tally.refunds_in_flight} refunds in flight "
+                    f"unchanged for {cfg.stall_s:.0f} s")
         if time.monotonic() - logged > 15:
             logged = time.monotonic()
-            v = tally.verdict
-            console.log(f"draining: under-credited {len(v.under_credited)}, kept not credited "
-                        f"{len(v.uncredited_payments)}, authorised not captured {len(v.lost_captures)}, inbox pending "
-                        f"{tally.inbox_pending}, open {tally.open_in_horizon} (checks planned {tally.open_scheduled}), "
-                        f"past the horizon {len(tally.stuck)}, webhooks queued {tally.webhooks.get('pending')}, "
-                        f"support idle {desk.idle()}")
+            console.log(f"draining: under-credited {len(v.under_credited)}, over-credited {len(v.over_credited)}, "
+                        f"kept not credited {len(v.uncredited_payments)}, authorised not captured "
+                        f"{len(v.lost_captures)}, refunds in flight {tally.refunds_in_flight} (at the gateway "
+                        f"{tally.gateway_refunds_pending}), refunds/disputes out of step {len(v.refunds_out_of_step)}/"
+                        f"{len(v.disputes_out_of_step)}, inbox pending {tally.inbox_pending}, open "
+                        f"{tally.open_in_horizon} (checks planned {tally.open_scheduled}), past the horizon "
+                        f"{len(tally.stuck)}, webhooks queued {tally.webhooks.get('pending')}, support idle "
+                        f"{desk.idle()}")
         time.sleep(2)
     return "timed out"
+
+
+def _make_refunds_due(engine) -> int:
+    """Bring the next look at every refund in flight forward to now (the harness compressing the service's
+    back-off of minutes, see :func:`_drain`). Only a look the service planned: a refund in flight with none
+    planned (``next_check_at`` NULL) is left alone, for the judge to find stuck. A look whose check is running
+    holds a lease in ``next_check_at`` (``claim_due_refunds``); making it due starts a second check, which the
+    service must take (both lock the order; a refund is observed once)."""
+    with engine.begin() as c:
+        return c.execute(text("UPDATE refunds SET next_check_at = now() WHERE state IN ('requested', 'pending') "
+                              "AND next_check_at > now()")).rowcount
 
 
 def _environment(cfg: ChaosConfig, up: _Running, run_dir: Path) -> dict[str, str]:
