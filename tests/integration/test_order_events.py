@@ -215,3 +215,40 @@ def test_the_api_lists_an_orders_deliveries_and_replays_a_dead_one_audited(deps,
     with deps.sessions() as session:
         audit = session.execute(select(SupportAction).where(SupportAction.action == "events_replay")).scalar_one()
         assert audit.reason == "billing was down" and audit.requested_by.startswith("alice")
+
+
+def test_the_published_verification_examples_accept_a_real_delivery_and_refuse_a_tampered_one(deps, org,
+                                                                                               simulator):
+    import os
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    examples = Path(__file__).resolve().parents[2] / "ops" / "contract" / "examples"
+    deps = with_endpoints(deps)
+    order = paid_order(deps, simulator)
+    sent: list[httpx.Request] = []
+
+    def keep(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return httpx.Response(204)
+
+    deliveries.deliver_order("billing", order.id, deps=deps, transport=httpx.MockTransport(keep))
+    request = sent[-1]
+    env = {**os.environ, "RECON_EVENT_SECRET": SECRET, "WEBHOOK_ID": request.headers["webhook-id"],
+           "WEBHOOK_TIMESTAMP": request.headers["webhook-timestamp"],
+           "WEBHOOK_SIGNATURE": request.headers["webhook-signature"]}
+    commands = [[sys.executable, str(examples / "verify_order_event.py")]]
+    node = shutil.which("node")
+    if node:
+        commands.append([node, str(examples / "verify_order_event.mjs")])
+    elif os.environ.get("CI"):
+        pytest.fail("node is needed in CI for the JavaScript example")
+    for command in commands:
+        good = subprocess.run(command, input=request.content, env=env, capture_output=True, timeout=30)
+        assert good.returncode == 0, good.stderr
+        assert good.stdout.decode().split() == ["order.paid", order.id, str(len(events(deps, order.id)))]
+        tampered = subprocess.run(command, input=request.content.replace(b"Paid", b"Pain"), env=env,
+                                  capture_output=True, timeout=30)
+        assert tampered.returncode == 1 and b"refused" in tampered.stderr
