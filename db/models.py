@@ -353,3 +353,19 @@ class DeliveryAttempt(Base):
     error: Mapped[str | None] = mapped_column(String(300))
     duration_ms: Mapped[int] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class OrderRequest(Base):
+    """An ``Idempotency-Key`` of ``POST /orders``: the request it came with (a hash) and the answer given, so
+    the same key with the same body gets the same order (kept at least 24 hours)."""
+
+    __tablename__ = "order_requests"
+    __table_args__ = (Index("ix_order_requests_created_at", "created_at"),)
+
+    organisation_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    idempotency_key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    request_hash: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(16))  # started | done
+    order_id: Mapped[str | None] = mapped_column(String(40))
+    response: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)

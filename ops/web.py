@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import asdict
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, FastAPI, Header, HTTPException, Path, Query, Request
@@ -37,7 +38,7 @@ from worker.deps import Deps
 from worker.domain.errors import GatewayUnavailable, OrderRejected, ReconError, UnknownOrder
 from worker.logging import configure_logging, get_logger
 from worker.main import build_runtime
-from worker.services import deliveries, intake, orders, views
+from worker.services import deliveries, intake, order_requests, orders, transactions, views
 from worker.services.disputes import record_chargeback
 from worker.services.recheck import recheck_order
 from worker.services.refunds import RefundRefused, RefundRequest, request_refund
@@ -47,6 +48,7 @@ from worker.settings import Settings
 
 router = APIRouter()
 OrderId = Annotated[str, Path(min_length=1, max_length=40, pattern=ID_PATTERN, description="our order id, ord_…")]
+OrganisationId = Annotated[str, Path(min_length=1, max_length=64, pattern=ID_PATTERN)]
 
 
 def _rejected(_request: Request, exc: OrderRejected) -> JSONResponse:
@@ -65,6 +67,10 @@ def _unknown(_request: Request, exc: UnknownOrder) -> JSONResponse:
 def _refund_refused(_request: Request, exc: RefundRefused) -> JSONResponse:
     status = 409 if exc.code == "idempotency_key_reused" else 422
     return JSONResponse(status_code=status, content={"code": exc.code, "detail": exc.message})
+
+
+def _unprocessable(_request: Request, exc: ReconError) -> JSONResponse:
+    return JSONResponse(status_code=422, content={"error": type(exc).__name__, "message": str(exc)})
 
 
 def _conflict(_request: Request, exc: ReconError) -> JSONResponse:
@@ -92,11 +98,49 @@ def metrics(deps: DepsParam) -> PlainTextResponse:
 
 
 @router.post("/orders", status_code=201)
-def create_order(body: CreateOrderBody, deps: DepsParam, who: Caller) -> dict[str, Any]:
+def create_order(body: CreateOrderBody, deps: DepsParam, who: Caller,
+                 idempotency_key: Annotated[str | None, Header(
+                     min_length=8, max_length=64, pattern=ID_PATTERN,
+                     description="the same key with the same body returns the same order (kept 48 hours); with "
+                                 "another body: 422; while the first request is still answering: 409, retry")] = None,
+                 ) -> JSONResponse:
     """Plan → Credits → Review: validate, price and create the order at the region's gateway."""
-    created = orders.create_order(orders.PurchaseRequest(**body.model_dump()), deps=deps)
+    request = orders.PurchaseRequest(**body.model_dump())
+    if idempotency_key is None:
+        return JSONResponse(status_code=201, content=_created(orders.create_order(request, deps=deps)))
+    answer, replayed = order_requests.create_order_once(request, idempotency_key, body.model_dump(), deps=deps,
+                                                        answer=_created)
+    return JSONResponse(status_code=200 if replayed else 201, content=answer)
+
+
+def _created(created: orders.CreatedOrder) -> dict[str, Any]:
     return {**views.order_summary(created.order), "checkout": created.checkout,
             "payment_button": views.payment_button(created.order.gateway)}
+
+
+@router.get("/organisations/{organisation_id}/transactions")
+def list_transactions(organisation_id: OrganisationId, deps: DepsParam, who: Caller,
+                      status: Annotated[list[transactions.CustomerStatus] | None, Query()] = None,
+                      created_from: Annotated[datetime | None, Query(alias="from")] = None,
+                      created_to: Annotated[datetime | None, Query(alias="to")] = None,
+                      cursor: Annotated[str | None, Query(max_length=400)] = None,
+                      limit: Annotated[int, Query(ge=1, le=200)] = 50) -> dict[str, Any]:
+    """Billing & Transactions: the organisation's orders, newest first (``next_cursor`` pages on), each with
+    its amount, tax, total, the status in the customer's words and whether Recheck is offered."""
+    page = transactions.transactions(organisation_id, deps=deps, limit=limit, cursor=cursor, statuses=status,
+                                     created_from=created_from, created_to=created_to)
+    return {"organisation_id": organisation_id, "transactions": page.rows, "next_cursor": page.next_cursor}
+
+
+@router.get("/organisations/{organisation_id}/ledger")
+def organisation_ledger(organisation_id: OrganisationId, deps: DepsParam, who: Caller,
+                        before_id: Annotated[int | None, Query(ge=1)] = None,
+                        limit: Annotated[int, Query(ge=1, le=500)] = 100) -> dict[str, Any]:
+    """The organisation's balance and its ledger, newest first (``next_before_id`` pages back)."""
+    try:
+        return transactions.ledger(organisation_id, deps=deps, limit=limit, before_id=before_id)
+    except LookupError:
+        raise HTTPException(status_code=404, detail=f"no organisation {organisation_id}") from None
 
 
 @router.get("/orders/{order_id}")
@@ -267,7 +311,9 @@ def create_app(deps: Callable[[], Deps], actors: Callable[[], Actors], *,
     app.add_exception_handler(GatewayUnavailable, _gateway_down)
     app.add_exception_handler(UnknownOrder, _unknown)
     app.add_exception_handler(RefundRefused, _refund_refused)  # the most specific class wins: not ReconError's 409
-    app.add_exception_handler(ReconError, _conflict)
+    app.add_exception_handler(order_requests.KeyReused, _unprocessable)
+    app.add_exception_handler(transactions.BadCursor, _unprocessable)
+    app.add_exception_handler(ReconError, _conflict)  # KeyInUse among them: 409, retry
     app.include_router(router)
     return app
 

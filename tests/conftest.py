@@ -33,9 +33,9 @@ IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 ORDER_EVENT_SCHEMA = jsonschema.Draft202012Validator(json.loads(
     (Path(__file__).resolve().parents[1] / "ops" / "contract" / "order-event.schema.json").read_text()),
     format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
-TABLES = ("delivery_attempts", "event_deliveries", "order_events", "refunds", "disputes", "support_actions",
-          "order_transitions", "inbox_events", "ledger_entries", "gateway_payments", "orders", "members",
-          "organisations")
+TABLES = ("order_requests", "delivery_attempts", "event_deliveries", "order_events", "refunds", "disputes",
+          "support_actions", "order_transitions", "inbox_events", "ledger_entries", "gateway_payments", "orders",
+          "members", "organisations")
 
 
 def _unavailable(what: str, exc: Exception):

@@ -21,6 +21,7 @@ from worker.deps import Deps
 from worker.logging import get_logger
 from worker.metrics import SWEEP_CLAIMED, SWEEP_ROUNDS
 from worker.services.deliveries import claim_due
+from worker.services.order_requests import forget_old_keys
 from worker.services.sweep import requeue_stale_inbox, sweep_due_orders, sweep_due_refunds
 
 
@@ -49,6 +50,7 @@ def sweep_round(*, deps: Deps, leader: LeaderLock, actors: Actors) -> RoundResul
     for endpoint, order_id in due_events:
         actors.deliver_events.send(endpoint, order_id)
     SWEEP_CLAIMED.labels("event_delivery").inc(len(due_events))
+    forget_old_keys(deps=deps)
     SWEEP_ROUNDS.inc()
     SWEEP_CLAIMED.labels("order").inc(len(order_ids))
     SWEEP_CLAIMED.labels("inbox").inc(len(inbox_ids))
