@@ -29,6 +29,9 @@ class CreateOrderBody(_Body):
 class VerifyPaymentBody(_Body):
     payment_id: str = Field(min_length=1, max_length=64, pattern=ID_PATTERN)
     signature: str = Field(min_length=1, max_length=4_096, pattern=TEXT_PATTERN)
+    wait: bool = Field(default=False, description="answer with the outcome (the order, the balance) once a worker "
+                                                  "has processed the callback, instead of 202 at once")
+    wait_timeout_s: float = Field(default=10.0, gt=0, le=30, description="how long to wait for the outcome")
 
 
 class RecheckBody(_Body):

@@ -150,19 +150,28 @@ def get_order(order_id: OrderId, deps: DepsParam, who: Caller) -> dict[str, Any]
 
 
 @router.post("/orders/{order_id}/verify", status_code=202)
-def verify_payment(order_id: OrderId, body: VerifyPaymentBody, deps: DepsParam, actors: ActorsParam,
-                   who: Caller) -> JSONResponse:
+async def verify_payment(order_id: OrderId, body: VerifyPaymentBody, deps: DepsParam, actors: ActorsParam,
+                         who: Caller) -> JSONResponse:
     """The checkout handler's callback, as the billing backend forwards it: verified and stored here, then
     processed by a worker. The stored row is the truth: with the broker down it is still kept (202) and
-    the inbox sweep enqueues it later. A callback whose signature fails is kept with the reason (400)."""
-    stored = intake.store_callback(order_id, body.payment_id, body.signature, deps=deps)
+    the inbox sweep enqueues it later. A callback whose signature fails is kept with the reason (400).
+    With ``wait``, 200 with the outcome (the order and the organisation's balance: what the dashboard's
+    spinner waits for) once a worker has processed it, or 202 after ``wait_timeout_s``."""
+    stored = await run_in_threadpool(intake.store_callback, order_id, body.payment_id, body.signature, deps=deps)
     if stored.status == "rejected":
         return JSONResponse(status_code=400, content={"status": "rejected", "inbox_id": stored.inbox_id,
                                                       "reason": stored.reason})
     if stored.enqueue:
-        _enqueue_inbox(actors, stored.inbox_id, order_id=order_id)
-    return JSONResponse(status_code=202, content={"status": "queued" if stored.status == "accepted" else "duplicate",
-                                                  "inbox_id": stored.inbox_id})
+        await run_in_threadpool(_enqueue_inbox, actors, stored.inbox_id, order_id=order_id)
+    queued = {"status": "queued" if stored.status == "accepted" else "duplicate", "inbox_id": stored.inbox_id}
+    if not body.wait:
+        return JSONResponse(status_code=202, content=queued)
+    deadline = asyncio.get_running_loop().time() + body.wait_timeout_s
+    while (outcome := await run_in_threadpool(views.callback_outcome, stored.inbox_id, order_id, deps=deps)) is None:
+        if asyncio.get_running_loop().time() >= deadline:
+            return JSONResponse(status_code=202, content=queued)
+        await asyncio.sleep(0.05)  # one indexed read per step: the answer comes at most this late
+    return JSONResponse(status_code=200, content={"status": "done", "inbox_id": stored.inbox_id, **outcome})
 
 
 @router.post("/orders/{order_id}/recheck")

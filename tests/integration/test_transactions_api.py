@@ -110,3 +110,24 @@ def test_a_refused_purchase_frees_its_key_and_racing_requests_with_one_key_make_
     assert len({a.json()["order_id"] for a in answers if a.status_code in (200, 201)}) == 1
     with deps.sessions() as session:
         assert session.execute(select(func.count()).select_from(Order)).scalar_one() == 1
+
+
+def test_verify_can_wait_for_the_outcome_the_dashboards_spinner_shows(client, deps, simulator, broker, worker):
+    order = new_order(deps, "org-in", credits=2_000)
+    paid = simulator.sim.pay(order.gateway_order_id, "success", deliver_webhooks=False)
+    body = {"payment_id": paid["razorpay_payment_id"], "signature": paid["razorpay_signature"], "wait": True}
+    answer = client.post(f"/orders/{order.id}/verify", json=body)
+    assert answer.status_code == 200, answer.text
+    done = answer.json()
+    assert (done["status"], done["order"]["state"], done["balance"]) == ("done", "paid", 2_000)
+    again = client.post(f"/orders/{order.id}/verify", json=body)  # the same callback: its outcome at once
+    assert (again.status_code, again.json()["status"], again.json()["order"]["state"]) == (200, "done", "paid")
+
+
+def test_verify_answers_202_when_no_worker_finishes_in_time(client, deps, simulator):
+    order = new_order(deps, "org-in", credits=2_000)
+    paid = simulator.sim.pay(order.gateway_order_id, "success", deliver_webhooks=False)
+    answer = client.post(f"/orders/{order.id}/verify", json={"payment_id": paid["razorpay_payment_id"],
+                                                             "signature": paid["razorpay_signature"],
+                                                             "wait": True, "wait_timeout_s": 0.3})
+    assert answer.status_code == 202 and answer.json()["status"] == "queued"

@@ -93,3 +93,17 @@ def ensure_order_exists(order_id: str, *, deps: Deps) -> None:
 def ledger_total(organisation_id: str, *, deps: Deps) -> int:
     with deps.sessions() as session:
         return queries.ledger_sum(session, organisation_id)
+
+
+def callback_outcome(inbox_id: int, order_id: str, *, deps: Deps) -> dict[str, Any] | None:
+    """What a stored callback came to, once a worker has processed it (None while it is pending): the order
+    and the organisation's balance, what the billing dashboard's spinner waits for."""
+    from db.models import InboxEvent, Organisation
+
+    with deps.sessions() as session:
+        row = session.get(InboxEvent, inbox_id)
+        if row is None or row.status == "pending":
+            return None
+        order = session.get(Order, order_id)
+        balance = session.get(Organisation, order.organisation_id).credit_balance
+        return {"inbox_status": row.status, "order": order_summary(order), "balance": balance}
