@@ -28,7 +28,7 @@ from ops.api_models import (
     ReviewBody,
     VerifyPaymentBody,
 )
-from ops.auth import Caller
+from ops.auth import Billing, Caller, Reviewer, Support
 from ops.context import ActorsParam, DepsParam
 from ops.exposition import render_metrics
 from ops.health import readiness
@@ -98,7 +98,7 @@ def metrics(deps: DepsParam) -> PlainTextResponse:
 
 
 @router.post("/orders", status_code=201)
-def create_order(body: CreateOrderBody, deps: DepsParam, who: Caller,
+def create_order(body: CreateOrderBody, deps: DepsParam, who: Billing,
                  idempotency_key: Annotated[str | None, Header(
                      min_length=8, max_length=64, pattern=ID_PATTERN,
                      description="the same key with the same body returns the same order (kept 48 hours); with "
@@ -119,7 +119,7 @@ def _created(created: orders.CreatedOrder) -> dict[str, Any]:
 
 
 @router.get("/organisations/{organisation_id}/transactions")
-def list_transactions(organisation_id: OrganisationId, deps: DepsParam, who: Caller,
+def list_transactions(organisation_id: OrganisationId, deps: DepsParam, who: Billing,
                       status: Annotated[list[transactions.CustomerStatus] | None, Query()] = None,
                       created_from: Annotated[datetime | None, Query(alias="from")] = None,
                       created_to: Annotated[datetime | None, Query(alias="to")] = None,
@@ -133,7 +133,7 @@ def list_transactions(organisation_id: OrganisationId, deps: DepsParam, who: Cal
 
 
 @router.get("/organisations/{organisation_id}/ledger")
-def organisation_ledger(organisation_id: OrganisationId, deps: DepsParam, who: Caller,
+def organisation_ledger(organisation_id: OrganisationId, deps: DepsParam, who: Billing,
                         before_id: Annotated[int | None, Query(ge=1)] = None,
                         limit: Annotated[int, Query(ge=1, le=500)] = 100) -> dict[str, Any]:
     """The organisation's balance and its ledger, newest first (``next_before_id`` pages back)."""
@@ -151,7 +151,7 @@ def get_order(order_id: OrderId, deps: DepsParam, who: Caller) -> dict[str, Any]
 
 @router.post("/orders/{order_id}/verify", status_code=202)
 async def verify_payment(order_id: OrderId, body: VerifyPaymentBody, deps: DepsParam, actors: ActorsParam,
-                         who: Caller) -> JSONResponse:
+                         who: Billing) -> JSONResponse:
     """The checkout handler's callback, as the billing backend forwards it: verified and stored here, then
     processed by a worker. The stored row is the truth: with the broker down it is still kept (202) and
     the inbox sweep enqueues it later. A callback whose signature fails is kept with the reason (400).
@@ -176,7 +176,7 @@ async def verify_payment(order_id: OrderId, body: VerifyPaymentBody, deps: DepsP
 
 @router.post("/orders/{order_id}/recheck")
 async def recheck(order_id: OrderId, body: RecheckBody, deps: DepsParam, actors: ActorsParam,
-                  who: Caller) -> JSONResponse:
+                  who: Support) -> JSONResponse:
     """Support's Recheck. With ``wait`` the answer is the outcome, or 202 if the gateway is slower than
     ``wait_timeout_s`` (the recheck still finishes; read the order later)."""
     requested_by = f"{body.requested_by} (token {who})"
@@ -194,7 +194,7 @@ async def recheck(order_id: OrderId, body: RecheckBody, deps: DepsParam, actors:
 
 
 @router.post("/orders/{order_id}/review")
-def review(order_id: OrderId, body: ReviewBody, deps: DepsParam, who: Caller) -> dict[str, Any]:
+def review(order_id: OrderId, body: ReviewBody, deps: DepsParam, who: Reviewer) -> dict[str, Any]:
     """Resolve an order in needs_review by an explicit, audited decision."""
     return asdict(resolve_review(order_id, body.decision, reason=body.reason,
                                  requested_by=f"{body.requested_by} (token {who})", deps=deps))
@@ -206,7 +206,7 @@ def _requester(requested_by: str, who: str) -> str:
 
 
 @router.post("/orders/{order_id}/refunds", status_code=201)
-def refund(order_id: OrderId, body: RefundBody, deps: DepsParam, who: Caller,
+def refund(order_id: OrderId, body: RefundBody, deps: DepsParam, who: Support,
            idempotency_key: Annotated[str | None, Header(
                max_length=64, description="the same key repeats the same refund (10-40 of A-Z a-z 0-9 _ -); "
                                           "omitted: derived from the order, amount, reason and requester")] = None,
@@ -225,7 +225,7 @@ def refund(order_id: OrderId, body: RefundBody, deps: DepsParam, who: Caller,
 
 
 @router.post("/orders/{order_id}/chargebacks", status_code=201)
-def chargeback(order_id: OrderId, body: ChargebackBody, deps: DepsParam, who: Caller) -> JSONResponse:
+def chargeback(order_id: OrderId, body: ChargebackBody, deps: DepsParam, who: Support) -> JSONResponse:
     """Record a chargeback the gateway cannot report (PayGlocal has no dispute API): the credits it paid for
     are reversed once, like a lost dispute (audited). 201, or 200 with ``repeated`` for the same chargeback
     recorded before. Refused (422): ``reason_required``, ``order_not_paid``, ``above_captured``."""
@@ -235,7 +235,7 @@ def chargeback(order_id: OrderId, body: ChargebackBody, deps: DepsParam, who: Ca
 
 
 @router.get("/events")
-def list_events(deps: DepsParam, who: Caller,
+def list_events(deps: DepsParam, who: Support,
                 order_id: Annotated[str | None, Query(max_length=40, pattern=ID_PATTERN)] = None,
                 state: Annotated[Literal["pending", "delivered", "dead"] | None, Query()] = None,
                 limit: Annotated[int, Query(ge=1, le=1_000)] = 200) -> list[dict[str, Any]]:
@@ -245,7 +245,7 @@ def list_events(deps: DepsParam, who: Caller,
 
 
 @router.post("/events/replay")
-def replay_events(body: EventReplayBody, deps: DepsParam, actors: ActorsParam, who: Caller) -> dict[str, Any]:
+def replay_events(body: EventReplayBody, deps: DepsParam, actors: ActorsParam, who: Support) -> dict[str, Any]:
     """Send deliveries again now (dead ones; with ``again``, delivered ones too), audited. Name delivery ids,
     an order, or ``all_dead``."""
     if not (body.delivery_ids or body.order_id or body.all_dead):
@@ -331,5 +331,8 @@ def app_from_env() -> FastAPI:
     """``recon web``'s app (uvicorn ``--factory``): settings from the environment, broker, Deps and actors."""
     settings = Settings()
     configure_logging(level=settings.log_level, json=settings.log_json)
+    unscoped = sorted(set(settings.api_tokens) - set(settings.api_token_scopes))
+    if unscoped:  # least privilege: every token should say what it may do (RECON_API_TOKEN_SCOPES)
+        get_logger().warning("api_tokens_without_scopes", tokens=unscoped, allowed="everything")
     runtime = build_runtime(settings)
     return create_app(lambda: runtime.deps, lambda: runtime.actors, max_body_bytes=settings.max_body_bytes)

@@ -78,6 +78,9 @@ class Settings(BaseSettings):
 
     #: Named bearer tokens for the support and billing endpoints (JSON object name → token).
     api_tokens: dict[str, SecretStr] = {}
+    #: What each named token may do (JSON object name → scopes: billing, support, reviewer). A token with
+    #: no entry may do everything (and ``recon web`` warns about it at start): list every token in production.
+    api_token_scopes: dict[str, list[Literal["billing", "support", "reviewer"]]] = {}
 
     log_level: str = "INFO"
     log_json: bool = True
