@@ -13,7 +13,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 from sqlalchemy import func, select
 
-from db.models import Dispute, InboxEvent, LedgerEntry, Order, Refund
+from db.models import Dispute, EventDelivery, InboxEvent, LedgerEntry, Order, Refund
 from worker.deps import Deps
 from worker.domain.dispute_state import AWAITING_US, DisputeState
 from worker.domain.refund_state import IN_FLIGHT
@@ -34,6 +34,7 @@ class StateCollector:
     def collect(self):
         yield from self._orders()
         yield from self._money()
+        yield from self._events()
         yield from self._queues()
         last = self.deps.coordination.last_sweep()
         sweep = GaugeMetricFamily("recon_last_successful_sweep_timestamp_seconds", "When a sweep last completed.")
@@ -110,6 +111,29 @@ class StateCollector:
         for gateway, earliest in deadlines:
             respond_by.add_metric([gateway], (earliest - now).total_seconds())
         yield from (in_flight, oldest, disputes, respond_by, shortfall)
+
+    def _events(self):
+        """Order events not yet delivered per endpoint: waiting, dead (holding their orders' later events), and
+        the age of the oldest one waiting (the delivery lag billing sees)."""
+        now = self.deps.clock.now()
+        pending = GaugeMetricFamily("recon_event_deliveries_pending", "Order events waiting to be delivered.",
+                                    labels=["endpoint"])
+        dead = GaugeMetricFamily("recon_event_deliveries_dead", "Order event deliveries whose attempts are spent "
+                                 "(each holds its order's later events until replayed).", labels=["endpoint"])
+        lag = GaugeMetricFamily("recon_event_delivery_lag_seconds", "Age of the oldest order event waiting to be "
+                                "delivered (0 when none).", labels=["endpoint"])
+        with self.deps.sessions() as session:
+            rows = session.execute(select(EventDelivery.endpoint, EventDelivery.state, func.count(),
+                                          func.min(EventDelivery.created_at))
+                                   .where(EventDelivery.state.in_(["pending", "dead"]))
+                                   .group_by(EventDelivery.endpoint, EventDelivery.state)).all()
+        found = {(endpoint, state): (count, oldest) for endpoint, state, count, oldest in rows}
+        for endpoint in sorted({e.name for e in self.deps.settings.event_endpoints} | {e for e, _ in found}):
+            waiting, oldest = found.get((endpoint, "pending"), (0, None))
+            pending.add_metric([endpoint], waiting)
+            dead.add_metric([endpoint], found.get((endpoint, "dead"), (0, None))[0])
+            lag.add_metric([endpoint], max(0.0, (now - oldest).total_seconds()) if oldest is not None else 0.0)
+        yield from (pending, dead, lag)
 
     @property
     def _postgres(self) -> bool:

@@ -19,6 +19,9 @@ ORDER_TIME_TO_PAID = Histogram(
 CREDITS_GRANTED = Counter("recon_credits_granted_total", "Credits added to balances.", ["gateway"])
 ORDERS_GRANTED = Counter("recon_orders_granted_total", "Paid orders granted (credits, Pro, recorded).",
                          ["gateway", "plan"])
+GRANTS_BY_SOURCE = Counter("recon_grants_total", "Paid orders granted, by the input that found the payment "
+                           "(webhook, callback, poll, recheck, support): grants by poll alone mean notifications "
+                           "stopped.", ["gateway", "source"])
 ORDERS_ABANDONED = Counter("recon_orders_abandoned_total", "Orders closed as abandoned or failed, by reason.",
                            ["gateway", "state", "reason"])
 ORDERS_LATE_PAID = Counter("recon_orders_late_paid_total", "Failed or abandoned orders paid late.", ["gateway"])

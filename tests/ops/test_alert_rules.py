@@ -24,7 +24,8 @@ BOUNDED_LABELS = {"gateway", "kind", "outcome", "queue", "state", "age", "source
 EXPECTED_ALERTS = {"StuckPendingOrders", "NoSuccessfulSweep", "WebhookSignatureFailuresSpike", "GatewayErrorRate",
                    "GatewayCircuitOpen", "DeadLetters", "OrdersNeedReview", "InboxBacklog", "QueueBacklog",
                    "GatewayRateLimited", "GatewayUnknownStatus", "DisputeResponseDueSoon", "RefundFailed",
-                   "RefundStuck", "CreditShortfall"}
+                   "RefundStuck", "CreditShortfall", "WebhooksSilent", "EventDeliveriesDead",
+                   "EventDeliveryLagging"}
 
 
 @pytest.fixture(scope="module")

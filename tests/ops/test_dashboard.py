@@ -25,6 +25,9 @@ REQUIRED_METRICS = {
     "recon_refunds_total", "recon_refunds_in_flight", "recon_refund_oldest_in_flight_seconds",
     "recon_credits_reversed_total", "recon_credits_restored_total", "recon_credit_shortfall_total",
     "recon_credit_shortfall_credits", "recon_disputes_total", "recon_disputes_open", "recon_dispute_respond_by_seconds",
+    # grants by source and order events out (issue 15)
+    "recon_grants_total", "recon_event_deliveries_total", "recon_event_deliveries_pending",
+    "recon_event_deliveries_dead", "recon_event_delivery_lag_seconds",
 }
 
 

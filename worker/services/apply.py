@@ -29,6 +29,7 @@ from worker.domain.schedule import Schedule, next_check_at
 from worker.logging import get_logger
 from worker.metrics import (
     CREDITS_GRANTED,
+    GRANTS_BY_SOURCE,
     ORDER_TIME_TO_PAID,
     ORDERS_ABANDONED,
     ORDERS_GRANTED,
@@ -130,7 +131,7 @@ def apply_move(session: Session, order: Order, decision: Decision, *, source: st
         order.granted_payment_id = decision.grant.gateway_payment_id
         order.paid_at = now
         log.info("order_granted", payment_id=decision.grant.gateway_payment_id, plan=order.plan, credits=order.credits)
-        record_grant(order, now=now)
+        record_grant(order, now=now, source=source)
     if decision.changed:
         session.add(OrderTransition(order_id=order.id, from_state=order.state, to_state=decision.to_state.value,
                                     reason=decision.reason, source=source, created_at=now,
@@ -148,8 +149,9 @@ def apply_move(session: Session, order: Order, decision: Decision, *, source: st
     return granted
 
 
-def record_grant(order: Order, *, now: datetime) -> None:
+def record_grant(order: Order, *, now: datetime, source: str) -> None:
     ORDERS_GRANTED.labels(order.gateway, order.plan).inc()
+    GRANTS_BY_SOURCE.labels(order.gateway, source).inc()
     if order.plan == Plan.PAYG.value:
         CREDITS_GRANTED.labels(order.gateway).inc(order.credits)
     ORDER_TIME_TO_PAID.labels(order.gateway).observe(max(0.0, (now - order.created_at).total_seconds()))
