@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from rich.console import Console
 from rich.table import Table
 
+from ops.demo_events import run_event_cases
 from ops.demo_money import run_money_cases
 from ops.embedded import Embedded, start_embedded
 
@@ -143,6 +144,7 @@ def run_demo(*, keep_db: bool = False) -> int:
         ok = _report(console, env, forged)
         ok &= run_money_cases(env, console, org=ORG, admin=ADMIN)
         ok &= _balances(console, env)
+        ok &= run_event_cases(env, console, org=ORG)
         if keep_db:
             console.print(f"database kept at {env.workdir}")
             input("press Enter to delete it ...")

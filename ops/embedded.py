@@ -16,6 +16,7 @@ import dramatiq
 import httpx
 
 from db.migrate import upgrade
+from ops.demo_receiver import DemoReceiver
 from ops.serve import ThreadedServer
 from ops.simulator_client import SimulatorClient, SimulatorProcess
 from ops.web import create_app
@@ -24,7 +25,7 @@ from worker.broker import build_broker
 from worker.deps import Deps, build_deps
 from worker.logging import configure_logging
 from worker.queues import QUEUES
-from worker.settings import Settings
+from worker.settings import EventEndpoint, Settings
 
 #: A fresh bearer token for this demo run only.
 DEMO_TOKEN = secrets.token_urlsafe(24)
@@ -39,6 +40,7 @@ class Embedded:
     web_url: str
     http: httpx.Client
     workdir: Path
+    receiver: DemoReceiver  #: the billing backend's endpoint for order events
 
     def drain(self, timeout_ms: int = 30_000) -> None:
         """Wait until every webhook was delivered and every queued message processed."""
@@ -57,6 +59,8 @@ def start_embedded(stack: ExitStack, *, abandon_after_s: int, workdir: Path | No
     actors = declare_actors(broker, lambda: built["deps"])
     web = stack.enter_context(ThreadedServer(create_app(lambda: built["deps"], lambda: actors)))
     keys = simulator.payglocal_settings()
+    receiver = DemoReceiver()
+    stack.callback(receiver.shutdown)
     razorpay = simulator.razorpay_keys()
     settings = Settings(
         database_url=f"sqlite:///{workdir / 'recon-demo.db'}", broker_url="stub://",
@@ -66,7 +70,8 @@ def start_embedded(stack: ExitStack, *, abandon_after_s: int, workdir: Path | No
         payglocal_private_key_pem=keys["private_key_pem"], payglocal_private_kid=keys["private_kid"],
         payglocal_public_keys=keys["payglocal_public_keys"], payglocal_public_kid=keys["payglocal_public_kid"],
         payglocal_callback_url=f"{web.base_url}/webhooks/payglocal", abandon_after_s=abandon_after_s,
-        api_tokens={"demo-billing": DEMO_TOKEN})
+        api_tokens={"demo-billing": DEMO_TOKEN},
+        event_endpoints=[EventEndpoint(name="billing-demo", url=receiver.url, secrets=[receiver.secret])])
     log_file = stack.enter_context(open(workdir / "recon.log", "w"))  # noqa: SIM115  (the ExitStack closes it)
     configure_logging(level="INFO", json=True, stream=log_file)
     upgrade(settings.database_url)
@@ -77,4 +82,4 @@ def start_embedded(stack: ExitStack, *, abandon_after_s: int, workdir: Path | No
     simulator.set_knobs(webhook_url=f"{web.base_url}/webhooks/razorpay")
     http = stack.enter_context(httpx.Client(base_url=web.base_url, timeout=30,
                                             headers={"Authorization": f"Bearer {DEMO_TOKEN}"}))
-    return Embedded(deps, broker, actors, simulator, web.base_url, http, workdir)
+    return Embedded(deps, broker, actors, simulator, web.base_url, http, workdir, receiver)
