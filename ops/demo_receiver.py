@@ -12,14 +12,18 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 
 class DemoReceiver(ThreadingHTTPServer):
-    """The billing backend's endpoint for the demo: verifies, dedupes by ``webhook-id``, keeps arrival order."""
+    """The billing backend's endpoint (the demo's, and the end-to-end test's): verifies each delivery, keeps
+    every arrival in order (``arrivals``) and the first of each ``webhook-id`` (``events``); answers 503 while
+    ``down``."""
 
-    def __init__(self) -> None:
+    def __init__(self, secret: str | None = None) -> None:
         super().__init__(("127.0.0.1", 0), _Verify)
-        self.secret = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
+        self.secret = secret or "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
         self.webhook, self.lock = Webhook(self.secret), threading.Lock()
         self.events: dict[str, dict] = {}
+        self.arrivals: list[tuple[str, dict]] = []
         self.refused = self.repeats = 0
+        self.down = False
         threading.Thread(target=self.serve_forever, name="demo-billing-receiver", daemon=True).start()
 
     @property
@@ -38,11 +42,12 @@ class _Verify(BaseHTTPRequestHandler):
             self.server.refused += 1
             status = 401
         else:
-            with self.server.lock:
-                if self.headers["webhook-id"] in self.server.events:
-                    self.server.repeats += 1
-                self.server.events.setdefault(self.headers["webhook-id"], event)
-            status = 204
+            status = 503 if self.server.down else 204
+            if not self.server.down:
+                with self.server.lock:
+                    self.server.repeats += self.headers["webhook-id"] in self.server.events
+                    self.server.events.setdefault(self.headers["webhook-id"], event)
+                    self.server.arrivals.append((self.headers["webhook-id"], event))
         self.send_response(status)
         self.send_header("content-length", "0")
         self.end_headers()

@@ -1,6 +1,7 @@
 """Order events end to end: the Procfile's worker and scheduler (real processes) deliver them to a receiving
-endpoint that verifies each with the ``standardwebhooks`` library, while the receiver is down for a while and a
-worker is killed with SIGKILL. Every change must arrive, each under one id, and each order's in order."""
+endpoint (:class:`ops.demo_receiver.DemoReceiver`) that verifies each with the ``standardwebhooks`` library,
+while the receiver is down for a while and a worker is killed with SIGKILL. Every change must arrive, each
+under one id, and each order's in order."""
 
 from __future__ import annotations
 
@@ -11,16 +12,14 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
-from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from db.models import DeliveryAttempt, EventDelivery, OrderEvent
+from ops.demo_receiver import DemoReceiver
 from tests.runtime import NAMESPACE, REDIS_URL
 from tests.support import new_order, order_row
 from worker.services import refunds
@@ -30,49 +29,6 @@ from worker.settings import EventEndpoint
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "whsec_" + base64.b64encode(b"e2e-billing-backend-secret-key!!").decode()
 ORDERS = 8
-
-
-class Receiver(ThreadingHTTPServer):
-    """The billing backend: verifies, then keeps (webhook-id, order, sequence, type) in arrival order; answers
-    503 while ``down``."""
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.webhook, self.down, self.lock = Webhook(SECRET), True, threading.Lock()
-        self.received: list[tuple[str, str, int, str]] = []
-        self.refused = 0
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}/recon-events"
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: Receiver
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers["content-length"]))
-        try:
-            event = self.server.webhook.verify(body, dict(self.headers.items()))
-        except WebhookVerificationError:
-            self.server.refused += 1
-            self._answer(401)
-            return
-        if self.server.down:
-            self._answer(503)
-            return
-        with self.server.lock:
-            self.server.received.append((self.headers["webhook-id"], event["data"]["order"]["id"],
-                                         event["data"]["sequence"], event["type"]))
-        self._answer(204)
-
-    def _answer(self, status: int) -> None:
-        self.send_response(status)
-        self.send_header("content-length", "0")
-        self.end_headers()
-
-    def log_message(self, *args) -> None:
-        pass
 
 
 def _processes(env: dict[str, str]) -> tuple[subprocess.Popen, subprocess.Popen]:
@@ -100,8 +56,8 @@ def _until(what, timeout: float, message: str) -> None:
 @pytest.mark.e2e
 def test_every_change_reaches_the_billing_backend_once_per_id_in_order_through_an_outage_and_a_killed_worker(
         deps, org, simulator, web, pg_url):
-    receiver = Receiver()
-    threading.Thread(target=receiver.serve_forever, daemon=True).start()
+    receiver = DemoReceiver(SECRET)
+    receiver.down = True
     endpoint = EventEndpoint(name="billing", url=receiver.url, secrets=[SECRET])
     deps = dataclasses.replace(deps, settings=deps.settings.model_copy(update={"event_endpoints": [endpoint]}))
     env = {**os.environ, "RECON_BROKER_URL": REDIS_URL, "RECON_BROKER_NAMESPACE": NAMESPACE,
@@ -141,13 +97,15 @@ def test_every_change_reaches_the_billing_backend_once_per_id_in_order_through_a
         refused_while_down = session.execute(select(func.count()).select_from(DeliveryAttempt)
                                              .where(DeliveryAttempt.status_code == 503)).scalar_one()
     assert refused_while_down > 0 and receiver.refused == 0  # the outage was real; every signature verified
-    assert {r[0] for r in receiver.received} == {w.event_id for w in written}  # every change delivered
+    received = [(event_id, event["data"]["order"]["id"], event["data"]["sequence"], event["type"])
+                for event_id, event in receiver.arrivals]
+    assert {r[0] for r in received} == {w.event_id for w in written}  # every change delivered
     ids_per_change = {}
-    for event_id, order_id, sequence, _ in receiver.received:
+    for event_id, order_id, sequence, _ in received:
         ids_per_change.setdefault((order_id, sequence), set()).add(event_id)
     assert all(len(ids) == 1 for ids in ids_per_change.values())  # none twice under another id
     for order in orders:  # in order per order (a repeat of the same id may follow: at least once)
-        first_seen = list(dict.fromkeys(seq for _, oid, seq, _ in receiver.received if oid == order.id))
+        first_seen = list(dict.fromkeys(seq for _, oid, seq, _ in received if oid == order.id))
         assert first_seen == sorted(first_seen) == list(range(1, len(first_seen) + 1))
-    refunded = {oid for _, oid, _, kind in receiver.received if kind == "order.partly_refunded"}
+    refunded = {oid for _, oid, _, kind in received if kind == "order.partly_refunded"}
     assert refunded == {o.id for o in orders[::2]}
