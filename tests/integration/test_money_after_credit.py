@@ -126,6 +126,30 @@ def test_a_payglocal_dashboard_refund_of_the_rest_after_one_of_ours_is_found_and
     assert balance(deps, payglocal) == 0 == ledger_sum(deps)
 
 
+def test_a_payglocal_refund_of_ours_not_yet_answered_is_not_taken_for_a_dashboard_refund(deps, org, simulator):
+    """Found by make chaos at 10,000 orders: our refund reached PayGlocal but its answer was late; a callback's
+    check meanwhile saw the original refunded and recorded it as a dashboard refund, then ours was processed."""
+    from datetime import UTC, datetime
+
+    payglocal = _gateway("payglocal")
+    order = paid_order(deps, payglocal, simulator)
+    key = "rfslowanswer000000000001"
+    with deps.sessions() as session, session.begin():  # our row, sent but not answered yet
+        now = datetime.now(UTC)
+        session.add(Refund(order_id=order.id, gateway="payglocal", gateway_payment_id=order.granted_payment_id,
+                           idempotency_key=key, amount_minor=order.amount_minor, currency=order.currency, full=True,
+                           state="requested", origin="support", override_spent=False, reason="all back",
+                           requested_by="support:alice", created_at=now, updated_at=now, check_count=0))
+    deps.gateway("payglocal").create_refund(order.granted_payment_id, amount_minor=order.amount_minor,
+                                            currency=order.currency, full=True, idempotency_key=key, reason="all back")
+    reconcile_order(order.id, deps=deps, source=Source.RECHECK)  # sees the original refunded
+    assert [(r.origin, r.state) for r in refund_rows(deps, order.id)] == [("support", "requested")]
+    refunds.check_refund(refund_rows(deps, order.id)[0].id, deps=deps)  # asks again with our key: the same refund
+    reconcile_order(order.id, deps=deps, source=Source.RECHECK)
+    assert [(r.origin, r.state) for r in refund_rows(deps, order.id)] == [("support", "processed")]
+    assert balance(deps, payglocal) == 0 == ledger_sum(deps)
+
+
 def test_a_refund_the_gateway_fails_reverses_nothing(deps, org, simulator):
     order = paid_order(deps, _razorpay(), simulator)
     hooks = Webhooks(deps, simulator)

@@ -142,7 +142,10 @@ def sync_refunds(order_id: str, payment_id: str, *, deps: Deps) -> int:
             if now_known != known:  # a refund came meanwhile: PayGlocal's answer depends on what we knew
                 known = now_known
                 continue
+            unanswered = _unanswered(uow.session, order_id, payment_id)
             for remote in remotes:
+                if unanswered and remote.gateway_refund_id not in known and not remote.idempotency_key:
+                    continue  # it may be ours, not yet answered (PayGlocal's refunded total): the next look tells
                 money.observe_refund(uow.session, order, remote, now=uow.now, policy=deps.policy)
             uow.commit()
         return len(remotes)
@@ -152,6 +155,13 @@ def sync_refunds(order_id: str, payment_id: str, *, deps: Deps) -> int:
 def _known_refunds(session: Session, order_id: str, payment_id: str) -> tuple[str, ...]:
     return tuple(sorted(r.gateway_refund_id for r in money.refunds_of(session, order_id)
                         if r.gateway_payment_id == payment_id and r.gateway_refund_id))
+
+
+def _unanswered(session: Session, order_id: str, payment_id: str) -> bool:
+    """A refund of ours on the payment that the gateway has not answered yet (no gateway id): a refund the
+    gateway reports without our key could be that one."""
+    return any(r.gateway_payment_id == payment_id and r.state == RefundState.REQUESTED.value and not r.gateway_refund_id
+               for r in money.refunds_of(session, order_id))
 
 
 def refund_payments(order_id: str, payments: tuple[RemotePayment, ...], *, origin: str, reason: str,
