@@ -182,7 +182,13 @@ async def recheck(order_id: OrderId, body: RecheckBody, deps: DepsParam, actors:
     requested_by = f"{body.requested_by} (token {who})"
     await run_in_threadpool(views.ensure_order_exists, order_id, deps=deps)  # 404 for an order we do not hold
     if not body.wait:
-        actors.recheck_order.send(order_id, requested_by, body.reason)
+        try:
+            await run_in_threadpool(actors.recheck_order.send, order_id, requested_by, body.reason)
+        except Exception as exc:  # noqa: BLE001  (the broker is down: nothing was queued, say so)
+            get_logger(order_id=order_id).error("recheck_enqueue_failed", error=str(exc))
+            return JSONResponse(status_code=503, headers={"Retry-After": "5"},
+                                content={"error": "queue_unavailable", "message": "the recheck could not be queued "
+                                         "(the broker is unreachable): retry, or ask with wait=true"})
         return JSONResponse(status_code=202, content={"status": "queued"})
     running = asyncio.ensure_future(run_in_threadpool(recheck_order, order_id, requested_by,
                                                       reason=body.reason, deps=deps))
@@ -253,7 +259,10 @@ def replay_events(body: EventReplayBody, deps: DepsParam, actors: ActorsParam, w
     pairs = deliveries.replay(deps=deps, delivery_ids=body.delivery_ids, order_id=body.order_id,
                               dead_only=not body.again)
     for endpoint, order_id in pairs:
-        actors.deliver_events.send(endpoint, order_id)
+        try:
+            actors.deliver_events.send(endpoint, order_id)
+        except Exception as exc:  # noqa: BLE001  (they are due now: the scheduler's next round sends them)
+            get_logger(order_id=order_id).warning("event_delivery_enqueue_failed", error=str(exc))
     audit("events_replay", deps=deps, requested_by=_requester(body.requested_by, who), reason=body.reason,
           order_id=body.order_id, outcome={"delivery_ids": body.delivery_ids or [], "again": body.again,
                                            "orders": [o for _, o in pairs]})

@@ -338,6 +338,20 @@ def test_defect_12_a_callback_posted_while_redis_is_down_is_stored_and_answered_
     assert order_row(deps, order.id).state == "paid" and balance(deps) == 5_000
 
 
+def test_a_recheck_asked_without_waiting_while_redis_is_down_answers_503_not_500(deps, org, actors):
+    """Found by make chaos (a Redis restart): the recheck could not be queued and the API answered 500."""
+    actor = actors.recheck_order
+    order = new_order(deps)
+    working, actor.broker = actor.broker, RedisBroker(url="redis://127.0.0.1:1/0")  # nothing listens there
+    try:
+        with TestClient(app, headers=AUTH) as client:
+            response = client.post(f"/orders/{order.id}/recheck", json={"requested_by": "support:a", "wait": False})
+    finally:
+        actor.broker = working
+    assert (response.status_code, response.json()["error"], response.headers["retry-after"]) == (
+        503, "queue_unavailable", "5")
+
+
 def test_defect_12_a_callback_with_a_bad_signature_is_kept_and_answered_400(deps, org, simulator):
     order = new_order(deps)
     paid = simulator.sim.pay(order.gateway_order_id, "success", deliver_webhooks=False)
