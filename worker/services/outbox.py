@@ -54,8 +54,9 @@ def record(session: Session, order: Order, kind: EventType, *, now: datetime, re
 def fan_out(session: Session, endpoints: Iterable[Endpoint], *, now: datetime) -> list[str]:
     """One pending delivery per new event and endpoint; returns the orders that have new deliveries."""
     new: list[OrderEvent] = session.info.pop(_NEW, [])
-    if not new:
-        return []
+    endpoints = tuple(endpoints)
+    if not new or not endpoints:
+        return []  # the events go in with the commit; no flush of their own
     session.flush()  # the events' ids
     orders: dict[str, None] = {}
     for endpoint in endpoints:
