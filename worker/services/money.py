@@ -312,6 +312,12 @@ def _link_dispute_refunds(session: Session, order: Order) -> None:
                 break
 
 
+def _any_money_moved(session: Session, order_id: str) -> bool:
+    refunded = select(Refund.id).where(Refund.order_id == order_id).exists()
+    disputed = select(Dispute.id).where(Dispute.order_id == order_id).exists()
+    return bool(session.execute(select(refunded | disputed)).scalar())
+
+
 def _made_before(refund: Refund, dispute: Dispute) -> bool:
     """The refund was made before the dispute was opened (so it is not the dispute's money): only when the
     gateway told both times."""
@@ -326,6 +332,8 @@ def _gateway_time(seconds: int | None) -> datetime | None:
 def catch_up_after_grant(session: Session, order: Order, *, now: datetime, policy: Policy) -> None:
     """A grant made after money had already gone back or been disputed (Razorpay does not order webhooks: a
     dispute can come before the capture): the credit is brought to what the money still supports at once."""
+    if not _any_money_moved(session, order.id):  # nearly every grant: one indexed read instead of two loads
+        return
     for refund in refunds_of(session, order.id):
         if refund.gateway_payment_id == order.granted_payment_id and refund.state == RefundState.PROCESSED.value:
             _settle(session, order, kind="refund", money_event_id=f"refund:{refund.gateway_refund_id}",
