@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -68,7 +68,8 @@ class ChargebackBody(_Body):
 
 
 class EventReplayBody(_Body):
-    delivery_ids: list[int] | None = Field(default=None, max_length=1_000, description="deliveries to send again")
+    delivery_ids: list[Annotated[int, Field(ge=1, lt=2**63)]] | None = Field(
+        default=None, max_length=1_000, description="deliveries to send again")
     order_id: str | None = Field(default=None, max_length=40, pattern=ID_PATTERN,
                                  description="every dead delivery of this order")
     all_dead: bool = Field(default=False, description="every dead delivery")

@@ -134,7 +134,7 @@ def list_transactions(organisation_id: OrganisationId, deps: DepsParam, who: Bil
 
 @router.get("/organisations/{organisation_id}/ledger")
 def organisation_ledger(organisation_id: OrganisationId, deps: DepsParam, who: Billing,
-                        before_id: Annotated[int | None, Query(ge=1)] = None,
+                        before_id: Annotated[int | None, Query(ge=1, lt=2**63)] = None,
                         limit: Annotated[int, Query(ge=1, le=500)] = 100) -> dict[str, Any]:
     """The organisation's balance and its ledger, newest first (``next_before_id`` pages back)."""
     try:
