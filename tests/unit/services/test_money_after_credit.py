@@ -200,6 +200,18 @@ def test_a_refund_of_a_pro_order_ends_the_pro_term(deps, fake):
     assert organisation.plan == "payg" and ledger(deps, order.id)[-1] == ("reversal", "refund", 0, 0)
 
 
+def test_a_refund_of_a_custom_payment_is_recorded_and_moves_no_credits(deps, fake):
+    made = orders.create_order(orders.PurchaseRequest("org-in", "admin-1", "custom", True,
+                                                      custom_amount_minor=500_000), deps=deps).order
+    deliver(deps, fake.webhook(fake.pay(made.gateway_order_id)))
+    before = balance(deps)
+    done = ask(deps, made.id)
+    fake.set_refund_status(done.gateway_refund_id, RefundStatus.PROCESSED)
+    refunds.sync_refunds(made.id, order_row(deps, made.id).granted_payment_id, deps=deps)
+    assert [r.state for r in refund_rows(deps, made.id)] == ["processed"]
+    assert balance(deps) == before and ledger(deps, made.id) == [("grant", "payment_recorded", 0, 0)]
+
+
 # --- refunds seen at the gateway -----------------------------------------------------------------------------
 
 def test_a_dashboard_refund_is_recorded_and_reversed(deps, fake):
