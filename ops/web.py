@@ -43,7 +43,6 @@ from worker.services.disputes import record_chargeback
 from worker.services.recheck import recheck_order
 from worker.services.refunds import RefundRefused, RefundRequest, request_refund
 from worker.services.review import resolve_review
-from worker.services.support import audit
 from worker.settings import Settings
 
 router = APIRouter()
@@ -256,17 +255,17 @@ def replay_events(body: EventReplayBody, deps: DepsParam, actors: ActorsParam, w
     an order, or ``all_dead``."""
     if not (body.delivery_ids or body.order_id or body.all_dead):
         raise HTTPException(status_code=422, detail="name delivery_ids, order_id or all_dead")
-    pairs = deliveries.replay(deps=deps, delivery_ids=body.delivery_ids, order_id=body.order_id,
-                              dead_only=not body.again)
-    for endpoint, order_id in pairs:
+
+    def send(endpoint: str, order_id: str) -> None:
         try:
             actors.deliver_events.send(endpoint, order_id)
         except Exception as exc:  # noqa: BLE001  (they are due now: the scheduler's next round sends them)
             get_logger(order_id=order_id).warning("event_delivery_enqueue_failed", error=str(exc))
-    audit("events_replay", deps=deps, requested_by=_requester(body.requested_by, who), reason=body.reason,
-          order_id=body.order_id, outcome={"delivery_ids": body.delivery_ids or [], "again": body.again,
-                                           "orders": [o for _, o in pairs]})
-    return {"orders": [o for _, o in pairs]}
+
+    orders = deliveries.replay_audited(deps=deps, send=send, requested_by=_requester(body.requested_by, who),
+                                       reason=body.reason, delivery_ids=body.delivery_ids, order_id=body.order_id,
+                                       again=body.again)
+    return {"orders": orders}
 
 
 @router.post("/webhooks/{gateway}")

@@ -8,7 +8,6 @@ from rich.table import Table
 from ops.cli import bootstrap
 from ops.cli.common import console
 from worker.services import deliveries
-from worker.services.support import audit
 
 app = typer.Typer(help="Order events delivered to the billing backend (Standard Webhooks).", no_args_is_help=True)
 
@@ -47,10 +46,6 @@ def events_replay(ctx: typer.Context,
     if not (delivery_ids or order or all_dead):
         raise typer.BadParameter("name delivery ids, --order or --all-dead")
     runtime = bootstrap.runtime(ctx)
-    pairs = deliveries.replay(deps=runtime.deps, delivery_ids=delivery_ids or None, order_id=order,
-                              dead_only=not again)
-    for endpoint, order_id in pairs:
-        runtime.actors.deliver_events.send(endpoint, order_id)
-    audit("events_replay", deps=runtime.deps, requested_by=by, reason=reason, order_id=order,
-          outcome={"delivery_ids": delivery_ids or [], "again": again, "orders": [o for _, o in pairs]})
-    console.print(f"{len(pairs)} order(s) queued for delivery")
+    orders = deliveries.replay_audited(deps=runtime.deps, send=runtime.actors.deliver_events.send, requested_by=by,
+                                       reason=reason, delivery_ids=delivery_ids or None, order_id=order, again=again)
+    console.print(f"{len(orders)} order(s) queued for delivery")

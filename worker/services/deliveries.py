@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -30,6 +31,7 @@ from db.models import DeliveryAttempt, EventDelivery, OrderEvent
 from worker.deps import Deps
 from worker.logging import get_logger
 from worker.metrics import EVENT_DELIVERIES
+from worker.services.support import audit
 from worker.settings import EventEndpoint
 
 FIRST_RETRY = timedelta(seconds=5)
@@ -200,3 +202,16 @@ def replay(*, deps: Deps, delivery_ids: list[int] | None = None, endpoint: str |
             row.state, row.next_attempt_at, row.lease_until, row.attempts = "pending", uow.now, None, 0
         uow.commit()
     return list(dict.fromkeys((r.endpoint, r.order_id) for r in rows))
+
+
+def replay_audited(*, deps: Deps, send: Callable[[str, str], None], requested_by: str, reason: str,
+                   delivery_ids: list[int] | None, order_id: str | None, again: bool) -> list[str]:
+    """Support's replay (``recon events replay``, ``POST /events/replay``): :func:`replay`, ``send`` each
+    (endpoint, order) to the deliverer, and the audit row; returns the orders queued."""
+    pairs = replay(deps=deps, delivery_ids=delivery_ids, order_id=order_id, dead_only=not again)
+    for endpoint, order in pairs:
+        send(endpoint, order)
+    orders = [order for _, order in pairs]
+    audit("events_replay", deps=deps, requested_by=requested_by, reason=reason, order_id=order_id,
+          outcome={"delivery_ids": delivery_ids or [], "again": again, "orders": orders})
+    return orders
