@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import cached_property
 
 import httpx
 from sqlalchemy import Engine
@@ -72,8 +73,9 @@ class Deps:
         """A new unit of work (one transaction) over this process's database."""
         return UnitOfWork(self.sessions, Rules(self.clock.now, self.policy, self.schedule, self.endpoints))
 
-    @property
+    @cached_property
     def endpoints(self) -> tuple[Endpoint, ...]:
+        """Where order events go, read once from the (frozen) settings, not per unit of work."""
         return tuple(Endpoint(e.name, e.since) for e in self.settings.event_endpoints)
 
     def gateway(self, name: str) -> GuardedGateway:

@@ -146,10 +146,15 @@ def refund_refused(session: Session, order: Order, row: Refund, reason: str, *, 
     _tell_refund(session, order, row, now=now)
 
 
+def refunded_minor(session: Session, order: Order) -> int:
+    """What processed refunds gave back of the order's credited payment."""
+    return sum(r.amount_minor for r in refunds_of(session, order.id)
+               if r.gateway_payment_id == order.granted_payment_id and r.state == RefundState.PROCESSED.value)
+
+
 def _tell_refund(session: Session, order: Order, row: Refund, *, now: datetime) -> None:
     """The order event of a refund that ended: the order (partly) refunded, or the refund failed."""
-    refunded = sum(r.amount_minor for r in refunds_of(session, order.id)
-                   if r.gateway_payment_id == order.granted_payment_id and r.state == RefundState.PROCESSED.value)
+    refunded = refunded_minor(session, order)
     if row.state == RefundState.FAILED.value:
         kind = EventType.REFUND_FAILED
     elif row.gateway_payment_id == order.granted_payment_id:

@@ -68,8 +68,3 @@ def fan_out(session: Session, endpoints: Iterable[Endpoint], *, now: datetime) -
                                       created_at=now))
             orders[event.order_id] = None
     return list(orders)
-
-
-def forget(session: Session) -> None:
-    """A rolled-back transaction's events are gone: do not fan them out in the next one."""
-    session.info.pop(_NEW, None)

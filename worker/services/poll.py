@@ -11,7 +11,6 @@ from gateways.errors import GatewayNotFound, GatewayTransient
 from gateways.port import PaymentGateway
 from worker.deps import Deps
 from worker.domain.order_state import Decision, Evidence, OrderState, Source
-from worker.domain.refund_state import RefundState
 from worker.logging import get_logger
 from worker.metrics import CHECKS
 from worker.services import money
@@ -107,8 +106,7 @@ def unexplained_refunds(order_id: str, *, deps: Deps) -> list[str]:
         order = uow.order(order_id)
         if order.granted_payment_id is None:
             return []
-        known = sum(r.amount_minor for r in money.refunds_of(uow.session, order_id)
-                    if r.gateway_payment_id == order.granted_payment_id and r.state == RefundState.PROCESSED.value)
+        known = money.refunded_minor(uow.session, order)
         shown = [p.amount_refunded_minor or 0 for p in uow.payments(order_id)
                  if p.gateway_payment_id == order.granted_payment_id]
         return [order.granted_payment_id] if shown and shown[0] > known else []

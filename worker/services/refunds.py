@@ -133,16 +133,17 @@ def sync_refunds(order_id: str, payment_id: str, *, deps: Deps) -> int:
     we only see as a refunded payment). One request for Razorpay; returns how many refunds it saw."""
     with deps.unit() as uow:
         order = uow.order(order_id)
-        known, gateway_name = _known_refunds(uow.session, order_id, payment_id), order.gateway
+        known, gateway_name = _known(_of_payment(uow.session, order_id, payment_id)), order.gateway
     for _ in range(3):
         remotes = deps.gateway(gateway_name).fetch_refunds(payment_id, known=known)
         with deps.unit() as uow:
             order = uow.order(order_id, lock=True)
-            now_known = _known_refunds(uow.session, order_id, payment_id)
-            if now_known != known:  # a refund came meanwhile: PayGlocal's answer depends on what we knew
-                known = now_known
+            mine = _of_payment(uow.session, order_id, payment_id)
+            if _known(mine) != known:  # a refund came meanwhile: PayGlocal's answer depends on what we knew
+                known = _known(mine)
                 continue
-            unanswered = _unanswered(uow.session, order_id, payment_id)
+            # a refund of ours the gateway has not answered yet (no gateway id) could be one it reports keyless
+            unanswered = any(r.state == RefundState.REQUESTED.value and not r.gateway_refund_id for r in mine)
             for remote in remotes:
                 if unanswered and remote.gateway_refund_id not in known and not remote.idempotency_key:
                     continue  # it may be ours, not yet answered (PayGlocal's refunded total): the next look tells
@@ -152,16 +153,12 @@ def sync_refunds(order_id: str, payment_id: str, *, deps: Deps) -> int:
     return 0  # refunds keep arriving by other paths; the next look takes up the rest
 
 
-def _known_refunds(session: Session, order_id: str, payment_id: str) -> tuple[str, ...]:
-    return tuple(sorted(r.gateway_refund_id for r in money.refunds_of(session, order_id)
-                        if r.gateway_payment_id == payment_id and r.gateway_refund_id))
+def _of_payment(session: Session, order_id: str, payment_id: str) -> list[Refund]:
+    return [r for r in money.refunds_of(session, order_id) if r.gateway_payment_id == payment_id]
 
 
-def _unanswered(session: Session, order_id: str, payment_id: str) -> bool:
-    """A refund of ours on the payment that the gateway has not answered yet (no gateway id): a refund the
-    gateway reports without our key could be that one."""
-    return any(r.gateway_payment_id == payment_id and r.state == RefundState.REQUESTED.value and not r.gateway_refund_id
-               for r in money.refunds_of(session, order_id))
+def _known(refunds: list[Refund]) -> tuple[str, ...]:
+    return tuple(sorted(r.gateway_refund_id for r in refunds if r.gateway_refund_id))
 
 
 def refund_payments(order_id: str, payments: tuple[RemotePayment, ...], *, origin: str, reason: str,

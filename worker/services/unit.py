@@ -76,7 +76,6 @@ class UnitOfWork:
                  tb: TracebackType | None) -> None:
         try:
             if not self._committed:
-                outbox.forget(self.session)
                 self.session.rollback()
         finally:
             self.session.close()
