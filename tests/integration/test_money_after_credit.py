@@ -126,6 +126,28 @@ def test_a_payglocal_dashboard_refund_of_the_rest_after_one_of_ours_is_found_and
     assert balance(deps, payglocal) == 0 == ledger_sum(deps)
 
 
+def test_a_recheck_whose_refund_look_is_rate_limited_still_answers_and_the_next_look_finds_it(deps, org, simulator,
+                                                                                              monkeypatch):
+    """Found by make chaos: a 429 on the refund look after a recheck's decision answered the recheck with 500."""
+    from gateways.errors import GatewayRateLimited
+    from worker.services.recheck import recheck_order
+
+    payglocal = _gateway("payglocal")
+    order = paid_order(deps, payglocal, simulator)
+    simulator.sim.refund_payglocal(order.granted_payment_id)  # the dashboard refunds it all; PayGlocal tells nobody
+    guarded = deps.gateway("payglocal")
+
+    def limited(*args, **kwargs):
+        raise GatewayRateLimited("HTTP 429: payglocal status: rate limited")
+
+    monkeypatch.setattr(guarded, "fetch_refunds", limited)
+    assert recheck_order(order.id, "support:alice", deps=deps).state == "paid"
+    assert refund_rows(deps, order.id) == [] and balance(deps, payglocal) == CREDITS
+    monkeypatch.undo()
+    recheck_order(order.id, "support:alice", deps=deps)
+    assert balance(deps, payglocal) == 0 == ledger_sum(deps)
+
+
 def test_a_payglocal_refund_of_ours_not_yet_answered_is_not_taken_for_a_dashboard_refund(deps, org, simulator):
     """Found by make chaos at 10,000 orders: our refund reached PayGlocal but its answer was late; a callback's
     check meanwhile saw the original refunded and recorded it as a dashboard refund, then ours was processed."""

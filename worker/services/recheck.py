@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from tenacity import Retrying, retry_if_result, stop_after_delay, wait_fixed
 
+from gateways.errors import GatewayTransient
 from worker.deps import Deps
 from worker.domain.order_state import Evidence, Source
 from worker.logging import get_logger
@@ -70,7 +71,13 @@ def recheck_order(order_id: str, requested_by: str, *, deps: Deps, reason: str |
         uow.commit()
     CHECKS.labels(gateway_name, Source.RECHECK.value, "decided").inc()
     captures = bool(decision.capture)
-    decision = follow_up(order_id, gateway_name, decision, Source.RECHECK, deps=deps)
+    try:
+        decision = follow_up(order_id, gateway_name, decision, Source.RECHECK, deps=deps)
+    except GatewayTransient as exc:
+        if captures:
+            raise
+        # decided and audited already; the look at a paid order's refunds waits for the next check
+        log.warning("recheck_refund_look_deferred", error=str(exc))
     if captures:  # audited once the capture's outcome is known
         with deps.unit() as uow:
             outcome = _audited(uow, uow.order(order_id), from_state, decision.reason, requested_by, reason)
