@@ -12,12 +12,14 @@ import asyncio
 from collections.abc import Callable
 from dataclasses import asdict
 from datetime import datetime
+from functools import partial
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, FastAPI, Header, HTTPException, Path, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 from starlette.concurrency import run_in_threadpool
 
+from ops import enqueue
 from ops.api_models import (
     ID_PATTERN,
     ChargebackBody,
@@ -29,6 +31,7 @@ from ops.api_models import (
     VerifyPaymentBody,
 )
 from ops.auth import Billing, Caller, Reviewer, Support
+from ops.console import create_console
 from ops.context import ActorsParam, DepsParam
 from ops.exposition import render_metrics
 from ops.health import readiness
@@ -161,7 +164,7 @@ async def verify_payment(order_id: OrderId, body: VerifyPaymentBody, deps: DepsP
         return JSONResponse(status_code=400, content={"status": "rejected", "inbox_id": stored.inbox_id,
                                                       "reason": stored.reason})
     if stored.enqueue:
-        await run_in_threadpool(_enqueue_inbox, actors, stored.inbox_id, order_id=order_id)
+        await run_in_threadpool(enqueue.inbox_event, actors, stored.inbox_id, order_id=order_id)
     queued = {"status": "queued" if stored.status == "accepted" else "duplicate", "inbox_id": stored.inbox_id}
     if not body.wait:
         return JSONResponse(status_code=202, content=queued)
@@ -189,11 +192,9 @@ async def recheck(order_id: OrderId, body: RecheckBody, deps: DepsParam, actors:
                                 content={"error": "queue_unavailable", "message": "the recheck could not be queued "
                                          "(the broker is unreachable): retry, or ask with wait=true"})
         return JSONResponse(status_code=202, content={"status": "queued"})
-    running = asyncio.ensure_future(run_in_threadpool(recheck_order, order_id, requested_by,
-                                                      reason=body.reason, deps=deps))
-    try:
-        outcome = await asyncio.wait_for(asyncio.shield(running), timeout=body.wait_timeout_s)
-    except TimeoutError:
+    done, outcome = await enqueue.within(body.wait_timeout_s, recheck_order, order_id, requested_by,
+                                         reason=body.reason, deps=deps)
+    if not done:
         return JSONResponse(status_code=202, content={"status": "running", "order_id": order_id})
     return JSONResponse(content={"status": "done", **asdict(outcome)})
 
@@ -255,14 +256,8 @@ def replay_events(body: EventReplayBody, deps: DepsParam, actors: ActorsParam, w
     an order, or ``all_dead``."""
     if not (body.delivery_ids or body.order_id or body.all_dead):
         raise HTTPException(status_code=422, detail="name delivery_ids, order_id or all_dead")
-
-    def send(endpoint: str, order_id: str) -> None:
-        try:
-            actors.deliver_events.send(endpoint, order_id)
-        except Exception as exc:  # noqa: BLE001  (they are due now: the scheduler's next round sends them)
-            get_logger(order_id=order_id).warning("event_delivery_enqueue_failed", error=str(exc))
-
-    orders = deliveries.replay_audited(deps=deps, send=send, requested_by=_requester(body.requested_by, who),
+    orders = deliveries.replay_audited(deps=deps, send=partial(enqueue.event_delivery, actors),
+                                       requested_by=_requester(body.requested_by, who),
                                        reason=body.reason, delivery_ids=body.delivery_ids, order_id=body.order_id,
                                        again=body.again)
     return {"orders": orders}
@@ -293,7 +288,7 @@ def _store_and_enqueue(actors: Actors, gateway: str, raw: bytes, headers: dict[s
     """Store (committed), then enqueue: one trip to the thread pool for both blocking calls."""
     stored = intake.store_webhook(gateway, raw, headers, deps=deps)
     if stored.enqueue:
-        _enqueue_inbox(actors, stored.inbox_id, gateway=gateway)
+        enqueue.inbox_event(actors, stored.inbox_id, gateway=gateway)
     return stored
 
 
@@ -308,18 +303,14 @@ async def _read_at_most(request: Request, limit: int) -> tuple[bytes, bool]:
     return b"".join(chunks), True
 
 
-def _enqueue_inbox(actors: Actors, inbox_id: int, **context: str) -> None:
-    """Enqueue after the inbox row committed. If the broker is down the row waits for the inbox sweep."""
-    try:
-        actors.process_inbox_event.send(inbox_id)
-    except Exception as exc:  # noqa: BLE001  (the inbox sweep re-enqueues the committed row)
-        get_logger(**context).error("inbox_enqueue_failed", inbox_id=inbox_id, error=str(exc))
-
 
 def create_app(deps: Callable[[], Deps], actors: Callable[[], Actors], *,
-               max_body_bytes: int = Settings.model_fields["max_body_bytes"].default) -> FastAPI:
+               max_body_bytes: int = Settings.model_fields["max_body_bytes"].default,
+               console_secret: str | None = None, console_secure_cookies: bool = True,
+               console_session_s: int = Settings.model_fields["console_session_s"].default) -> FastAPI:
     """The API over ``deps()`` (the process's Deps; tests swap them per test) and ``actors()`` (what it
-    enqueues with; built on first use in tests, so an app needs no broker until a request does)."""
+    enqueues with; built on first use in tests, so an app needs no broker until a request does). With a
+    ``console_secret``, the support console is served under ``/console``."""
     app = FastAPI(title="gateway-recon", version="0.1.0",
                   description="Checkout callbacks, gateway webhooks, reconciliation and exactly-once crediting.")
     app.state.deps, app.state.actors = deps, actors
@@ -332,6 +323,9 @@ def create_app(deps: Callable[[], Deps], actors: Callable[[], Actors], *,
     app.add_exception_handler(transactions.BadCursor, _unprocessable)
     app.add_exception_handler(ReconError, _conflict)  # KeyInUse among them: 409, retry
     app.include_router(router)
+    if console_secret:
+        app.mount("/console", create_console(deps, actors, secret=console_secret,
+                                             secure_cookies=console_secure_cookies, session_s=console_session_s))
     return app
 
 
@@ -342,5 +336,10 @@ def app_from_env() -> FastAPI:
     unscoped = sorted(set(settings.api_tokens) - set(settings.api_token_scopes))
     if unscoped:  # least privilege: every token should say what it may do (RECON_API_TOKEN_SCOPES)
         get_logger().warning("api_tokens_without_scopes", tokens=unscoped, allowed="everything")
+    if settings.console_secret is None:
+        get_logger().info("console_off", why="RECON_CONSOLE_SECRET is not set")
     runtime = build_runtime(settings)
-    return create_app(lambda: runtime.deps, lambda: runtime.actors, max_body_bytes=settings.max_body_bytes)
+    secret = settings.console_secret.get_secret_value() if settings.console_secret else None
+    return create_app(lambda: runtime.deps, lambda: runtime.actors, max_body_bytes=settings.max_body_bytes,
+                      console_secret=secret, console_secure_cookies=settings.console_cookie_secure,
+                      console_session_s=settings.console_session_s)

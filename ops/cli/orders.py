@@ -12,7 +12,7 @@ from ops.cli import bootstrap
 from ops.cli.common import console
 from worker.services.disputes import record_chargeback
 from worker.services.refunds import RefundRefused, RefundRequest, request_refund
-from worker.services.views import order_detail
+from worker.services.views import order_detail, timeline_rows
 
 #: What to do about each refusal (``RefundRefused.code``), after the service's own message.
 REFUSAL_HINTS = {
@@ -43,18 +43,7 @@ def order_show(ctx: typer.Context, order_id: str,
                   f"{detail['amount_minor']:,} {detail['currency']} (minor units) via {detail['gateway']} "
                   f"{detail['gateway_order_id']}: [bold]{detail['state']}[/] ({detail['state_reason'] or '-'})")
     timeline = Table("at", "what", "detail", title="Timeline")
-    rows = [(e["received_at"], f"{e['kind']} {e['event_type'] or ''}", f"{e['status']}: {e['reason'] or ''}")
-            for e in detail["events"]]
-    rows += [(t["at"], f"state {t['from']} → {t['to']}", f"{t['reason']} (by {t['source']})")
-             for t in detail["transitions"]]
-    rows += [(r["created_at"], f"refund {r['refund_id']} {r['amount_minor']:,} {r['currency']} ({r['origin']})",
-              f"{r['state']}: {r['reason'] or ''} (by {r['requested_by'] or r['origin']})") for r in detail["refunds"]]
-    rows += [(d["created_at"], f"dispute {d['dispute_id']} {d['amount_minor']:,} {d['currency']}",
-              f"{d['state']} {d['phase'] or ''}, respond by {d['respond_by'] or '-'}") for d in detail["disputes"]]
-    rows += [(e["at"], f"ledger {e['entry']} {e['kind']} {e['credits']:+,} credits",
-              f"{e['money_event_id']}" + (f", shortfall {e['shortfall']:,}" if e["shortfall"] else ""))
-             for e in detail["ledger"] if e["entry"] != "grant"]
-    for at, what, more in sorted(rows):
+    for at, what, more in timeline_rows(detail):
         timeline.add_row(at, what, more)
     console.print(timeline)
     payments = Table("payment", "status", "amount", "failure", "flag", title="Gateway payments")

@@ -6,8 +6,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import select
+
 from db import queries
-from db.models import Dispute, LedgerEntry, Order, Refund
+from db.models import Dispute, LedgerEntry, Order, Refund, SupportAction
 from gateways import registry
 from worker.deps import Deps
 from worker.domain.errors import UnknownOrder
@@ -83,8 +85,6 @@ def dispute_view(dispute: Dispute) -> dict[str, Any]:
 
 def ensure_order_exists(order_id: str, *, deps: Deps) -> None:
     """404 material: raises UnknownOrder, without loading the order's timeline."""
-    from sqlalchemy import select
-
     with deps.sessions() as session:
         if session.execute(select(Order.id).where(Order.id == order_id)).first() is None:
             raise UnknownOrder(f"no order {order_id!r}")
@@ -107,3 +107,31 @@ def callback_outcome(inbox_id: int, order_id: str, *, deps: Deps) -> dict[str, A
         order = session.get(Order, order_id)
         balance = session.get(Organisation, order.organisation_id).credit_balance
         return {"inbox_status": row.status, "order": order_summary(order), "balance": balance}
+
+
+def timeline_rows(detail: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """An order's story as (at, what, detail) rows, oldest first: stored events, state changes, refunds,
+    disputes and the ledger's reversals and restores (``recon order show`` and the console print these)."""
+    rows = [(e["received_at"], f"{e['kind']} {e['event_type'] or ''}", f"{e['status']}: {e['reason'] or ''}")
+            for e in detail["events"]]
+    rows += [(t["at"], f"state {t['from']} → {t['to']}", f"{t['reason']} (by {t['source']})")
+             for t in detail["transitions"]]
+    rows += [(r["created_at"], f"refund {r['refund_id']} {r['amount_minor']:,} {r['currency']} ({r['origin']})",
+              f"{r['state']}: {r['reason'] or ''} (by {r['requested_by'] or r['origin']})") for r in detail["refunds"]]
+    rows += [(d["created_at"], f"dispute {d['dispute_id']} {d['amount_minor']:,} {d['currency']}",
+              f"{d['state']} {d['phase'] or ''}, respond by {d['respond_by'] or '-'}") for d in detail["disputes"]]
+    rows += [(e["at"], f"ledger {e['entry']} {e['kind']} {e['credits']:+,} credits",
+              f"{e['money_event_id']}" + (f", shortfall {e['shortfall']:,}" if e["shortfall"] else ""))
+             for e in detail["ledger"] if e["entry"] != "grant"]
+    rows += [(a["at"], f"support {a['action']}", f"{a['reason'] or ''} (by {a['requested_by']})")
+             for a in detail.get("support_actions", ())]
+    return sorted(rows)
+
+
+def support_actions(order_id: str, *, deps: Deps) -> list[dict[str, Any]]:
+    """Who asked support to do what to this order, oldest first (the audit trail)."""
+    with deps.sessions() as session:
+        rows = session.execute(select(SupportAction).where(SupportAction.order_id == order_id)
+                               .order_by(SupportAction.id)).scalars()
+        return [{"action": a.action, "requested_by": a.requested_by, "reason": a.reason, "outcome": a.outcome,
+                 "at": a.created_at.isoformat()} for a in rows]

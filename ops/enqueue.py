@@ -1,0 +1,39 @@
+"""Enqueueing from a request after its rows committed: the rows are the truth, so a broker that is down loses
+nothing (the sweeps send what is due), and the request still answers."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+
+from worker.actors import Actors
+from worker.logging import get_logger
+
+
+def inbox_event(actors: Actors, inbox_id: int, **context: str) -> None:
+    """Process a committed inbox row. If the broker is down the row waits for the inbox sweep."""
+    try:
+        actors.process_inbox_event.send(inbox_id)
+    except Exception as exc:  # noqa: BLE001  (the inbox sweep re-enqueues the committed row)
+        get_logger(**context).error("inbox_enqueue_failed", inbox_id=inbox_id, error=str(exc))
+
+
+def event_delivery(actors: Actors, endpoint: str, order_id: str) -> None:
+    """Send an order's due event deliveries to ``endpoint`` now."""
+    try:
+        actors.deliver_events.send(endpoint, order_id)
+    except Exception as exc:  # noqa: BLE001  (they are due now: the scheduler's next round sends them)
+        get_logger(order_id=order_id).warning("event_delivery_enqueue_failed", error=str(exc))
+
+
+async def within(timeout_s: float, call: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[bool, Any]:
+    """Run a blocking ``call`` in the thread pool and wait at most ``timeout_s``: (True, its result), or (False,
+    None) while it goes on running to its end (a recheck the caller stopped waiting for still finishes)."""
+    running = asyncio.ensure_future(run_in_threadpool(call, *args, **kwargs))
+    try:
+        return True, await asyncio.wait_for(asyncio.shield(running), timeout=timeout_s)
+    except TimeoutError:
+        return False, None
