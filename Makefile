@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 BENCH_STAMP := $(VENV)/.installed-bench-$(shell sha1sum pyproject.toml | cut -c1-12)
 
-.PHONY: install tools lint demo test test-fast chaos bench bench-memory audit clean
+.PHONY: install tools browser lint demo test test-fast chaos bench bench-memory audit screenshots clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required")'
@@ -19,12 +19,16 @@ install: $(STAMP)
 
 ## Run every case of the top-up flow end to end on SQLite + in-process broker + simulator.
 demo: install
-	COLUMNS=$${COLUMNS:-160} $(BIN)/recon demo
+	COLUMNS=$${COLUMNS:-160} $(BIN)/recon demo $(DEMO_ARGS)
 
 ## promtool and the prometheus server, for the alert and dashboard tests (Debian's prometheus package;
 ## needs root, skipped when both are present).
 tools:
 	(command -v promtool && command -v prometheus) >/dev/null || (apt-get update -qq && apt-get install -y -qq prometheus)
+
+## Debian's Chromium for the console's browser tests (Playwright drives /usr/bin/chromium; it downloads no browser).
+browser:
+	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium)
 
 ## ruff (rules in pyproject.toml) and mypy (strict on the modules listed there). Part of `make test`, run first.
 ## No `ruff format --check`: the code is not formatted by ruff, and formatting it would touch every file.
@@ -33,7 +37,7 @@ lint: install
 	$(BIN)/mypy
 
 ## Lint, then the whole test suite against the real PostgreSQL and Redis (see ../shared/docs/services.md).
-test: install tools lint
+test: install tools browser lint
 	$(BIN)/pytest -q -p no:cacheprovider
 
 ## Only the tests that need no services.
@@ -64,6 +68,10 @@ bench-memory: $(BENCH_STAMP)
 audit: install
 	$(BIN)/pip install --quiet --disable-pip-version-check pip-audit==2.10.1
 	$(BIN)/pip-audit --strict --skip-editable
+
+## The console's main pages on the demo's data, as docs/console-*.png (shown in the README).
+screenshots: install browser
+	$(BIN)/python -m tests.console.screenshots
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis recon-demo.db*

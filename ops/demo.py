@@ -16,7 +16,7 @@ from rich.table import Table
 
 from ops.demo_events import run_event_cases
 from ops.demo_money import run_money_cases
-from ops.embedded import Embedded, start_embedded
+from ops.embedded import CONSOLE_NAME, CONSOLE_PASSWORD, Embedded, start_embedded
 
 ORG, ADMIN, OPERATOR = "acme-in", "asha-admin", "omar-operator"
 US_ORG, US_ADMIN = "acme-us", "uma-admin"
@@ -121,34 +121,52 @@ def _bring_forward_closed_orders(env: Embedded) -> None:
                         .values(next_check_at=env.deps.clock.now()))
 
 
-def run_demo(*, keep_db: bool = False) -> int:
+def run_demo(*, keep_db: bool = False, keep_running: bool = False) -> int:
     console = Console()
     with ExitStack() as stack:
         env = start_embedded(stack, abandon_after_s=ABANDON_AFTER_S)
-        from worker.services.organisations import add_member, create_organisation
-
-        create_organisation(ORG, "Acme Photo (India)", "IN", deps=env.deps)
-        add_member(ADMIN, ORG, "asha@acme.example", "admin", deps=env.deps)
-        add_member(OPERATOR, ORG, "omar@acme.example", "operator", deps=env.deps)
-        create_organisation(US_ORG, "Acme Photo (US)", "US", deps=env.deps)
-        add_member(US_ADMIN, US_ORG, "uma@acme.example", "admin", deps=env.deps)
         console.print(f"[bold]gateway-recon demo[/]: simulator {env.simulator.base_url}, API {env.web_url}, "
                       f"SQLite + in-process broker in {env.workdir}")
-        for case in CASES:
-            _start(env, case)
-        forged = _forged_webhook(env)
-        console.print(f"waiting {ABANDON_AFTER_S}s for the payment window to close ...")
-        time.sleep(ABANDON_AFTER_S + 0.5)
-        swept = _finish_cases(env)
-        console.print(f"the scheduler's sweep checked {swept} open orders at the gateway")
-        ok = _report(console, env, forged)
-        ok &= run_money_cases(env, console, org=ORG, admin=ADMIN)
-        ok &= _balances(console, env)
-        ok &= run_event_cases(env, console, org=ORG)
+        ok = run_cases(env, console)
+        if keep_running:
+            console.print(f"\n[bold]Support console[/]: {env.web_url}/console/ (sign in as "
+                          f"[bold]{CONSOLE_NAME}[/], password [bold]{CONSOLE_PASSWORD}[/]). Ctrl-C stops the demo.")
+            _wait_for_interrupt()
         if keep_db:
             console.print(f"database kept at {env.workdir}")
             input("press Enter to delete it ...")
     return 0 if ok else 1
+
+
+def run_cases(env: Embedded, console: Console) -> bool:
+    """Every case, on a fresh embedded stack: top-ups, money after the credit, order events; True if all match."""
+    from worker.services.organisations import add_member, create_organisation
+
+    create_organisation(ORG, "Acme Photo (India)", "IN", deps=env.deps)
+    add_member(ADMIN, ORG, "asha@acme.example", "admin", deps=env.deps)
+    add_member(OPERATOR, ORG, "omar@acme.example", "operator", deps=env.deps)
+    create_organisation(US_ORG, "Acme Photo (US)", "US", deps=env.deps)
+    add_member(US_ADMIN, US_ORG, "uma@acme.example", "admin", deps=env.deps)
+    for case in CASES:
+        _start(env, case)
+    forged = _forged_webhook(env)
+    console.print(f"waiting {ABANDON_AFTER_S}s for the payment window to close ...")
+    time.sleep(ABANDON_AFTER_S + 0.5)
+    swept = _finish_cases(env)
+    console.print(f"the scheduler's sweep checked {swept} open orders at the gateway")
+    ok = _report(console, env, forged)
+    ok &= run_money_cases(env, console, org=ORG, admin=ADMIN)
+    ok &= _balances(console, env)
+    ok &= run_event_cases(env, console, org=ORG)
+    return ok
+
+
+def _wait_for_interrupt() -> None:
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
 
 
 def _finish_cases(env: Embedded) -> int:

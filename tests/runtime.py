@@ -45,5 +45,7 @@ def actors() -> Actors:
     return declare_actors(broker(), current_deps)
 
 
+#: Signs the console's session cookies in tests (served over plain HTTP, so not HTTPS-only).
+CONSOLE_SECRET = "test-console-secret-0123456789"
 #: The API for in-process clients (TestClient, schemathesis); ``web_server`` serves the same on a real port.
-app = create_app(current_deps, actors)
+app = create_app(current_deps, actors, console_secret=CONSOLE_SECRET, console_secure_cookies=False)

@@ -47,6 +47,14 @@ class EventEndpoint(BaseModel):
     since: datetime | None = None
 
 
+class ConsoleAccount(BaseModel):
+    """A named person who signs in to the support console: their roles and their password's Argon2 hash
+    (``recon console hash-password`` makes one; the password itself is never configured)."""
+
+    roles: list[Literal["viewer", "support", "reviewer"]] = Field(min_length=1)
+    password_hash: SecretStr = Field(description="$argon2id$…")
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="RECON_", frozen=True, extra="ignore")
 
@@ -81,6 +89,15 @@ class Settings(BaseSettings):
     #: What each named token may do (JSON object name → scopes: billing, support, reviewer). A token with
     #: no entry may do everything (and ``recon web`` warns about it at start): list every token in production.
     api_token_scopes: dict[str, list[Literal["billing", "support", "reviewer"]]] = {}
+
+    #: The support console's people (JSON object name → :class:`ConsoleAccount`); none: nobody can sign in.
+    console_accounts: dict[str, ConsoleAccount] = {}
+    #: Signs the console's session cookies; the same on every web process. Unset: the console is not served.
+    console_secret: SecretStr | None = None
+    #: Session cookies only over HTTPS (leave on in production; the demo and tests run on plain HTTP).
+    console_cookie_secure: bool = True
+    #: A console session ends this long after sign-in (seconds).
+    console_session_s: int = 8 * 3600
 
     log_level: str = "INFO"
     log_json: bool = True

@@ -32,8 +32,10 @@ def simulator(ctx: typer.Context) -> None:
     os.execvp(sys.executable, [sys.executable, "-m", "simulator", *args])
 
 
-def demo(keep_db: bool = typer.Option(False, help="Keep the SQLite file afterwards.")) -> None:
+def demo(keep_db: bool = typer.Option(False, help="Keep the SQLite file afterwards."),
+         keep_running: bool = typer.Option(False, help="Keep serving afterwards: the support console's address "
+                                                       "and a sign-in are printed (Ctrl-C stops).")) -> None:
     """Run every case of the top-up flow end to end on the embedded set-up and print what happened."""
     from ops.demo import run_demo  # the demo's own imports (rich tables, the embedded stack) only when asked
 
-    sys.exit(run_demo(keep_db=keep_db))
+    sys.exit(run_demo(keep_db=keep_db, keep_running=keep_running))
