@@ -10,25 +10,29 @@ import secrets
 import tempfile
 from contextlib import ExitStack
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import dramatiq
 import httpx
 
 from db.migrate import upgrade
+from ops.console.people import hash_password
 from ops.demo_receiver import DemoReceiver
 from ops.serve import ThreadedServer
 from ops.simulator_client import SimulatorClient, SimulatorProcess
 from ops.web import create_app
-from worker.actors import Actors, declare_actors
+from worker.actors import Actors, declare_actors, events
 from worker.broker import build_broker
 from worker.deps import Deps, build_deps
 from worker.logging import configure_logging
 from worker.queues import QUEUES
-from worker.settings import EventEndpoint, Settings
+from worker.settings import ConsoleAccount, EventEndpoint, Settings
 
 #: A fresh bearer token for this demo run only.
 DEMO_TOKEN = secrets.token_urlsafe(24)
+#: The demo's support console account (support and reviewer), with a fresh password per run.
+CONSOLE_NAME, CONSOLE_PASSWORD = "demo", secrets.token_urlsafe(12)
 
 
 @dataclass
@@ -57,7 +61,9 @@ def start_embedded(stack: ExitStack, *, abandon_after_s: int, workdir: Path | No
     built: dict[str, Deps] = {}  # the web app needs its port before the Deps (PayGlocal's callback URL names it)
     broker = build_broker(Settings(broker_url="stub://"))
     actors = declare_actors(broker, lambda: built["deps"])
-    web = stack.enter_context(ThreadedServer(create_app(lambda: built["deps"], lambda: actors)))
+    web = stack.enter_context(ThreadedServer(create_app(lambda: built["deps"], lambda: actors,
+                                                        console_secret=secrets.token_urlsafe(32),
+                                                        console_secure_cookies=False)))  # plain HTTP on loopback
     keys = simulator.payglocal_settings()
     receiver = DemoReceiver()
     stack.callback(receiver.shutdown)
@@ -71,11 +77,14 @@ def start_embedded(stack: ExitStack, *, abandon_after_s: int, workdir: Path | No
         payglocal_public_keys=keys["payglocal_public_keys"], payglocal_public_kid=keys["payglocal_public_kid"],
         payglocal_callback_url=f"{web.base_url}/webhooks/payglocal", abandon_after_s=abandon_after_s,
         api_tokens={"demo-billing": DEMO_TOKEN},
+        console_accounts={CONSOLE_NAME: ConsoleAccount(roles=["support", "reviewer"],
+                                                       password_hash=hash_password(CONSOLE_PASSWORD))},
         event_endpoints=[EventEndpoint(name="billing-demo", url=receiver.url, secrets=[receiver.secret])])
     log_file = stack.enter_context(open(workdir / "recon.log", "w"))  # noqa: SIM115  (the ExitStack closes it)
     configure_logging(level="INFO", json=True, stream=log_file)
     upgrade(settings.database_url)
     deps = built["deps"] = build_deps(settings)
+    deps.deliver_now = partial(events.send_now, actors.deliver_events, deps)  # as build_runtime wires it
     worker = dramatiq.Worker(broker, worker_threads=1, worker_timeout=50)
     worker.start()
     stack.callback(worker.stop)

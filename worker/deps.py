@@ -68,10 +68,14 @@ class Deps:
     checks: CheckRules
     sweep: SweepRules
     regions: Mapping[str, Region]  #: billing region → currency, tax rate and gateway
+    #: Sends committed order events to their endpoints at once (:func:`worker.main.build_runtime` sets it once
+    #: the actors exist); None: the scheduler's next round sends them.
+    deliver_now: Callable[[list[str]], None] | None = None
 
     def unit(self) -> UnitOfWork:
         """A new unit of work (one transaction) over this process's database."""
-        return UnitOfWork(self.sessions, Rules(self.clock.now, self.policy, self.schedule, self.endpoints))
+        return UnitOfWork(self.sessions, Rules(self.clock.now, self.policy, self.schedule, self.endpoints,
+                                                self.deliver_now))
 
     @cached_property
     def endpoints(self) -> tuple[Endpoint, ...]:

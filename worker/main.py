@@ -7,10 +7,11 @@ environment once, then the broker, the Deps and the actors are built here, expli
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import dramatiq
 
-from worker.actors import Actors, declare_actors
+from worker.actors import Actors, declare_actors, events
 from worker.broker import build_broker
 from worker.deps import Deps, build_deps
 from worker.settings import Settings
@@ -30,7 +31,9 @@ def build_runtime(settings: Settings, *, deps: Deps | None = None) -> Runtime:
     """Broker, Deps and actors for ``settings``: what every entry point (worker, web, scheduler, CLI) starts with."""
     broker = build_broker(settings)
     built = deps if deps is not None else build_deps(settings)
-    return Runtime(settings, broker, built, declare_actors(broker, lambda: built))
+    actors = declare_actors(broker, lambda: built)
+    built.deliver_now = partial(events.send_now, actors.deliver_events, built)
+    return Runtime(settings, broker, built, actors)
 
 
 def start() -> None:

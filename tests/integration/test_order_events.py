@@ -17,7 +17,8 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from db.models import DeliveryAttempt, EventDelivery, OrderEvent
 from tests.support import balance, new_order, order_row
-from worker.services import deliveries, refunds
+from worker.domain.events import EventType
+from worker.services import deliveries, outbox, refunds
 from worker.services.money import RefundRequest
 from worker.services.poll import reconcile_order
 from worker.settings import EventEndpoint
@@ -170,6 +171,25 @@ def test_the_sweep_claims_due_deliveries_once_per_claim_window(deps, org, simula
     order = paid_order(deps, simulator)
     assert deliveries.claim_due(deps=deps) == [("billing", order.id)]
     assert deliveries.claim_due(deps=deps) == []  # claimed: not enqueued again every round
+
+
+def test_events_are_handed_to_the_sender_once_committed_and_never_for_a_rolled_back_change(deps, org, simulator):
+    deps = with_endpoints(deps)
+    told: list[tuple[list[str], list[str]]] = []
+
+    def deliver_now(orders: list[str]) -> None:  # what it sees: the orders, and their deliveries as committed
+        with deps.sessions() as session:
+            told.append((orders, list(session.execute(select(EventDelivery.state)).scalars())))
+
+    deps.deliver_now = deliver_now
+    order = paid_order(deps, simulator)
+    assert told and all(orders == [order.id] and states for orders, states in told)
+    before = len(told)
+    with pytest.raises(RuntimeError), deps.unit() as uow:
+        locked = uow.order(order.id, lock=True)
+        outbox.record(uow.session, locked, EventType.ORDER_CLOSED, now=uow.now)
+        raise RuntimeError("the change fails before its commit")
+    assert len(told) == before and events(deps, order.id)[-1].type == "order.paid"  # nothing written, none told
 
 
 def test_no_endpoint_configured_keeps_the_events_and_sends_nothing(deps, org, simulator):

@@ -1,10 +1,14 @@
-"""Order events out to the billing backend's endpoints (enqueued by the scheduler's sweep and by replays)."""
+"""Order events out to the billing backend's endpoints (enqueued after the commit that wrote them, by the
+scheduler's round and by replays)."""
 
 from __future__ import annotations
+
+import dramatiq
 
 from worker.actors._args import recon_actor
 from worker.contract import DeliveryArgs
 from worker.deps import Deps
+from worker.logging import get_logger
 from worker.queues import EVENTS_QUEUE
 from worker.services import deliveries
 
@@ -14,3 +18,15 @@ def deliver_events(message: DeliveryArgs, deps: Deps) -> None:
     """Send one order's undelivered events to one endpoint, in order (failures are retried by the outbox's own
     back-off, not by the broker)."""
     deliveries.deliver_order(message.endpoint, message.order_id, deps=deps)
+
+
+def send_now(actor: dramatiq.Actor, deps: Deps, orders: list[str]) -> None:
+    """Enqueue each order's delivery to each endpoint (a committed unit's ``deliver_now``). The rows are committed
+    and due: if the broker is down the scheduler's next round sends them, so this only logs."""
+    for endpoint in deps.endpoints:
+        for order_id in orders:
+            try:
+                actor.send(endpoint.name, order_id)
+            except Exception as exc:  # noqa: BLE001  (due rows wait for the scheduler's round)
+                get_logger(order_id=order_id).warning("event_delivery_enqueue_failed", endpoint=endpoint.name,
+                                                      error=str(exc))

@@ -46,6 +46,9 @@ class Rules:
     policy: Policy
     schedule: Schedule
     endpoints: tuple[outbox.Endpoint, ...] = ()  #: where order events go (fanned out at commit)
+    #: Told the orders with new event deliveries once they are committed, to send them now (the scheduler's
+    #: round sends whatever this misses). Must not raise: the transaction is already committed.
+    deliver_now: Callable[[list[str]], None] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,9 +84,11 @@ class UnitOfWork:
             self.session.close()
 
     def commit(self) -> None:
-        outbox.fan_out(self.session, self._rules.endpoints, now=self.now)  # with the events, or not at all
+        fanned = outbox.fan_out(self.session, self._rules.endpoints, now=self.now)  # with the events, or not at all
         self.session.commit()
         self._committed = True
+        if fanned and self._rules.deliver_now is not None:
+            self._rules.deliver_now(fanned)
 
     # --- orders -----------------------------------------------------------------------------------
 
