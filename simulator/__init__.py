@@ -7,8 +7,9 @@ copied into the fake (``tests/unit/test_import_boundaries.py``). See ``simulator
 - :class:`SimulatorConfig`: keys, secrets, webhook URL and the fault / delivery / clock knobs.
 - :class:`Simulator`: the in-memory world; customer actions (``pay``, ``late_authorize``, ``upi_retry``,
   ``refund``, ``dashboard_refund``, ``open_dispute``, ``move_dispute``; ``pay_payglocal``,
-  ``late_authorize_payglocal``, ``refund_payglocal``), ``refund_behaviour``, ``refunds_of``, ``set_knobs``,
-  ``advance_clock``, ``state``, ``reset``, ``wait_for_webhooks``, ``delivery_log``; ``.payglocal.adapter_kwargs()``.
+  ``late_authorize_payglocal``, ``refund_payglocal``), ``refund_behaviour``, ``refunds_of``, settlements (``settle``,
+  ``set_settlement_faults``, ``payglocal_settlement_report``), ``set_knobs``, ``advance_clock``, ``state``, ``reset``,
+  ``wait_for_webhooks``, ``delivery_log``; ``.payglocal.adapter_kwargs()``.
 - :func:`create_app`: the FastAPI app (Razorpay ``/v1``, PayGlocal ``/gl/v1/payments``, ``/_sim/`` control).
 - :class:`SimulatorServer`: that app under uvicorn in a background thread.
 - :func:`main`: run it standalone in the foreground (``python -m simulator``).

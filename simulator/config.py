@@ -21,7 +21,8 @@ KNOBS: frozenset[str] = frozenset({
     "webhook_url", "latency_ms", "error_rate", "rate_limit_rate", "timeout_rate", "timeout_sleep_s",
     "webhook_duplicates", "shuffle_webhooks", "drop_webhooks", "seed", "auto_capture", "webhook_max_attempts",
     "webhook_backoff_s", "webhook_timeout_s", "webhook_retry_window_s", "webhook_disable_after_s", "clock_scale",
-    "refund_processed_after_s", "refund_shape",
+    "refund_processed_after_s", "refund_shape", "settlement_delay_s", "settlement_fee_bp", "settlement_tax_bp",
+    "settlement_processed_after_s",
 })
 
 
@@ -69,6 +70,17 @@ class SimulatorConfig(BaseModel):
     #: PayGlocal: the refund answer's shape, numbered as in after-capture.md §5.2: 1 = the real UAT reply
     #: (``data.merchantTxnId``, ``refundCurrency``, ``refundAmount``), 2 = openapi.yaml (``data.originalGid``).
     refund_shape: int = Field(1, ge=1, le=2)
+    #: Both gateways: a captured payment is settled this long (simulated seconds) after its capture. Razorpay:
+    #: domestic "T+2 working days" (after-capture.md §4.3), here calendar time; PayGlocal "1-3 business days" (§7).
+    settlement_delay_s: float = Field(float(2 * DAY_S), ge=0.0)
+    #: The fee on a captured payment in basis points of its amount (200 = 2 %), rounded down to the minor unit.
+    settlement_fee_bp: int = Field(200, ge=0, le=10_000)
+    #: The tax (GST) on that fee in basis points of the fee (1800 = 18 %), rounded down; Razorpay's payment
+    #: ``fee`` includes it and ``tax`` is this part (after-capture.md §4.3: sample 11800 / 1800).
+    settlement_tax_bp: int = Field(1800, ge=0, le=10_000)
+    #: A settlement stays ``created`` this long (simulated seconds) before it is ``processed`` with its UTR and
+    #: Razorpay's ``settlement.processed``; 0: processed as it is made (test mode: ~2 min, after-capture.md §4.3).
+    settlement_processed_after_s: float = Field(0.0, ge=0.0)
     #: PayGlocal: our merchant id, and the merchant's PUBLIC key (PEM) that verifies our JWS. With no key,
     #: the simulator makes a merchant key pair and exposes its private half (``/_sim/payglocal/keys``).
     payglocal_merchant_id: str = "sim_mid_0001"

@@ -9,8 +9,8 @@ import json
 from typing import Any, TypeVar
 
 from fastapi import APIRouter, Request
-from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, field_validator
 
 from simulator.core import Simulator
 from simulator.errors import SimulatorError
@@ -69,6 +69,25 @@ class RefundBehaviour(_Request):
     processed_after_s: float | None = Field(None, ge=0)
     fail_next: StrictInt | None = Field(None, ge=0)
     fail_payment_ids: list[str] | None = None
+
+
+class Settle(_Request):
+    all: bool = False
+    deliver_webhooks: bool = True
+
+
+class SettlementFaultsRequest(_Request):
+    skip_payment_ids: list[str] | None = None
+    amount_delta: dict[str, StrictInt] | None = None
+    delay_payment_ids: dict[str, float] | None = None
+    unknown_rows: StrictInt | None = Field(None, ge=0)
+
+    @field_validator("delay_payment_ids")
+    @classmethod
+    def _non_negative(cls, value: dict[str, float] | None) -> dict[str, float] | None:
+        if value is not None and any(v < 0 for v in value.values()):
+            raise ValueError("delays must be non-negative seconds")
+        return value
 
 
 class PayGlocalPay(_Request):
@@ -183,6 +202,7 @@ def build_router(sim: Simulator) -> APIRouter:
         return JSONResponse({"refunds": sim.refunds_of(payment_id)})
 
     _add_webhook_routes(router, sim)
+    _add_settlement_routes(router, sim)
     _add_razorpay_routes(router, sim)
     _add_dispute_routes(router, sim)
     _add_payglocal_routes(router, sim)
@@ -222,6 +242,35 @@ def _add_webhook_routes(router: APIRouter, sim: Simulator) -> None:
     async def enable(request: Request) -> JSONResponse:
         body = await _body(request, Enable)
         return JSONResponse({"enabled": sim.webhooks.enable(body.url)})
+
+
+def _add_settlement_routes(router: APIRouter, sim: Simulator) -> None:
+    async def settle(request: Request, gateway: str) -> JSONResponse:
+        body = await _body(request, Settle)
+        made = sim.settle(gateway, everything=body.all, deliver_webhooks=body.deliver_webhooks)
+        return JSONResponse({"settlement_ids": [s["id"] for s in made], "settlements": made})
+
+    @router.post("/razorpay/settle")
+    async def settle_razorpay(request: Request) -> JSONResponse:
+        return await settle(request, "razorpay")
+
+    @router.post("/payglocal/settle")
+    async def settle_payglocal(request: Request) -> JSONResponse:
+        return await settle(request, "payglocal")
+
+    @router.post("/settlements/faults")
+    async def settlement_faults(request: Request) -> JSONResponse:
+        body = await _body(request, SettlementFaultsRequest)
+        return JSONResponse(sim.set_settlement_faults(body.skip_payment_ids, body.amount_delta,
+                                                      body.delay_payment_ids, body.unknown_rows))
+
+    @router.get("/payglocal/settlement-report")
+    async def settlement_report(request: Request) -> Response:
+        day = request.query_params.get("date")
+        report = sim.payglocal_settlement_report(day)  # a bad date is a 400 before it reaches a header
+        name = f"payglocal-settlement-report-{day or 'all'}.csv"
+        return Response(report, media_type="text/csv; charset=utf-8",
+                        headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
 
 def _add_razorpay_routes(router: APIRouter, sim: Simulator) -> None:

@@ -18,6 +18,7 @@ from simulator.faults import Faults
 from simulator.payglocal.state import PayGlocalSim
 from simulator.razorpay.state import RazorpaySim
 from simulator.refunds import RefundFailures
+from simulator.settlements import Ledger, SettlementFaults
 from simulator.webhooks import WebhookEvent, WebhookSender
 
 #: Ids starting with this are PayGlocal gids (payglocal.md §0.6; Razorpay ids start with ``order_`` / ``pay_``).
@@ -34,8 +35,11 @@ class Simulator:
         self.faults = Faults(self.config)
         self.webhooks = WebhookSender(self.config, self.clock)
         self.refund_failures = RefundFailures()
-        self.razorpay = RazorpaySim(self.config, self.webhooks, self.clock, self.timers, self.refund_failures)
-        self.payglocal = PayGlocalSim(self.config, self.webhooks, self.clock, self.refund_failures)
+        self.settlement_faults = SettlementFaults()
+        self.razorpay = RazorpaySim(self.config, self.webhooks, self.clock, self.timers, self.refund_failures,
+                                    settlement_faults=self.settlement_faults)
+        self.payglocal = PayGlocalSim(self.config, self.webhooks, self.clock, self.refund_failures,
+                                      timers=self.timers, settlement_faults=self.settlement_faults)
 
     # -- Razorpay customer behaviour -------------------------------------------------------
     def pay(self, gateway_order_id: str, outcome: str, *, deliver_webhooks: bool = True,
@@ -106,6 +110,41 @@ class Simulator:
         """Every Razorpay dispute (of one payment if given), oldest first."""
         return self.razorpay.disputes_of(payment_id)
 
+    # -- settlements (after-capture.md §4, §7) -----------------------------------------------------
+    def settle(self, gateway: str = "razorpay", *, everything: bool = False,
+               deliver_webhooks: bool = True) -> list[dict[str, Any]]:
+        """Settle now what is due on ``gateway`` (``razorpay`` or ``payglocal``); ``everything``: every captured
+        payment, whatever the schedule (the fault knobs still apply). The new settlements (Razorpay: entities)."""
+        ledger = self._ledger(gateway)
+        return [ledger.summary(s) for s in ledger.settle(everything=everything, deliver=deliver_webhooks)]
+
+    def set_settlement_faults(self, skip_payment_ids: list[str] | None = None,
+                              amount_delta: dict[str, int] | None = None,
+                              delay_payment_ids: dict[str, float] | None = None,
+                              unknown_rows: int | None = None) -> dict[str, Any]:
+        """What goes wrong in settlements from now on (see :class:`~simulator.settlements.SettlementFaults`);
+        None leaves a setting as it is. Returns all of them."""
+        try:
+            self.settlement_faults.set(skip_payment_ids=skip_payment_ids, amount_delta=amount_delta,
+                                       delay_payment_ids=delay_payment_ids, unknown_rows=unknown_rows)
+        except ValueError as exc:
+            raise SimulatorError(str(exc), status=400) from None
+        if delay_payment_ids is not None:
+            self.razorpay.settlements.reschedule()
+            self.payglocal.settlements.reschedule()
+        return self.settlement_faults.as_dict()
+
+    def payglocal_settlement_report(self, date: str | None = None) -> str:
+        """PayGlocal's CSV settlement report of ``date`` (``YYYY-MM-DD``, IST), or of everything settled."""
+        return self.payglocal.settlements.report(date)
+
+    def _ledger(self, gateway: str) -> Ledger:
+        if gateway == "razorpay":
+            return self.razorpay.settlements
+        if gateway == "payglocal":
+            return self.payglocal.settlements
+        raise SimulatorError(f"gateway must be razorpay or payglocal, not {gateway!r}", status=400)
+
     # -- PayGlocal customer behaviour ------------------------------------------------------
     def pay_payglocal(self, gid: str, outcome: str, *, deliver_callback: bool = True, amount_minor: int | None = None,
                       currency: str | None = None, callback_style: str = "2021") -> dict[str, Any]:
@@ -130,6 +169,9 @@ class Simulator:
             self.webhooks.reseed(self.config.seed)
         if "clock_scale" in knobs:
             self.clock.set_scale(self.config.clock_scale)
+        if "settlement_delay_s" in knobs:
+            self.razorpay.settlements.reschedule()
+            self.payglocal.settlements.reschedule()
         return self.config.knobs()
 
     def advance_clock(self, seconds: float) -> float:
@@ -144,16 +186,20 @@ class Simulator:
             "razorpay": self.razorpay.snapshot(),
             "payglocal": {"merchant_id": self.payglocal.merchant_id, "transactions": self.payglocal.snapshot(),
                           "refunds": self.payglocal.refunds_snapshot()},
+            "settlements": {"razorpay": self.razorpay.settlements.snapshot(),
+                            "payglocal": self.payglocal.settlements.snapshot(),
+                            "faults": self.settlement_faults.as_dict()},
         }
         if webhooks:
             found.update(webhooks=self.webhooks.stats(), endpoints=self.webhooks.endpoints())
         return found
 
     def reset(self) -> None:
-        """Forget all entities, timers, webhook events, queued deliveries and refund failures to come; back to the
-        real clock. Knobs stay."""
+        """Forget all entities, settlements, timers, webhook events, queued deliveries, refund and settlement
+        failures to come; back to the real clock. Knobs stay."""
         self.timers.clear()
         self.refund_failures.clear()
+        self.settlement_faults.clear()
         self.razorpay.reset()
         self.payglocal.reset()
         self.webhooks.reset()

@@ -18,6 +18,10 @@ the original gid shows ``SENT_FOR_REFUND`` once all of it is refunded and ``SENT
 Both are our reading: what either gid shows is UNDOCUMENTED (§5.3). No refund webhook is sent (none is
 documented) and there are no disputes (§7).
 
+Settlements (after-capture.md §7: no API, only dashboard reports): a transaction turning ``SENT_FOR_CAPTURE``
+and an accepted refund are recorded on :attr:`PayGlocalSim.settlements` (:mod:`simulator.payglocal.settlements`),
+which settles them on the shared schedule and writes the CSV report.
+
 The browser callback is a form POST ``x-gl-token=<PayGlocal-signed JWS>`` to the transaction's
 ``merchantCallbackURL``, queued once (a browser does not retry) on the shared sender, so the
 ``drop_webhooks`` / ``webhook_duplicates`` knobs and ``deliver_callback=False`` apply to it.
@@ -33,7 +37,7 @@ import uuid
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from simulator.clock import SimClock
+from simulator.clock import SimClock, Timers
 from simulator.config import SimulatorConfig, derived_rng
 from simulator.errors import SimulatorError
 from simulator.outcomes import OUTCOMES
@@ -50,7 +54,9 @@ from simulator.payglocal.rules import (
     RefundRequest,
     parse,
 )
+from simulator.payglocal.settlements import PayGlocalSettlements
 from simulator.refunds import RefundFailures
+from simulator.settlements import SettlementFaults
 from simulator.webhooks import WebhookEvent, WebhookSender
 
 
@@ -58,19 +64,24 @@ class PayGlocalSim:
     """The simulated PayGlocal merchant account: keys, transactions, API semantics, customers."""
 
     def __init__(self, config: SimulatorConfig, webhooks: WebhookSender, clock: SimClock,
-                 failures: RefundFailures | None = None):
+                 failures: RefundFailures | None = None, *, timers: Timers | None = None,
+                 settlement_faults: SettlementFaults | None = None):
         self.config = config
         self.webhooks = webhooks
         self.clock = clock
         self.failures = failures if failures is not None else RefundFailures()
+        self.settlements = PayGlocalSettlements(config, clock, timers if timers is not None else Timers(clock),
+                                                settlement_faults if settlement_faults is not None
+                                                else SettlementFaults())
         self.lock = threading.RLock()
         self._keys: SimKeys | None = None
         self.status_shape = "v1"  #: like a knob, kept across reset (see :meth:`set_status_shape`)
         self.reset()
 
     def reset(self) -> None:
-        """Forget every transaction (keys are kept) and restart the id stream from the seed."""
+        """Forget every transaction and settlement (keys are kept) and restart the id stream from the seed."""
         with self.lock:
+            self.settlements.reset()
             self.transactions: dict[str, dict[str, Any]] = {}
             self._by_ref: dict[str, str] = {}  # merchantTxnId / merchantUniqueId -> gid
             self._txn_ids: set[str] = set()  # every merchantTxnId seen (unique across services)
@@ -160,6 +171,7 @@ class PayGlocalSim:
             self._txn_ids.add(txn_id)
             txn["captures"].append(txn_id)
             txn["status"] = "SENT_FOR_CAPTURE"
+            self.settlements.captured(txn)
             envelope = self._status_envelope(txn)
             envelope.update(message="Capture request accepted", status="SENT_FOR_CAPTURE")
             envelope["data"]["merchantTxnId"] = txn_id
@@ -256,6 +268,8 @@ class PayGlocalSim:
                 txn["paid_amount_minor"] = amount_minor
             if currency:
                 txn["paid_currency"] = currency.upper()
+            if status == "SENT_FOR_CAPTURE":
+                self.settlements.captured(txn)
             result = self._status_envelope(txn)
             if outcome not in ("close_window", "no_response"):  # a closed tab / a shopper still on the page
                 iat = now_ms()
@@ -273,6 +287,8 @@ class PayGlocalSim:
             if txn["status"] not in LATE_FROM:
                 raise SimulatorError(f"only a failed transaction can be late-authorized, not {txn['status']!r}")
             txn["status"] = "SENT_FOR_CAPTURE" if txn["captureTxn"] else "AUTHORIZED"
+            if txn["status"] == "SENT_FOR_CAPTURE":
+                self.settlements.captured(txn)
             return self._status_envelope(txn)
 
     def refund(self, gid: str) -> dict[str, Any]:
@@ -353,6 +369,8 @@ class PayGlocalSim:
         }
         self.refunds[refund_gid] = refund
         self._refunds_of.setdefault(txn["gid"], []).append(refund_gid)
+        if status == "SENT_FOR_REFUND":
+            self.settlements.refunded(refund)
         for ref in (txn_id, unique_id):
             if ref:
                 self._refund_refs.setdefault(ref, refund_gid)

@@ -24,7 +24,8 @@ EXPONENT_0 = frozenset(
 EXPONENT_3 = frozenset(["BHD", "IQD", "JOD", "KWD", "OMR", "TND"])
 
 #: razorpay.md §1 (Identifiers).
-PREFIXES = {"order": "order_", "payment": "pay_", "refund": "rfnd_", "event": "evt_", "dispute": "disp_"}
+PREFIXES = {"order": "order_", "payment": "pay_", "refund": "rfnd_", "event": "evt_", "dispute": "disp_",
+            "settlement": "setl_", "adjustment": "adj_"}
 ID_LENGTH = 14
 _ID_BODY = re.compile(r"^[A-Za-z0-9]+$")
 

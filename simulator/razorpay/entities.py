@@ -1,5 +1,6 @@
 """Razorpay's JSON entities as the simulator makes them (razorpay.md §2 order object, §3.2 payment object,
-§5.2 webhook envelope; after-capture.md §2.2/§2.4 refund entity, §3.1 dispute entity)."""
+§5.2 webhook envelope; after-capture.md §2.2/§2.4 refund entity, §3.1 dispute entity, §4.1 settlement entity,
+§4.2 recon row)."""
 
 from __future__ import annotations
 
@@ -60,6 +61,33 @@ def dispute_entity(dispute_id: str, payment: Mapping[str, Any], amount: int, *, 
         "currency": payment["currency"], "amount_deducted": 0, "reason_code": reason_code,
         "respond_by": respond_by, "status": "open", "phase": phase, "created_at": now,
         "evidence": {"amount": amount, "summary": None, "submitted_at": None},
+    }
+
+
+def settlement_entity(settlement_id: str, *, amount: int, status: str, fees: int, tax: int, utr: str | None,
+                      created_at: int) -> dict[str, Any]:
+    """A settlement (after-capture.md §4.1, and the ``settlement.processed`` sample's key order): ``amount`` is
+    the net paid out; ``fees`` (tax included, like the payment's ``fee``) and ``tax`` of its rows. The UTR is
+    null until it is ``processed`` (our reading: the entity says string; test mode's "mock UTR" comes with
+    processing, §4.3)."""
+    return {"id": settlement_id, "entity": "settlement", "amount": amount, "status": status, "fees": fees,
+            "tax": tax, "utr": utr, "created_at": created_at}
+
+
+def recon_row(*, entity_id: str, kind: str, debit: int, credit: int, amount: int, currency: str, fee: int, tax: int,
+              created_at: int, settled_at: int, settlement_id: str, settlement_utr: str | None,
+              info: Mapping[str, Any]) -> dict[str, Any]:
+    """One row of ``GET /v1/settlements/recon/combined`` (after-capture.md §4.2): the sample's keys in the
+    sample's order, then the other documented ones (``order_receipt``, ``card_*``, ``description``, ``notes``).
+    ``payment_id`` is the parent of a refund or adjustment, null for a payment; ``on_hold`` is always false
+    (holds are not modelled); ``notes`` is the entity's notes object (the docs' type; samples show a string)."""
+    return {
+        "entity_id": entity_id, "type": kind, "debit": debit, "credit": credit, "amount": amount, "currency": currency,
+        "fee": fee, "tax": tax, "on_hold": False, "settled": True, "created_at": created_at, "settled_at": settled_at,
+        "settlement_id": settlement_id, "settlement_utr": settlement_utr, "payment_id": info.get("payment_id"),
+        "order_id": info.get("order_id"), "method": info.get("method"), "dispute_id": info.get("dispute_id"),
+        "order_receipt": info.get("order_receipt"), "card_network": None, "card_issuer": None, "card_type": None,
+        "description": info.get("description"), "notes": copy.deepcopy(info.get("notes", [])),
     }
 
 

@@ -112,6 +112,7 @@ def build_router(rzp: RazorpaySim) -> APIRouter:
         return JSONResponse(rzp.capture(payment_id, await _json_body(request)))
 
     _add_refund_and_dispute_routes(router, rzp)
+    _add_settlement_routes(router, rzp)
     return router
 
 
@@ -150,3 +151,19 @@ def _add_refund_and_dispute_routes(router: APIRouter, rzp: RazorpaySim) -> None:
     @router.post("/disputes/{dispute_id}/accept")
     async def accept_dispute(dispute_id: str) -> JSONResponse:
         return JSONResponse(rzp.accept_dispute(dispute_id))
+
+
+def _add_settlement_routes(router: APIRouter, rzp: RazorpaySim) -> None:
+    """after-capture.md §4.1-4.2 (the recon path before ``{settlement_id}``)."""
+
+    @router.get("/settlements")
+    async def list_settlements(request: Request) -> JSONResponse:
+        return JSONResponse(rzp.settlements.list_settlements(request.query_params))
+
+    @router.get("/settlements/recon/combined")
+    async def recon(request: Request) -> JSONResponse:
+        return JSONResponse(rzp.settlements.recon(request.query_params))
+
+    @router.get("/settlements/{settlement_id}")
+    async def fetch_settlement(settlement_id: str) -> JSONResponse:
+        return JSONResponse(rzp.settlements.fetch_settlement(settlement_id))

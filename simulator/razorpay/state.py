@@ -11,6 +11,9 @@ A refund (API, Dashboard, automatic or for a lost dispute: after-capture.md §0.
 ``refund.created``, and ``refund_processed_after_s`` simulated seconds later (a timer) becomes ``processed``
 (``refund.processed``) or, when :class:`~simulator.refunds.RefundFailures` says so, ``failed``
 (``refund.failed``). With the knob at 0 it is processed as it is created.
+
+Each money move (a capture, a processed refund of a captured payment, a lost dispute's deduction) is recorded
+on :attr:`RazorpaySim.settlements` (:mod:`simulator.razorpay.settlements`), which settles it later.
 """
 
 from __future__ import annotations
@@ -45,7 +48,9 @@ from simulator.razorpay.rules import (
     check_minimum,
     parse,
 )
+from simulator.razorpay.settlements import RazorpaySettlements
 from simulator.refunds import RefundFailures
+from simulator.settlements import SettlementFaults
 from simulator.webhooks import WebhookEvent, WebhookSender
 
 _ALNUM = string.ascii_letters + string.digits
@@ -59,18 +64,22 @@ class RazorpaySim:
     """The simulated Razorpay account: state, API semantics and customer behaviour."""
 
     def __init__(self, config: SimulatorConfig, webhooks: WebhookSender, clock: SimClock, timers: Timers,
-                 failures: RefundFailures | None = None):
+                 failures: RefundFailures | None = None, *, settlement_faults: SettlementFaults | None = None):
         self.config = config
         self.webhooks = webhooks
         self.clock = clock
         self.timers = timers
         self.failures = failures if failures is not None else RefundFailures()
+        self.settlements = RazorpaySettlements(config, clock, timers, webhooks,
+                                               settlement_faults if settlement_faults is not None
+                                               else SettlementFaults())
         self.lock = threading.RLock()
         self.reset()
 
     def reset(self, seed: int | None = None) -> None:
-        """Forget every order, payment, refund and dispute (and restart the id stream from ``seed``)."""
+        """Forget every order, payment, refund, dispute and settlement (and restart the id stream from ``seed``)."""
         with self.lock:
+            self.settlements.reset()
             self.orders: dict[str, dict[str, Any]] = {}
             self.payments: dict[str, dict[str, Any]] = {}
             self.refunds: dict[str, dict[str, Any]] = {}
@@ -78,6 +87,8 @@ class RazorpaySim:
             self._payment_refunds: dict[str, list[str]] = {}
             #: refund id -> (its fate, deliver its webhooks), while it is pending
             self._refund_fates: dict[str, tuple[str, bool]] = {}
+            #: refund id -> the lost dispute it pays back (settled as the dispute's adjustment, not again)
+            self._dispute_refunds: dict[str, str] = {}
             #: X-Refund-Idempotency key -> (payment id, the request body as canonical JSON, refund id)
             self._idempotency: dict[str, tuple[str, str, str]] = {}
             self._capture_mode: dict[str, str | None] = {}
@@ -200,16 +211,20 @@ class RazorpaySim:
 
     # -- state transitions -------------------------------------------------------------------
     def _do_capture(self, payment: dict[str, Any], order: dict[str, Any], events: list[WebhookEvent]) -> None:
-        """Captured: ``payment.captured`` and ``order.paid``, two events with different ids (razorpay.md §0.4).
-        The fee includes 18 % GST, ``tax`` is the GST part (after-capture.md §4.3)."""
-        base_fee = payment["amount"] * 2 // 100
-        tax = base_fee * 18 // 100
-        payment.update(status="captured", captured=True, fee=base_fee + tax, tax=tax)
+        """Captured: ``payment.captured`` and ``order.paid``, two events with different ids (razorpay.md §0.4)."""
+        self._captured(payment, order)
         events.append(self._event("payment.captured", payment=payment))
         order["amount_paid"] += payment["amount"]
         order["amount_due"] = max(0, order["amount"] - order["amount_paid"])
         order["status"] = "paid"
         events.append(self._event("order.paid", payment=payment, order=order))
+
+    def _captured(self, payment: dict[str, Any], order: Mapping[str, Any]) -> None:
+        """``captured``, with its fee: ``settlement_fee_bp`` plus ``settlement_tax_bp`` GST on it, the fee including
+        the tax and ``tax`` the GST part (after-capture.md §4.3); to be settled (:mod:`simulator.settlements`)."""
+        fee, tax = self.settlements.payment_fees(payment["amount"])
+        payment.update(status="captured", captured=True, fee=fee, tax=tax)
+        self.settlements.payment_captured(payment, order)
 
     def _refunded_or_pending(self, payment: Mapping[str, Any]) -> int:
         """What the payment's refunds take back, counting pending ones (a failed refund takes nothing)."""
@@ -218,7 +233,7 @@ class RazorpaySim:
 
     def _start_refund(self, payment: dict[str, Any], amount: int, events: list[WebhookEvent], *,
                       speed: str = "normal", notes: Any = None, receipt: str | None = None, fail: bool = False,
-                      deliver: bool = True) -> dict[str, Any]:
+                      deliver: bool = True, dispute_id: str | None = None) -> dict[str, Any]:
         """A new refund, ``pending`` with ``refund.created``; settled at once when ``refund_processed_after_s``
         is 0 (both events then carry the final status, like the ``refund.created`` sample of after-capture.md
         §2.4), else by a timer. It fails if ``fail`` or the failure knobs say so."""
@@ -226,6 +241,8 @@ class RazorpaySim:
                                notes=notes, receipt=receipt)
         self.refunds[refund["id"]] = refund
         self._payment_refunds.setdefault(payment["id"], []).append(refund["id"])
+        if dispute_id is not None:
+            self._dispute_refunds[refund["id"]] = dispute_id
         fate = "failed" if fail or self.failures.take(payment["id"]) else "processed"
         delay = self.config.refund_processed_after_s
         if delay <= 0:
@@ -240,11 +257,15 @@ class RazorpaySim:
 
     def _settle_refund(self, refund: dict[str, Any], fate: str) -> None:
         """``processed`` or ``failed``. Only a processed refund counts in ``amount_refunded`` (UNDOCUMENTED,
-        after-capture.md §2.3: our reading); ``refund_status`` partial/full, ``refunded`` once all is back."""
+        after-capture.md §2.3: our reading); ``refund_status`` partial/full, ``refunded`` once all is back. A
+        processed refund of a captured payment is netted out of the next settlement (an auto-refund, ``captured``
+        false, moved no settled money; a lost dispute's refund is settled as the dispute's adjustment)."""
         refund["status"] = fate
         if fate != "processed":
             return
         payment = self.payments[refund["payment_id"]]
+        if payment["captured"] and refund["id"] not in self._dispute_refunds:
+            self.settlements.refund_processed(refund, payment, self.orders[payment["order_id"]])
         payment["amount_refunded"] += refund["amount"]
         full = payment["amount_refunded"] >= payment["amount"]
         payment["refund_status"] = "full" if full else "partial"  # after-capture.md §2.3
@@ -402,7 +423,7 @@ class RazorpaySim:
             )
             events: list[WebhookEvent] = []
             if order["status"] == "paid":
-                payment.update(status="captured", captured=True)
+                self._captured(payment, order)
                 events.append(self._event("payment.captured", payment=payment))
             else:
                 self._do_capture(payment, order, events)
@@ -596,13 +617,15 @@ class RazorpaySim:
 
     def _lose(self, dispute: dict[str, Any], events: list[WebhookEvent], *, deliver: bool = True) -> None:
         """Lost: ``amount_deducted`` = amount (after-capture.md §3.1); "Accepting refunds the customer" (§3.4)
-        with a refund entity and its ``refund.*`` events, as for any refund (§0.1), of what is left to refund."""
+        with a refund entity and its ``refund.*`` events, as for any refund (§0.1), of what is left to refund. The
+        deduction is an ``adjustment`` of the next settlement (§3.4, §4.2); that refund is not settled again."""
         payment = self.payments[dispute["payment_id"]]
         dispute.update(status="lost", amount_deducted=dispute["amount"])
+        self.settlements.dispute_lost(dispute, payment, self.orders[payment["order_id"]], self._now())
         events.append(self._event("payment.dispute.lost", payment=payment, dispute=dispute))
         amount = min(dispute["amount"], payment["amount"] - self._refunded_or_pending(payment))
         if amount > 0:
-            self._start_refund(payment, amount, events, deliver=deliver)
+            self._start_refund(payment, amount, events, deliver=deliver, dispute_id=dispute["id"])
 
     def accept_dispute(self, dispute_id: str) -> dict[str, Any]:
         """``POST /v1/disputes/{id}/accept``: ``open`` -> ``lost``, irreversibly; only before ``respond_by``
