@@ -7,13 +7,14 @@ one inbox row per (gateway, event id).
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    Date,
     ForeignKey,
     Index,
     Integer,
@@ -368,4 +369,69 @@ class OrderRequest(Base):
     state: Mapped[str] = mapped_column(String(16))  # started | done
     order_id: Mapped[str | None] = mapped_column(String(40))
     response: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class SettlementRow(Base):
+    """One settled transaction as the gateway reported it (Razorpay's recon rows, an imported PayGlocal report
+    row), kept as received (``raw``), once per gateway, kind and entity (re-pulls and overlaps change nothing);
+    ``bucket`` is what matching found (:mod:`worker.domain.settlement`), ``order_id`` the order it concerns."""
+
+    __tablename__ = "settlement_rows"
+    __table_args__ = (
+        UniqueConstraint("gateway", "kind", "entity_id"),
+        Index("ix_settlement_rows_bucket", "gateway", "bucket"),
+        Index("ix_settlement_rows_settled_at", "settled_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    gateway: Mapped[str] = mapped_column(String(16))
+    kind: Mapped[str] = mapped_column(String(16))  # payment | refund | adjustment | transfer | other
+    entity_id: Mapped[str] = mapped_column(String(80))
+    amount_minor: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    fee_minor: Mapped[int] = mapped_column(BigInteger, default=0)  #: includes tax_minor
+    tax_minor: Mapped[int] = mapped_column(BigInteger, default=0)
+    credit_minor: Mapped[int] = mapped_column(BigInteger, default=0)
+    debit_minor: Mapped[int] = mapped_column(BigInteger, default=0)
+    settlement_id: Mapped[str | None] = mapped_column(String(80))
+    utr: Mapped[str | None] = mapped_column(String(80))
+    settled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    payment_id: Mapped[str | None] = mapped_column(String(80))  #: a refund's or a deduction's payment
+    gateway_order_id: Mapped[str | None] = mapped_column(String(80))
+    dispute_id: Mapped[str | None] = mapped_column(String(80))
+    source: Mapped[str] = mapped_column(String(80))  #: ``api`` or ``import:<file sha-256, 16 hex>``
+    raw: Mapped[dict[str, Any]] = mapped_column(JSON)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    bucket: Mapped[str | None] = mapped_column(String(32))
+    order_id: Mapped[str | None] = mapped_column(String(40))
+    matched_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: settled but not credited: the recheck this prompted (once)
+    recheck_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class SettlementPull(Base):
+    """Where the pull of one gateway's settled transactions of one day stands: the next page's ``skip``, and
+    whether the day is complete (a short page seen, and old enough that nothing more can settle on it)."""
+
+    __tablename__ = "settlement_pulls"
+
+    gateway: Mapped[str] = mapped_column(String(16), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    next_skip: Mapped[int] = mapped_column(Integer, default=0)
+    rows: Mapped[int] = mapped_column(Integer, default=0)
+    complete: Mapped[bool] = mapped_column(Boolean, default=False)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class SettlementImport(Base):
+    """An imported settlement report file (PayGlocal), by its SHA-256: the same file twice imports once."""
+
+    __tablename__ = "settlement_imports"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    gateway: Mapped[str] = mapped_column(String(16))
+    file_name: Mapped[str] = mapped_column(String(255))
+    rows: Mapped[int] = mapped_column(Integer)
+    imported_by: Mapped[str] = mapped_column(String(120))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)

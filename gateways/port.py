@@ -126,6 +126,53 @@ class RemoteDispute:
 
 
 @dataclass(frozen=True, slots=True)
+class RemoteSettlement:
+    """A settlement to our bank account as the gateway announces it (Razorpay ``settlement.processed``):
+    ``amount_minor`` is what was paid out, after fees and tax."""
+
+    gateway_settlement_id: str
+    amount_minor: int
+    fees_minor: int
+    tax_minor: int
+    utr: str | None
+    status: str
+    created_at: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SettlementLine:
+    """One settled transaction of a settlement report (Razorpay's recon rows, an imported PayGlocal report):
+    a payment credited to us, or a refund, adjustment or transfer debited. Integer minor units; ``fee_minor``
+    includes ``tax_minor`` (Razorpay: "tax on the fee"). ``raw`` is the row as received."""
+
+    entity_id: str
+    kind: str  #: payment | refund | adjustment | transfer
+    amount_minor: int
+    currency: str
+    fee_minor: int
+    tax_minor: int
+    credit_minor: int
+    debit_minor: int
+    settlement_id: str | None
+    utr: str | None
+    settled_at: int | None  #: Unix seconds
+    payment_id: str | None = None  #: a refund's or transfer's payment
+    gateway_order_id: str | None = None
+    dispute_id: str | None = None
+    raw: Mapping[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class SettlementSource(Protocol):
+    """A gateway that reports settlements by API (Razorpay). PayGlocal has none: its reports are imported."""
+
+    def fetch_settlement_lines(self, year: int, month: int, day: int, *, skip: int,
+                               count: int) -> tuple[SettlementLine, ...]:
+        """One page of the transactions settled that day, in the gateway's order."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
 class WebhookEvent:
     """A verified webhook: its dedupe id, type and the payment it describes (if any), and the refund or
     dispute it is about (``refund.*``, ``payment.dispute.*``)."""
@@ -137,6 +184,7 @@ class WebhookEvent:
     created_at: int | None = None
     refund: RemoteRefund | None = None
     dispute: RemoteDispute | None = None
+    settlement: RemoteSettlement | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -33,7 +33,8 @@ IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 ORDER_EVENT_SCHEMA = jsonschema.Draft202012Validator(json.loads(
     (Path(__file__).resolve().parents[1] / "ops" / "contract" / "order-event.schema.json").read_text()),
     format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
-TABLES = ("order_requests", "delivery_attempts", "event_deliveries", "order_events", "refunds", "disputes",
+TABLES = ("settlement_rows", "settlement_pulls", "settlement_imports",
+          "order_requests", "delivery_attempts", "event_deliveries", "order_events", "refunds", "disputes",
           "support_actions", "order_transitions", "inbox_events", "ledger_entries", "gateway_payments", "orders",
           "members", "organisations")
 

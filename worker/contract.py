@@ -47,6 +47,10 @@ class DeliveryArgs(_Strict):
     order_id: str = Field(min_length=1, max_length=40, pattern=ID_PATTERN)
 
 
+class SettlementsArgs(_Strict):
+    """``reconcile_settlements()``: no arguments (every due day of every gateway with a settlement API)."""
+
+
 class OrderArgs(_Strict):
     order_id: str = Field(min_length=1, max_length=40, pattern=ID_PATTERN)
 

@@ -71,6 +71,9 @@ class Deps:
     #: Sends committed order events to their endpoints at once (:func:`worker.main.build_runtime` sets it once
     #: the actors exist); None: the scheduler's next round sends them.
     deliver_now: Callable[[list[str]], None] | None = None
+    #: Enqueues a support-priority recheck of an order (settled money without a credit); None: only logged,
+    #: and the order's settlement row keeps saying so.
+    recheck_now: Callable[[str], None] | None = None
 
     def unit(self) -> UnitOfWork:
         """A new unit of work (one transaction) over this process's database."""

@@ -33,7 +33,16 @@ from gateways.errors import (
     MalformedEvent,
     SignatureInvalid,
 )
-from gateways.port import CallbackResult, PaymentGateway, RemoteOrder, RemotePayment, RemoteRefund, WebhookEvent
+from gateways.port import (
+    CallbackResult,
+    PaymentGateway,
+    RemoteOrder,
+    RemotePayment,
+    RemoteRefund,
+    SettlementLine,
+    SettlementSource,
+    WebhookEvent,
+)
 from worker.logging import get_logger
 from worker.metrics import CIRCUIT_OPEN, GATEWAY_RATE_LIMITED, GATEWAY_REQUESTS
 
@@ -209,6 +218,17 @@ class GuardedGateway:
 
     def fetch_refunds(self, gateway_payment_id: str, *, known: tuple[str, ...] = ()) -> tuple[RemoteRefund, ...]:
         return self._call(self.inner.fetch_refunds, gateway_payment_id, known=known)
+
+    @property
+    def settles_by_api(self) -> bool:
+        """Whether settlements can be pulled (Razorpay's recon rows); PayGlocal's reports are imported."""
+        return isinstance(self.inner, SettlementSource)
+
+    def fetch_settlement_lines(self, year: int, month: int, day: int, *, skip: int,
+                               count: int) -> tuple[SettlementLine, ...]:
+        if not isinstance(self.inner, SettlementSource):
+            raise LookupError(f"{self.name} reports no settlements by API: import its reports")
+        return self._call(self.inner.fetch_settlement_lines, year, month, day, skip=skip, count=count)
 
     def verify_webhook(self, raw_body: bytes, headers: Mapping[str, str]) -> WebhookEvent:
         return self.inner.verify_webhook(raw_body, headers)

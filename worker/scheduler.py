@@ -1,4 +1,5 @@
-"""The ``scheduler`` process: one leader at a time sweeps due orders and stale inbox rows.
+"""The ``scheduler`` process: one leader at a time sweeps due orders and stale inbox rows, and has the
+gateways' settlements pulled and matched.
 
 APScheduler 3 (``BlockingScheduler``) runs the round on an interval with ``coalesce`` and
 ``max_instances=1``: what Dramatiq's docs recommend, maintained, framework-free. APScheduler has
@@ -11,7 +12,7 @@ within one lock TTL when the leader dies; a leader that stops releases the lock 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC
+from datetime import UTC, datetime
 
 from apscheduler.schedulers.blocking import BlockingScheduler
 
@@ -60,6 +61,14 @@ def sweep_round(*, deps: Deps, leader: LeaderLock, actors: Actors) -> RoundResul
     return RoundResult(True, len(order_ids), len(inbox_ids))
 
 
+def settlements_round(*, leader: LeaderLock, actors: Actors) -> bool:
+    """Every ``settlement_pull_every_s``: the leader enqueues one settlement pull and match (a worker runs it)."""
+    if not leader.hold():
+        return False
+    actors.reconcile_settlements.send()
+    return True
+
+
 def run_scheduler(*, deps: Deps, actors: Actors) -> None:
     """Block forever, sweeping every ``sweep_interval_s`` while this process holds the leader lock."""
     interval = deps.settings.sweep_interval_s
@@ -68,6 +77,10 @@ def run_scheduler(*, deps: Deps, actors: Actors) -> None:
     scheduler.add_job(sweep_round, "interval", seconds=interval,
                       kwargs={"deps": deps, "leader": leader, "actors": actors},
                       coalesce=True, max_instances=1, misfire_grace_time=max(1, int(interval * 5)), id="sweep")
+    every = deps.settings.settlement_pull_every_s
+    scheduler.add_job(settlements_round, "interval", seconds=every, kwargs={"leader": leader, "actors": actors},
+                      coalesce=True, max_instances=1, misfire_grace_time=every, id="settlements",
+                      next_run_time=datetime.now(UTC))  # at start too: a restarted scheduler does not wait an hour
     get_logger().info("scheduler_started", interval_s=interval)
     try:
         scheduler.start()

@@ -149,6 +149,19 @@ class Settings(BaseSettings):
     event_max_attempts: int = 12
     #: Seconds an endpoint has to answer one delivery.
     event_timeout_s: float = 10.0
+    #: Settlement reconciliation: how long after its payment each gateway's money is expected in the bank
+    #: (Razorpay T+2 working days, PayGlocal 1-3 business days: after-capture.md §4.3, §7, in calendar seconds
+    #: with weekends), plus the slack before a credited payment missing from every settlement is reported.
+    settlement_expected_s: dict[str, int] = {"razorpay": 4 * 86_400, "payglocal": 5 * 86_400}
+    settlement_slack_s: int = 2 * 86_400
+    #: Payments credited before this are not expected in settlements (unset: from the earliest payment a
+    #: settlement row matched, per gateway: reconciliation starts where the gateway's reports start).
+    settlement_since: datetime | None = None
+    #: How often the scheduler pulls settlement rows (seconds), and how many days back a first pull starts.
+    settlement_pull_every_s: int = 3_600
+    settlement_first_days: int = 7
+    #: The PayGlocal report's column mapping (TOML); unset: ``gateways/payglocal/settlement_report.toml``.
+    payglocal_report_mapping: str | None = None
     #: Back-off between gateway checks of an open order (seconds); the last step repeats.
     check_backoff_s: list[int] = list(DEFAULT_BACKOFF)
     #: How often failed and abandoned orders are still checked, until the late-payment horizon (seconds).

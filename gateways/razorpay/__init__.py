@@ -37,7 +37,7 @@ import httpx
 from gateways.base import GatewayAdapter, refund_request
 from gateways.errors import GatewayError, GatewayPermanent, GatewayTransient, MalformedEvent, SignatureInvalid
 from gateways.http import DEFAULT_ATTEMPTS, DEFAULT_TIMEOUT, EventHooks
-from gateways.port import CallbackResult, RemoteOrder, RemotePayment, RemoteRefund, WebhookEvent
+from gateways.port import CallbackResult, RemoteOrder, RemotePayment, RemoteRefund, SettlementLine, WebhookEvent
 from gateways.razorpay import mapping, signature
 from gateways.razorpay.client import RazorpayClient, is_already_captured
 from gateways.razorpay.settings import DEFAULT_BASE_URL, RazorpaySettings
@@ -54,6 +54,8 @@ DEFAULT_MANUAL_EXPIRY_MINUTES = 7200
 
 #: How much of the reason goes into ``notes.reason`` (a note value may be 256 characters).
 MAX_REFUND_REASON_LENGTH = 250
+#: The recon endpoint's largest page (after-capture.md §4.2: count 1..1000)
+RECON_PAGE_MAX = 1000
 
 SIGNATURE_HEADER = "x-razorpay-signature"
 EVENT_ID_HEADER = "x-razorpay-event-id"
@@ -273,6 +275,16 @@ class RazorpayGateway(GatewayAdapter):
         collection = self._client.fetch_refunds(gateway_payment_id)
         with _api_shape("fetch_refunds"):
             return mapping.refunds_from_collection(collection)
+
+    def fetch_settlement_lines(self, year: int, month: int, day: int, *, skip: int,
+                               count: int) -> tuple[SettlementLine, ...]:
+        """One page (``count`` ≤ 1000 from ``skip``) of the payments, refunds, transfers and adjustments settled
+        that day (after-capture.md §4.2). The default page size is undocumented, so ours is always sent."""
+        if not 1 <= count <= RECON_PAGE_MAX:
+            raise ValueError(f"count must be 1..{RECON_PAGE_MAX}")
+        collection = self._client.fetch_settlement_recon(year, month, day, count=count, skip=skip)
+        with _api_shape("fetch_settlement_recon"):
+            return mapping.recon_lines_from_collection(collection)
 
     # Signed inputs ---------------------------------------------------------------------
 

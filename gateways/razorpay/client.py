@@ -120,6 +120,12 @@ class RazorpayClient(GatewayClient):
         """``GET /v1/payments/{id}/refunds?count=100``: the payment's refunds (10 by default, 100 at most)."""
         return self._get(f"/v1/payments/{_segment(gateway_payment_id)}/refunds", params={"count": "100"})
 
+    def fetch_settlement_recon(self, year: int, month: int, day: int, *, count: int, skip: int) -> JsonObject:
+        """``GET /v1/settlements/recon/combined?year&month&day&count&skip``: the transactions settled that day."""
+        return self._get("/v1/settlements/recon/combined", params={
+            "year": f"{year:04d}", "month": f"{month:02d}", "day": f"{day:02d}", "count": str(count),
+            "skip": str(skip)})
+
     # Plumbing --------------------------------------------------------------------------
 
     def _get(self, path: str, *, params: Mapping[str, str] | None = None) -> JsonObject:

@@ -30,7 +30,9 @@ from gateways.port import (
     RemoteOrder,
     RemotePayment,
     RemoteRefund,
+    RemoteSettlement,
     RemoteStatus,
+    SettlementLine,
     WebhookEvent,
 )
 
@@ -75,6 +77,8 @@ DISPUTE_EVENTS = frozenset({
 })
 #: The event announcing a dispute (also sent when a won case is reopened in a later phase).
 DISPUTE_OPENED = "payment.dispute.created"
+#: The only settlement event (after-capture.md §4.1): carries ``payload.settlement.entity``, no payment.
+SETTLEMENT_PROCESSED = "settlement.processed"
 
 #: error_reason values meaning the customer closed or cancelled the checkout.
 WINDOW_CLOSED_REASONS = frozenset({"payment_cancelled", "payment_cancelled_by_user", "user_cancelled"})
@@ -252,6 +256,48 @@ def dispute_from_json(entity: Mapping[str, Any]) -> RemoteDispute:
     )
 
 
+#: Recon row ``type`` → our kind (after-capture.md §4.2); any other type is kept as ``adjustment``'s cousin
+#: ``other`` so a row is never lost (it lands among the unmatched rows).
+RECON_KINDS = {"payment": "payment", "refund": "refund", "adjustment": "adjustment", "transfer": "transfer"}
+
+
+def recon_line_from_json(row: Mapping[str, Any]) -> SettlementLine:
+    """One recon row (``GET /v1/settlements/recon/combined``). Raises MalformedEvent if it lacks its id, type
+    or integer amounts."""
+    kind = _required_str(row, "type", "recon row")
+    return SettlementLine(
+        entity_id=_required_str(row, "entity_id", "recon row"), kind=RECON_KINDS.get(kind, "other"),
+        amount_minor=_required_int(row, "amount", "recon row"),
+        currency=(_optional_str(row, "currency", "recon row") or "INR").upper(),  # Razorpay settles in INR (§4.3)
+        fee_minor=_optional_int(row, "fee", "recon row") or 0, tax_minor=_optional_int(row, "tax", "recon row") or 0,
+        credit_minor=_optional_int(row, "credit", "recon row") or 0,
+        debit_minor=_optional_int(row, "debit", "recon row") or 0,
+        settlement_id=_optional_str(row, "settlement_id", "recon row"),
+        utr=_optional_str(row, "settlement_utr", "recon row"),
+        settled_at=_optional_int(row, "settled_at", "recon row"),
+        payment_id=_optional_str(row, "payment_id", "recon row"),
+        gateway_order_id=_optional_str(row, "order_id", "recon row"),
+        dispute_id=_optional_str(row, "dispute_id", "recon row"), raw=dict(row))
+
+
+def recon_lines_from_collection(collection: Mapping[str, Any]) -> tuple[SettlementLine, ...]:
+    items = collection.get("items")
+    if not isinstance(items, list) or not all(isinstance(item, Mapping) for item in items):
+        raise MalformedEvent("recon answer lacks an items list of objects")
+    return tuple(recon_line_from_json(item) for item in items)
+
+
+def settlement_from_json(entity: Mapping[str, Any]) -> RemoteSettlement:
+    """A ``setl_…`` settlement entity (after-capture.md §4.1)."""
+    return RemoteSettlement(
+        gateway_settlement_id=_required_str(entity, "id", "settlement"),
+        amount_minor=_required_int(entity, "amount", "settlement"),
+        fees_minor=_optional_int(entity, "fees", "settlement") or 0,
+        tax_minor=_optional_int(entity, "tax", "settlement") or 0,
+        utr=_optional_str(entity, "utr", "settlement"), status=_optional_str(entity, "status", "settlement") or "",
+        created_at=_optional_int(entity, "created_at", "settlement"))
+
+
 def parse_webhook(raw_body: bytes, event_id: str) -> WebhookEvent:
     """Parse a (signature-checked) webhook body into a :class:`WebhookEvent`.
 
@@ -291,6 +337,8 @@ def parse_webhook(raw_body: bytes, event_id: str) -> WebhookEvent:
             payment = None
     refund = refund_from_json(_required_entity(payload, "refund", event_type), payment_entity) if is_refund else None
     dispute = dispute_from_json(_required_entity(payload, "dispute", event_type)) if is_dispute else None
+    settlement = (settlement_from_json(_required_entity(payload, "settlement", event_type))
+                  if event_type == SETTLEMENT_PROCESSED else None)
     if dispute is not None and event_type == DISPUTE_OPENED:
         dispute = replace(dispute, opening=True)
 
@@ -309,6 +357,7 @@ def parse_webhook(raw_body: bytes, event_id: str) -> WebhookEvent:
         created_at=created_at if _is_int(created_at) else None,
         refund=refund,
         dispute=dispute,
+        settlement=settlement,
     )
 
 

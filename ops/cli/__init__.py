@@ -5,7 +5,20 @@ from __future__ import annotations
 
 import typer
 
-from ops.cli import console_accounts, db, dlq, events, inbox, orders, orgs, processes, recheck, review, stats
+from ops.cli import (
+                  console_accounts,
+                  db,
+                  dlq,
+                  events,
+                  inbox,
+                  orders,
+                  orgs,
+                  processes,
+                  recheck,
+                  review,
+                  settlements,
+                  stats,
+)
 
 app = typer.Typer(help="gateway-recon: payment callbacks, reconciliation and exactly-once crediting.",
                   no_args_is_help=True, add_completion=False)
@@ -17,6 +30,7 @@ app.add_typer(dlq.app, name="dlq")
 app.add_typer(events.app, name="events")
 app.add_typer(review.app, name="review")
 app.add_typer(console_accounts.app, name="console")
+app.add_typer(settlements.app, name="settlements")
 app.command("recheck")(recheck.recheck)
 app.command("stats")(stats.stats)
 app.command("web")(processes.web)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import dramatiq
 
-from worker.actors import callbacks, events, reconcile, webhooks
+from worker.actors import callbacks, events, reconcile, settlements, webhooks
 from worker.deps import Deps
 
 
@@ -25,6 +25,7 @@ class Actors:
     recheck_order: dramatiq.Actor
     check_refund: dramatiq.Actor
     deliver_events: dramatiq.Actor
+    reconcile_settlements: dramatiq.Actor
 
 
 def declare_actors(broker: dramatiq.Broker, deps: Callable[[], Deps]) -> Actors:
@@ -36,6 +37,7 @@ def declare_actors(broker: dramatiq.Broker, deps: Callable[[], Deps]) -> Actors:
         recheck_order=callbacks.recheck_order.declare(broker, deps),
         check_refund=reconcile.check_refund.declare(broker, deps),
         deliver_events=events.deliver_events.declare(broker, deps),
+        reconcile_settlements=settlements.reconcile_settlements.declare(broker, deps),
     )
 
 

@@ -10,17 +10,20 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from db.models import InboxEvent
 from gateways.errors import GatewayNotFound, MalformedEvent, SignatureInvalid
-from gateways.port import PaymentGateway, RemotePayment
+from gateways.port import PaymentGateway, RemotePayment, RemoteSettlement
 from worker.deps import Deps
 from worker.domain.order_state import Decision, Evidence, Source
 from worker.logging import get_logger
+from worker.services import settlement_match
 from worker.services.capture import capture_authorized
 from worker.services.intake import LOOKUP_ID
 from worker.services.poll import check_payment, reconcile_order
 from worker.services.refunds import refund_duplicates
+from worker.services.settlement_pull import pull_day, reopen_day
 from worker.services.unit import UnitOfWork, printable
 
 
@@ -79,6 +82,8 @@ def _apply_webhook(uow: UnitOfWork, row: InboxEvent, *, deps: Deps) -> Applied:
                  else gateway.verify_webhook(row.body, row.headers))
     except (SignatureInvalid, MalformedEvent) as exc:
         return Applied("rejected", f"does not parse: {exc}" if row.event_id else f"does not verify: {exc}")
+    if event.settlement is not None:  # money paid out: read that day's settled transactions again
+        return _settlement_announced(uow, row, event.settlement, deps=deps)
     if not event.gateway_order_id:
         return Applied("ignored", f"event {event.event_type} names no order")
     if not LOOKUP_ID.match(event.gateway_order_id):
@@ -109,6 +114,23 @@ def _apply_webhook(uow: UnitOfWork, row: InboxEvent, *, deps: Deps) -> Applied:
         return Applied("processed", decision.reason, decision,
                        follow_up=lambda: refund_duplicates(order_id, decision, deps=deps))
     return Applied("processed", decision.reason, decision)
+
+
+def _settlement_announced(uow: UnitOfWork, row: InboxEvent, settlement: RemoteSettlement, *, deps: Deps) -> Applied:
+    """``settlement.processed`` names no order: it prompts a pull of its day (then a match), after the commit."""
+    gateway_name = row.gateway
+    if not deps.gateway(gateway_name).settles_by_api:
+        return Applied("ignored", f"settlement {settlement.gateway_settlement_id}: {gateway_name} has no recon API")
+    moment = datetime.fromtimestamp(settlement.created_at, UTC) if settlement.created_at else uow.now
+    day = moment.date()
+    reopen_day(uow.session, gateway_name, day, now=uow.now)
+
+    def pull_and_match() -> None:
+        pull_day(gateway_name, day, deps=deps)
+        settlement_match.match(deps=deps, recheck=deps.recheck_now)
+
+    return Applied("processed", f"settlement {settlement.gateway_settlement_id} announced: day {day} pulled",
+                   follow_up=pull_and_match)
 
 
 def _siblings_about(uow: UnitOfWork, row: InboxEvent, gateway: PaymentGateway,

@@ -1,0 +1,158 @@
+"""Settlement reconciliation on Postgres against the simulator: pull (idempotent, resumable), import (whole or
+nothing), match (every fault in its bucket), the recheck a settled-but-uncredited order gets, the report."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import timedelta
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+
+from db.models import SettlementPull, SettlementRow
+from gateways.payglocal.settlement_report import MalformedReport
+from tests.support import new_order, order_row
+from worker.services import settlement_import, settlement_match, settlement_pull, settlement_report
+from worker.services.poll import reconcile_order
+from worker.services.refunds import RefundRequest, request_refund
+from worker.services.views import order_detail
+
+
+def paid(deps, simulator, org="org-in", *, credit=True, **order):
+    placed = new_order(deps, org, **order)
+    simulator.sim.pay(placed.gateway_order_id, "success", deliver_webhooks=False)
+    if credit:
+        reconcile_order(placed.id, deps=deps)
+        assert order_row(deps, placed.id).state == "paid"
+    return placed
+
+
+def payment_of(deps, order_id: str) -> str:
+    return order_detail(order_id, deps=deps)["payments"][0]["payment_id"]
+
+
+def buckets(deps) -> dict[str, str]:
+    with deps.sessions() as session:
+        return dict(session.execute(select(SettlementRow.entity_id, SettlementRow.bucket)).all())
+
+
+def pull_today(deps, **kwargs):
+    today = deps.clock.now().date()
+    return [settlement_pull.pull_day("razorpay", today + timedelta(days=d), deps=deps, **kwargs) for d in (0, 1)]
+
+
+def test_every_fault_lands_in_its_bucket_and_the_uncredited_order_is_rechecked(deps, org, simulator):
+    good = paid(deps, simulator)
+    refunded = paid(deps, simulator)
+    missing = paid(deps, simulator)
+    wrong = paid(deps, simulator)
+    uncredited = paid(deps, simulator, credit=False)  # the money was taken; no webhook, no check yet
+    request_refund(refunded.id, RefundRequest(None, "customer asked", "support:test"), deps=deps)
+    ids = {name: payment_of(deps, o.id) for name, o in (("good", good), ("refunded", refunded), ("missing", missing),
+                                                         ("wrong", wrong))}
+    simulator.sim.set_settlement_faults(skip_payment_ids=[ids["missing"]], amount_delta={ids["wrong"]: -100},
+                                        unknown_rows=1)
+    simulator.sim.settle("razorpay", everything=True, deliver_webhooks=False)
+    pull_today(deps)
+    asked: list[str] = []
+    done = settlement_match.match(deps=deps, recheck=asked.append)
+    found = buckets(deps)
+    assert found[ids["good"]] == "settled_credited" and found[ids["refunded"]] == "settled_credited"
+    assert found[ids["wrong"]] == "amount_mismatch" and ids["missing"] not in found
+    refund_rows = {k: v for k, v in found.items() if k.startswith("rfnd_")}
+    assert set(refund_rows.values()) == {"deduction_reversed"}
+    unknown = [k for k, v in found.items() if v == "unmatched"]
+    assert len(unknown) == 1 and unknown[0] not in ids.values()
+    not_credited = [k for k, v in found.items() if v == "settled_not_credited"]
+    assert len(not_credited) == 1 and done.rechecks == [uncredited.id] == asked
+    assert settlement_match.match(deps=deps, recheck=asked.append).rechecks == []  # rechecked once, not every run
+
+    reconcile_order(uncredited.id, deps=deps)  # what the recheck does: the order is credited now
+    settlement_match.match(deps=deps)
+    assert buckets(deps)[not_credited[0]] == "settled_credited"  # reopened rows move on; good ones stay
+
+    later = dataclasses.replace(deps, clock=_Later(deps.clock, days=7))
+    late = settlement_match.credited_not_settled(deps=later)
+    assert [row["payment_id"] for row in late] == [ids["missing"]]
+    assert settlement_match.credited_not_settled(deps=deps) == []  # within delay + slack: not yet
+
+
+class _Later:
+    def __init__(self, clock, *, days: int):
+        self.clock, self.delta = clock, timedelta(days=days)
+
+    def now(self):
+        return self.clock.now() + self.delta
+
+
+def test_pulling_twice_or_overlapping_stores_each_row_once_and_resumes_after_a_crash(deps, org, simulator):
+    for _ in range(5):
+        paid(deps, simulator)
+    simulator.sim.settle("razorpay", everything=True, deliver_webhooks=False)
+    first = pull_today(deps, page=2)
+    assert sum(p.rows for p in first) == 5 and sum(p.pages for p in first) >= 3
+    again = pull_today(deps, page=2)
+    with deps.sessions() as session:
+        assert session.execute(select(func.count()).select_from(SettlementRow)).scalar_one() == 5
+        session.execute(SettlementPull.__table__.update().values(next_skip=2, complete=False))
+        session.commit()
+    assert sum(p.rows for p in again) == 5  # a recent day is read again from the start: nothing doubles
+    calls = []
+    real = deps.gateway("razorpay").fetch_settlement_lines
+
+    def dies_on_second_page(*args, **kwargs):
+        calls.append(kwargs["skip"])
+        if len(calls) == 2:
+            raise httpx.ReadTimeout("killed mid-day")
+        return real(*args, **kwargs)
+
+    deps.gateway("razorpay").fetch_settlement_lines = dies_on_second_page
+    try:
+        with pytest.raises(httpx.ReadTimeout):
+            settlement_pull.pull_day("razorpay", deps.clock.now().date(), deps=deps, page=2)
+    finally:
+        del deps.gateway("razorpay").fetch_settlement_lines
+    with deps.sessions() as session:
+        cursor = session.execute(select(SettlementPull)).scalars().all()
+    assert any(c.next_skip == 4 for c in cursor)  # the first page's rows and cursor were committed together
+    pull_today(deps, page=2)
+    with deps.sessions() as session:
+        assert session.execute(select(func.count()).select_from(SettlementRow)).scalar_one() == 5
+
+
+def test_payglocal_report_import_is_whole_or_nothing_and_once_per_file(deps, org, simulator, tmp_path):
+    good = paid(deps, simulator, "org-us")
+    simulator.sim.settle("payglocal", everything=True, deliver_webhooks=False)
+    report = simulator.sim.payglocal_settlement_report()
+    path = tmp_path / "gcc-settlements.csv"
+    path.write_text(report)
+    done = settlement_import.import_report(path, "payglocal", deps=deps, imported_by="finance:test")
+    assert done.new and done.rows == 1
+    assert not settlement_import.import_report(path, "payglocal", deps=deps, imported_by="finance:test").new
+    settlement_match.match(deps=deps)
+    assert list(buckets(deps).values()) == ["settled_credited"], good.id
+
+    broken = tmp_path / "broken.csv"
+    lines = report.splitlines()
+    broken.write_text("\n".join([*lines, lines[1].replace(lines[1].split(",")[0], '"x"', 1).replace(
+        '"USD"', '"US DOLLAR"')]) + "\n")
+    with pytest.raises(MalformedReport, match="line 3"):
+        settlement_import.import_report(broken, "payglocal", deps=deps, imported_by="finance:test")
+    with deps.sessions() as session:
+        assert session.execute(select(func.count()).select_from(SettlementRow)).scalar_one() == 1  # nothing kept
+
+
+def test_the_report_totals_per_day_and_currency_and_its_csv(deps, org, simulator):
+    placed = paid(deps, simulator)
+    simulator.sim.settle("razorpay", everything=True, deliver_webhooks=False)
+    pull_today(deps)
+    settlement_match.match(deps=deps)
+    today = deps.clock.now().date()
+    found = settlement_report.report(deps=deps, start=today - timedelta(days=1), end=today + timedelta(days=1))
+    (total,) = found.totals
+    assert total.gross_minor == placed.amount_minor and total.net_minor == placed.amount_minor - total.fees_minor
+    assert 0 < total.tax_minor < total.fees_minor
+    csv_text = settlement_report.as_csv(found)
+    assert csv_text.splitlines()[0].startswith("section,day,gateway") and "settled_credited" in csv_text
+    assert found.attention() == {}
