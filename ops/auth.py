@@ -7,7 +7,8 @@ compared in constant time; the caller's name (never the token) is what the audit
 
 - ``billing``: create and verify orders, read transactions and ledgers;
 - ``support``: recheck, refund, record chargebacks, read and replay event deliveries;
-- ``reviewer``: review decisions.
+- ``reviewer``: review decisions;
+- ``finance``: the settlement report.
 
 Reading one order (``GET /orders/{id}``) needs any scope. Outside its scopes a token gets 403.
 """
@@ -44,7 +45,7 @@ def caller(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(b
 Caller = Annotated[str, Depends(caller)]
 
 
-ALL_SCOPES = ("billing", "support", "reviewer")
+ALL_SCOPES = ("billing", "support", "reviewer", "finance")
 
 
 def scopes_of(name: str, deps) -> tuple[str, ...]:
@@ -67,3 +68,4 @@ def requires(scope: str):
 Billing = Annotated[str, requires("billing")]
 Support = Annotated[str, requires("support")]
 Reviewer = Annotated[str, requires("reviewer")]
+Finance = Annotated[str, requires("finance")]

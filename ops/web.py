@@ -11,12 +11,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import asdict
-from datetime import datetime
+from datetime import date, datetime
 from functools import partial
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, FastAPI, Header, HTTPException, Path, Query, Request
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from ops import enqueue
@@ -30,7 +30,7 @@ from ops.api_models import (
     ReviewBody,
     VerifyPaymentBody,
 )
-from ops.auth import Billing, Caller, Reviewer, Support
+from ops.auth import Billing, Caller, Finance, Reviewer, Support
 from ops.console import create_console
 from ops.context import ActorsParam, DepsParam
 from ops.exposition import render_metrics
@@ -41,7 +41,7 @@ from worker.deps import Deps
 from worker.domain.errors import GatewayUnavailable, OrderRejected, ReconError, UnknownOrder
 from worker.logging import configure_logging, get_logger
 from worker.main import build_runtime
-from worker.services import deliveries, intake, order_requests, orders, transactions, views
+from worker.services import deliveries, intake, order_requests, orders, settlement_report, transactions, views
 from worker.services.disputes import record_chargeback
 from worker.services.recheck import recheck_order
 from worker.services.refunds import RefundRefused, RefundRequest, request_refund
@@ -261,6 +261,24 @@ def replay_events(body: EventReplayBody, deps: DepsParam, actors: ActorsParam, w
                                        reason=body.reason, delivery_ids=body.delivery_ids, order_id=body.order_id,
                                        again=body.again)
     return {"orders": orders}
+
+
+@router.get("/settlements/report", response_model=None)
+def settlements_report(deps: DepsParam, who: Finance,
+                       start: Annotated[date, Query(alias="from", description="first settlement day (UTC)")],
+                       end: Annotated[date, Query(alias="to", description="last settlement day (UTC)")],
+                       gateway: Annotated[str | None, Query(max_length=16, pattern=ID_PATTERN)] = None,
+                       format: Annotated[Literal["json", "csv"], Query()] = "json") -> dict[str, Any] | Response:
+    """Settlements from ``from`` to ``to``: totals per day, gateway and currency (gross, fees, tax, refunds,
+    disputes, net; minor units) and every bucket with its rows. ``format=csv``: the accountant's CSV (major units).
+    At most 400 days."""
+    if end < start or (end - start).days > 400:
+        raise HTTPException(status_code=422, detail="'to' must be on or after 'from', at most 400 days later")
+    found = settlement_report.report(deps=deps, start=start, end=end, gateway=gateway, rows_per_bucket=None)
+    if format == "csv":
+        return Response(settlement_report.as_csv(found), media_type="text/csv; charset=utf-8", headers={
+            "Content-Disposition": f'attachment; filename="settlements-{start}-{end}.csv"'})
+    return settlement_report.as_json(found)
 
 
 @router.post("/webhooks/{gateway}")

@@ -88,7 +88,7 @@ class Settings(BaseSettings):
     api_tokens: dict[str, SecretStr] = {}
     #: What each named token may do (JSON object name → scopes: billing, support, reviewer). A token with
     #: no entry may do everything (and ``recon web`` warns about it at start): list every token in production.
-    api_token_scopes: dict[str, list[Literal["billing", "support", "reviewer"]]] = {}
+    api_token_scopes: dict[str, list[Literal["billing", "support", "reviewer", "finance"]]] = {}
 
     #: The support console's people (JSON object name → :class:`ConsoleAccount`); none: nobody can sign in.
     console_accounts: dict[str, ConsoleAccount] = {}

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import date, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from ops.api_models import ID_PATTERN
@@ -15,8 +15,9 @@ from ops.console.people import Person
 from ops.console.session import allowed
 from ops.context import DepsParam
 from worker.domain.order_state import OrderState
+from worker.domain.settlement import GOOD
 from worker.queues import QUEUES
-from worker.services import deliveries, views, worklists
+from worker.services import deliveries, settlement_report, views, worklists
 from worker.services.dead_letters import list_dead_letters
 
 router = APIRouter()
@@ -97,3 +98,32 @@ async def dead_letters(request: Request, deps: DepsParam, person: Viewer) -> HTM
     except RuntimeError as exc:  # the in-process broker keeps no dead letters
         letters, missing = [], str(exc)
     return render.page(request, "dead_letters.html", person, rows=letters, missing=missing)
+
+
+def _window(deps, start: date | None, end: date | None) -> tuple[date, date]:
+    last = end or deps.clock.now().date()
+    first = start or last - timedelta(days=6)
+    return (first, last) if first <= last and (last - first).days <= 400 else (last - timedelta(days=6), last)
+
+
+@router.get("/settlements", response_class=HTMLResponse)
+def settlements(request: Request, deps: DepsParam, person: Viewer,
+                start: Annotated[date | None, Query(alias="from")] = None,
+                end: Annotated[date | None, Query(alias="to")] = None,
+                gateway: Annotated[str | None, Query(max_length=16, pattern=ID_PATTERN)] = None) -> HTMLResponse:
+    """The settlement report: totals per day and currency, then each bucket with its rows."""
+    first, last = _window(deps, start, end)
+    found = settlement_report.report(deps=deps, start=first, end=last, gateway=gateway or None, rows_per_bucket=200)
+    return render.page(request, "settlements.html", person, report=found, start=first, end=last,
+                       gateway=gateway or "", good=GOOD, gateways=sorted(deps.gateways))
+
+
+@router.get("/settlements.csv")
+def settlements_csv(request: Request, deps: DepsParam, person: Viewer,
+                    start: Annotated[date | None, Query(alias="from")] = None,
+                    end: Annotated[date | None, Query(alias="to")] = None,
+                    gateway: Annotated[str | None, Query(max_length=16, pattern=ID_PATTERN)] = None) -> Response:
+    first, last = _window(deps, start, end)
+    found = settlement_report.report(deps=deps, start=first, end=last, gateway=gateway or None, rows_per_bucket=None)
+    return Response(settlement_report.as_csv(found), media_type="text/csv; charset=utf-8",
+                    headers={"Content-Disposition": f'attachment; filename="settlements-{first}-{last}.csv"'})

@@ -4,19 +4,23 @@ nothing), match (every fault in its bucket), the recheck a settled-but-uncredite
 from __future__ import annotations
 
 import dataclasses
+import time
 from datetime import timedelta
 
 import httpx
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from db.models import SettlementPull, SettlementRow
 from gateways.payglocal.settlement_report import MalformedReport
-from tests.support import new_order, order_row
+from tests.runtime import CURRENT, app
+from tests.support import inbox_rows, new_order, order_row
 from worker.services import settlement_import, settlement_match, settlement_pull, settlement_report
 from worker.services.poll import reconcile_order
 from worker.services.refunds import RefundRequest, request_refund
 from worker.services.views import order_detail
+from worker.settings import Settings
 
 
 def paid(deps, simulator, org="org-in", *, credit=True, **order):
@@ -156,3 +160,61 @@ def test_the_report_totals_per_day_and_currency_and_its_csv(deps, org, simulator
     csv_text = settlement_report.as_csv(found)
     assert csv_text.splitlines()[0].startswith("section,day,gateway") and "settled_credited" in csv_text
     assert found.attention() == {}
+
+
+def test_settlement_processed_webhook_pulls_its_day_and_matches(deps, org, simulator, web, worker):
+    placed = paid(deps, simulator)
+    simulator.sim.settle("razorpay", everything=True, deliver_webhooks=True)
+    payment = payment_of(deps, placed.id)
+    for _ in range(200):
+        if buckets(deps).get(payment) == "settled_credited":
+            break
+        time.sleep(0.05)
+    assert buckets(deps).get(payment) == "settled_credited"
+    rows = [r for r in inbox_rows(deps) if r.event_type == "settlement.processed"]
+    assert rows and rows[0].status == "processed" and "pulled" in rows[0].reason
+
+
+def test_report_api_needs_the_finance_scope_and_gives_json_and_csv(deps, org, simulator):
+    placed = paid(deps, simulator)
+    simulator.sim.settle("razorpay", everything=True, deliver_webhooks=False)
+    pull_today(deps)
+    settlement_match.match(deps=deps)
+    tokens = {"finance": "finance-token-0123456789", "billing": "billing-token-0123456789"}
+    settings = deps.settings.model_copy(update={"api_tokens": {**deps.settings.api_tokens, **tokens},
+                                                "api_token_scopes": {name: [name] for name in tokens}})
+    CURRENT["deps"] = dataclasses.replace(deps, settings=Settings.model_validate(settings.model_dump()))
+    today = deps.clock.now().date()
+    params = {"from": str(today - timedelta(days=1)), "to": str(today + timedelta(days=1))}
+    with TestClient(app) as client:
+        def get(token, **extra):
+            return client.get("/settlements/report", params={**params, **extra},
+                              headers={"Authorization": f"Bearer {tokens[token]}"})
+
+        assert get("billing").status_code == 403
+        answer = get("finance")
+        assert answer.status_code == 200 and answer.json()["totals"][0]["gross_minor"] == placed.amount_minor
+        assert answer.json()["buckets"]["settled_credited"][0]["order_id"] == placed.id
+        csv_answer = get("finance", format="csv")
+        assert csv_answer.headers["content-type"].startswith("text/csv") and placed.id in csv_answer.text
+        assert get("finance", **{"from": str(today), "to": str(today - timedelta(days=2))}).status_code == 422
+
+
+def test_console_settlements_page_lists_the_buckets_and_downloads_the_csv(deps, org, simulator):
+    from tests.console.support import PASSWORDS, with_accounts
+
+    placed = paid(deps, simulator)
+    uncredited = paid(deps, simulator, credit=False)
+    simulator.sim.settle("razorpay", everything=True, deliver_webhooks=False)
+    pull_today(deps)
+    settlement_match.match(deps=deps)
+    with_accounts(deps)
+    with TestClient(app) as client:
+        login = client.get("/console/login").text
+        token = login.split('name="csrf_token" value="')[1].split('"')[0]
+        client.post("/console/login", data={"csrf_token": token, "name": "vera", "password": PASSWORDS["vera"]})
+        page = client.get("/console/settlements")
+        assert page.status_code == 200 and "1 settled_not_credited" in page.text
+        assert placed.id in page.text and uncredited.id in page.text
+        csv_answer = client.get("/console/settlements.csv")
+        assert csv_answer.status_code == 200 and "settled_not_credited" in csv_answer.text
