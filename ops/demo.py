@@ -16,6 +16,7 @@ from rich.table import Table
 
 from ops.demo_events import run_event_cases
 from ops.demo_money import run_money_cases
+from ops.demo_settlements import run_settlement_cases
 from ops.embedded import CONSOLE_NAME, CONSOLE_PASSWORD, Embedded, start_embedded
 
 ORG, ADMIN, OPERATOR = "acme-in", "asha-admin", "omar-operator"
@@ -158,6 +159,7 @@ def run_cases(env: Embedded, console: Console) -> bool:
     ok &= run_money_cases(env, console, org=ORG, admin=ADMIN)
     ok &= _balances(console, env)
     ok &= run_event_cases(env, console, org=ORG)
+    ok &= run_settlement_cases(env, console, org=ORG, admin=ADMIN, us_org=US_ORG, us_admin=US_ADMIN)
     return ok
 
 

@@ -79,12 +79,16 @@ def start_embedded(stack: ExitStack, *, abandon_after_s: int, workdir: Path | No
         api_tokens={"demo-billing": DEMO_TOKEN},
         console_accounts={CONSOLE_NAME: ConsoleAccount(roles=["support", "reviewer"],
                                                        password_hash=hash_password(CONSOLE_PASSWORD))},
-        event_endpoints=[EventEndpoint(name="billing-demo", url=receiver.url, secrets=[receiver.secret])])
+        event_endpoints=[EventEndpoint(name="billing-demo", url=receiver.url, secrets=[receiver.secret])],
+        # the demo's day is compressed: a credited payment is expected in the very next settlement
+        settlement_expected_s={"razorpay": 0, "payglocal": 0}, settlement_slack_s=0)
     log_file = stack.enter_context(open(workdir / "recon.log", "w"))  # noqa: SIM115  (the ExitStack closes it)
     configure_logging(level="INFO", json=True, stream=log_file)
     upgrade(settings.database_url)
     deps = built["deps"] = build_deps(settings)
     deps.deliver_now = partial(events.send_now, actors.deliver_events, deps)  # as build_runtime wires it
+    deps.recheck_now = partial(actors.recheck_order.send, requested_by="settlement-recon",
+                               reason="the gateway settled money for this order that was not credited")
     worker = dramatiq.Worker(broker, worker_threads=1, worker_timeout=50)
     worker.start()
     stack.callback(worker.stop)

@@ -181,6 +181,28 @@ class SimulatorClient:
         """Refund a captured PayGlocal transaction in full."""
         return self._call("POST", "/_sim/payglocal/refund", {"gid": gid})
 
+    # -- settlements ------------------------------------------------------------------------
+    def settle(self, gateway: str = "razorpay", *, everything: bool = False,
+               deliver_webhooks: bool = True) -> list[dict[str, Any]]:
+        """Settle now what is due (``everything``: every captured payment); Razorpay sends ``settlement.processed``."""
+        return self._call("POST", f"/_sim/{gateway}/settle",
+                          {"all": everything, "deliver_webhooks": deliver_webhooks})["settlements"]
+
+    def settlement_faults(self, *, skip_payment_ids: list[str] | None = None,
+                          amount_delta: dict[str, int] | None = None, delay_payment_ids: dict[str, float] | None = None,
+                          unknown_rows: int | None = None) -> dict[str, Any]:
+        """What goes wrong in the next settlements: rows left out, amounts off, payments settled late, strangers."""
+        return self._call("POST", "/_sim/settlements/faults", _given(
+            skip_payment_ids=skip_payment_ids, amount_delta=amount_delta, delay_payment_ids=delay_payment_ids,
+            unknown_rows=unknown_rows))
+
+    def payglocal_settlement_report(self, day: str | None = None) -> str:
+        """PayGlocal's dashboard export of settlements (CSV; the simulator's reading of an undocumented format)."""
+        response = self.http.get("/_sim/payglocal/settlement-report", params={"date": day} if day else None)
+        if response.status_code != 200:
+            raise SimulatorRefused(response.status_code, response.text[:200])
+        return response.text
+
     # -- webhooks ---------------------------------------------------------------------------
     def wait_for_webhooks(self, timeout: float = 10.0) -> bool:
         """Block until no delivery is queued or in flight; False on timeout."""

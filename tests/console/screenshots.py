@@ -43,10 +43,11 @@ def main() -> int:
             page.get_by_test_id("person").wait_for()
             shots = {"console-home.png": "/console/", "console-search.png": "/console/orders?q=acme-in",
                      "console-order.png": f"/console/orders/{refunded}",
-                     "console-review.png": f"/console/orders/{in_review}"}
+                     "console-review.png": f"/console/orders/{in_review}",
+                     "console-settlements.png": "/console/settlements"}
             for name, path in shots.items():
                 page.goto(path)
-                page.screenshot(path=DOCS / name, full_page=name == "console-order.png")
+                page.screenshot(path=DOCS / name, full_page=name in ("console-order.png", "console-settlements.png"))
                 print(f"docs/{name}: {path}")
             browser.close()
     return 0
