@@ -87,8 +87,7 @@ def start_embedded(stack: ExitStack, *, abandon_after_s: int, workdir: Path | No
     upgrade(settings.database_url)
     deps = built["deps"] = build_deps(settings)
     deps.deliver_now = partial(events.send_now, actors.deliver_events, deps)  # as build_runtime wires it
-    deps.recheck_now = partial(actors.recheck_order.send, requested_by="settlement-recon",
-                               reason="the gateway settled money for this order that was not credited")
+    deps.recheck_now = actors.recheck_settled_order.send
     worker = dramatiq.Worker(broker, worker_threads=1, worker_timeout=50)
     worker.start()
     stack.callback(worker.stop)

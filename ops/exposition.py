@@ -1,28 +1,45 @@
 """``/metrics``: the process metrics of every process on this host, plus what the database and the
 broker hold right now (orders by state, pending orders by age, queue depth and age, dead letters,
-refunds in flight, open disputes and their deadlines, the credit shortfall)."""
+refunds in flight, open disputes and their deadlines, the credit shortfall, settlement rows by bucket, credited
+payments missing from the settlements, and how fresh the settlement data is)."""
 
 from __future__ import annotations
 
 import json
 import os
 import time
+from datetime import datetime, timedelta
 
 from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.multiprocess import MultiProcessCollector
 from sqlalchemy import func, select
 
-from db.models import Dispute, EventDelivery, InboxEvent, LedgerEntry, Order, Refund
+from db.models import (
+    Dispute,
+    EventDelivery,
+    InboxEvent,
+    LedgerEntry,
+    Order,
+    Refund,
+    SettlementImport,
+    SettlementPull,
+    SettlementRow,
+)
 from worker.deps import Deps
 from worker.domain.dispute_state import AWAITING_US, DisputeState
 from worker.domain.refund_state import IN_FLIGHT
+from worker.domain.settlement import Bucket
 from worker.queues import QUEUES
+from worker.services.settlement_match import expected_since, unsettled_grants
 
 #: Disputes still to be decided (someone may still answer them); those awaiting us have a deadline.
 UNDECIDED_DISPUTES = (DisputeState.OPEN.value, DisputeState.UNDER_REVIEW.value)
 #: Pending-order age buckets: label → upper bound in seconds.
 AGE_BUCKETS = (("lt_5m", 300), ("5m_30m", 1800), ("30m_2h", 7200), ("2h_1d", 86400), ("gt_1d", None))
+#: The ``bucket`` label of settlement rows: every bucket a row can be in (credited_not_settled has no row: it is
+#: a gauge of its own), and ``new`` for rows stored but not matched yet (matching runs after each pull and import).
+SETTLEMENT_BUCKETS = (*(bucket.value for bucket in Bucket if bucket is not Bucket.CREDITED_NOT_SETTLED), "new")
 
 
 class StateCollector:
@@ -35,6 +52,7 @@ class StateCollector:
         yield from self._orders()
         yield from self._money()
         yield from self._events()
+        yield from self._settlements()
         yield from self._queues()
         last = self.deps.coordination.last_sweep()
         sweep = GaugeMetricFamily("recon_last_successful_sweep_timestamp_seconds", "When a sweep last completed.")
@@ -134,6 +152,67 @@ class StateCollector:
             dead.add_metric([endpoint], found.get((endpoint, "dead"), (0, None))[0])
             lag.add_metric([endpoint], max(0.0, (now - oldest).total_seconds()) if oldest is not None else 0.0)
         yield from (pending, dead, lag)
+
+    def _settlements(self):
+        """Settlement rows per gateway and bucket (the ``(gateway, bucket)`` index answers the count), credited
+        payments no settlement names past the gateway's delay plus the slack (a count, as
+        :func:`worker.services.settlement_match.credited_not_settled` finds them), and freshness: when the newest
+        settled transaction we hold settled, and when settlement data last came in (a pulled page, an import)."""
+        now = self.deps.clock.now()
+        rows = GaugeMetricFamily("recon_settlement_rows", "Settlement rows by matching bucket (new: not matched "
+                                 "yet).", labels=["gateway", "bucket"])
+        missing = GaugeMetricFamily("recon_settlement_credited_not_settled",
+                                    "Credited payments no settlement row names though the gateway's expected delay "
+                                    "and the slack have passed.", labels=["gateway"])
+        settled_age = GaugeMetricFamily("recon_settlement_last_settled_age_seconds",
+                                        "Seconds since the newest settled transaction we hold was settled; absent "
+                                        "before the first.", labels=["gateway"])
+        received_age = GaugeMetricFamily("recon_settlement_last_received_age_seconds",
+                                         "Seconds since settlement data last came in (a page pulled, a report "
+                                         "imported); absent before the first.", labels=["gateway"])
+        with self.deps.sessions() as session:
+            counts = session.execute(select(SettlementRow.gateway, SettlementRow.bucket, func.count())
+                                     .group_by(SettlementRow.gateway, SettlementRow.bucket)).all()
+            held = {gateway for gateway, _, _ in counts}
+            # one gateway at a time: the settled_at index answers each max
+            newest = {gateway: session.execute(select(func.max(SettlementRow.settled_at))
+                                               .where(SettlementRow.gateway == gateway)).scalar_one()
+                      for gateway in sorted(held)}
+            received: dict[str, datetime] = {}
+            for table, column in ((SettlementPull, SettlementPull.updated_at),
+                                  (SettlementImport, SettlementImport.created_at)):
+                for gateway, at in session.execute(select(table.gateway, func.max(column)).group_by(table.gateway)):
+                    received[gateway] = max(at, received.get(gateway, at))
+            late = self._credited_not_settled(session, now)
+        found = {(gateway, bucket or "new"): count for gateway, bucket, count in counts}
+        for gateway in sorted(held | set(self.deps.gateways)):
+            for bucket in SETTLEMENT_BUCKETS:
+                rows.add_metric([gateway, bucket], found.get((gateway, bucket), 0))
+        for gateway, count in sorted(late.items()):
+            missing.add_metric([gateway], count)
+        for gateway, at in sorted(newest.items()):
+            if at is not None:
+                settled_age.add_metric([gateway], max(0.0, (now - at).total_seconds()))
+        for gateway, at in sorted(received.items()):
+            received_age.add_metric([gateway], max(0.0, (now - at).total_seconds()))
+        yield from (rows, missing, settled_age, received_age)
+
+    def _credited_not_settled(self, session, now) -> dict[str, int]:
+        """Per gateway with an expected settlement delay: the count of
+        :func:`~worker.services.settlement_match.credited_not_settled`'s rows, without loading them (0 while
+        nothing of the gateway has settled yet: its reports are not in)."""
+        settings, counts = self.deps.settings, {}
+        for name, delay_s in settings.settlement_expected_s.items():
+            if name not in self.deps.gateways:
+                continue
+            since = expected_since(name, deps=self.deps, session=session)
+            if since is None:
+                counts[name] = 0
+                continue
+            cutoff = now - timedelta(seconds=delay_s + settings.settlement_slack_s)
+            counts[name] = session.execute(unsettled_grants(select(func.count()).select_from(LedgerEntry), name,
+                                                            since, cutoff)).scalar_one()
+        return counts
 
     @property
     def _postgres(self) -> bool:

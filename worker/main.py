@@ -33,12 +33,8 @@ def build_runtime(settings: Settings, *, deps: Deps | None = None) -> Runtime:
     built = deps if deps is not None else build_deps(settings)
     actors = declare_actors(broker, lambda: built)
     built.deliver_now = partial(events.send_now, actors.deliver_events, built)
-    built.recheck_now = partial(_recheck_settled, actors.recheck_order)
+    built.recheck_now = actors.recheck_settled_order.send
     return Runtime(settings, broker, built, actors)
-
-
-def _recheck_settled(actor: dramatiq.Actor, order_id: str) -> None:
-    actor.send(order_id, "settlement-recon", "the gateway settled money for this order that was not credited")
 
 
 def start() -> None:

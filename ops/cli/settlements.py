@@ -20,8 +20,7 @@ app = typer.Typer(help="Settlement reconciliation: what the gateways paid into t
 
 
 def _recheck(runtime):
-    return lambda order_id: runtime.actors.recheck_order.send(order_id, "settlement-recon",
-                                                             "the gateway settled money that was not credited")
+    return runtime.actors.recheck_settled_order.send
 
 
 @app.command("pull")

@@ -218,3 +218,20 @@ def test_console_settlements_page_lists_the_buckets_and_downloads_the_csv(deps, 
         assert placed.id in page.text and uncredited.id in page.text
         csv_answer = client.get("/console/settlements.csv")
         assert csv_answer.status_code == 200 and "settled_not_credited" in csv_answer.text
+
+
+def test_the_settlement_recheck_credits_the_order_and_its_row_leaves_the_paging_bucket(deps, org, simulator, actors,
+                                                                                       worker):
+    uncredited = paid(deps, simulator, credit=False)
+    simulator.sim.settle("razorpay", everything=True, deliver_webhooks=False)
+    pull_today(deps)
+    deps.recheck_now = actors.recheck_settled_order.send  # as build_runtime wires it
+    assert settlement_match.match(deps=deps, recheck=deps.recheck_now).rechecks == [uncredited.id]
+    with deps.sessions() as session:
+        payment = session.execute(select(SettlementRow.entity_id)
+                                  .where(SettlementRow.order_id == uncredited.id)).scalar_one()
+    for _ in range(200):
+        if buckets(deps).get(payment) == "settled_credited":
+            break
+        time.sleep(0.05)
+    assert buckets(deps)[payment] == "settled_credited" and order_row(deps, uncredited.id).state == "paid"

@@ -43,7 +43,7 @@ GAUGE_VALUES = {"recon_refund_oldest_in_flight_seconds": 3 * 86_400}
 
 
 def label_values() -> dict[str, tuple[str, ...]]:
-    from ops.exposition import AGE_BUCKETS
+    from ops.exposition import AGE_BUCKETS, SETTLEMENT_BUCKETS
     from worker.domain.dispute_state import DisputeState
     from worker.domain.order_state import OrderState, Plan, Source
     from worker.domain.refund_state import RefundState
@@ -65,6 +65,7 @@ def label_values() -> dict[str, tuple[str, ...]]:
         "reason": ("abandoned", "amount_mismatch", "BadMessage"),
         "plan": tuple(plan.value for plan in Plan),
         "actor": ("check_order", "recheck_order", "process_inbox_event", "verify_payment"),
+        "bucket": SETTLEMENT_BUCKETS,
     }
 
 

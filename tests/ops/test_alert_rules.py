@@ -20,12 +20,12 @@ RULE_TESTS = ROOT / "ops" / "alerts" / "recon-rules.test.yml"
 RUNBOOK = ROOT / "ops" / "RUNBOOK.md"
 #: Labels an alert may keep: all bounded (never order, payment or message ids).
 BOUNDED_LABELS = {"gateway", "kind", "outcome", "queue", "state", "age", "source", "status_class", "endpoint",
-                  "plan", "reason", "actor", "result", "origin", "le"}
+                  "plan", "reason", "actor", "result", "origin", "bucket", "le"}
 EXPECTED_ALERTS = {"StuckPendingOrders", "NoSuccessfulSweep", "WebhookSignatureFailuresSpike", "GatewayErrorRate",
                    "GatewayCircuitOpen", "DeadLetters", "OrdersNeedReview", "InboxBacklog", "QueueBacklog",
                    "GatewayRateLimited", "GatewayUnknownStatus", "DisputeResponseDueSoon", "RefundFailed",
                    "RefundStuck", "CreditShortfall", "WebhooksSilent", "EventDeliveriesDead",
-                   "EventDeliveryLagging"}
+                   "EventDeliveryLagging", "SettledNotCredited", "CreditedNotSettled", "SettlementMismatch"}
 
 
 @pytest.fixture(scope="module")

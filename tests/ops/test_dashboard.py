@@ -28,6 +28,9 @@ REQUIRED_METRICS = {
     # grants by source and order events out (issue 15)
     "recon_grants_total", "recon_event_deliveries_total", "recon_event_deliveries_pending",
     "recon_event_deliveries_dead", "recon_event_delivery_lag_seconds",
+    # settlements (issue 16)
+    "recon_settlement_rows", "recon_settlement_credited_not_settled", "recon_settlement_last_received_age_seconds",
+    "recon_settlement_last_settled_age_seconds",
 }
 
 

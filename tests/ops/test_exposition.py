@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from db.models import Dispute, Organisation
 from ops.exposition import render_metrics
@@ -23,12 +23,13 @@ def value(samples, name: str, **labels: str) -> float | None:
     return samples.get((name, tuple(sorted(labels.items()))))
 
 
-def paid(deps, simulator):
+def paid(deps, simulator, org="org-in", *, credit=True):
     from worker.services.poll import reconcile_order
 
-    order = new_order(deps)
+    order = new_order(deps, org)
     simulator.sim.pay(order.gateway_order_id, "success", deliver_webhooks=False)
-    reconcile_order(order.id, deps=deps)
+    if credit:
+        reconcile_order(order.id, deps=deps)
     return order_row(deps, order.id)
 
 
@@ -77,3 +78,73 @@ def test_money_gauges_show_refunds_in_flight_open_disputes_and_their_deadline_an
     assert value(samples, "recon_credit_shortfall_credits", gateway="razorpay") == 5_000
     assert value(samples, "recon_credit_shortfall_credits", gateway="payglocal") == 0
     assert value(samples, "recon_refunds_total", gateway="razorpay", state="processed", origin="support") >= 1
+
+
+def test_settlement_gauges_count_rows_per_bucket_credited_payments_not_settled_and_freshness(deps, org, simulator,
+                                                                                           tmp_path):
+    """Real pulls, an import and matching against the simulator's faults: a row in every bucket they make, zero
+    series for the others (and for every configured gateway), the count of credited-not-settled payments as
+    :func:`credited_not_settled` finds them, and how old the newest data is."""
+    from db.models import SettlementRow
+    from ops.exposition import SETTLEMENT_BUCKETS
+    from worker.clock import FrozenClock
+    from worker.services import settlement_import, settlement_match, settlement_pull
+    from worker.services.views import order_detail
+
+    deps.clock = FrozenClock()
+    idle = scrape(deps)
+    for gateway in ("razorpay", "payglocal"):
+        assert all(value(idle, "recon_settlement_rows", gateway=gateway, bucket=b) == 0 for b in SETTLEMENT_BUCKETS)
+        assert value(idle, "recon_settlement_credited_not_settled", gateway=gateway) == 0
+        assert value(idle, "recon_settlement_last_received_age_seconds", gateway=gateway) is None
+        assert value(idle, "recon_settlement_last_settled_age_seconds", gateway=gateway) is None
+
+    good, missing, wrong = paid(deps, simulator), paid(deps, simulator), paid(deps, simulator)
+    paid(deps, simulator, credit=False)  # money taken, never credited here
+    paid(deps, simulator, "org-us")
+    ids = {name: order_detail(o.id, deps=deps)["payments"][0]["payment_id"]
+           for name, o in (("good", good), ("missing", missing), ("wrong", wrong))}
+    simulator.sim.set_settlement_faults(skip_payment_ids=[ids["missing"]], amount_delta={ids["wrong"]: -100},
+                                        unknown_rows=1)
+    simulator.sim.settle("razorpay", everything=True, deliver_webhooks=False)
+    for day in (0, 1):  # Razorpay's days may be IST: today and tomorrow (UTC)
+        settlement_pull.pull_day("razorpay", deps.clock.now().date() + timedelta(days=day), deps=deps)
+    settlement_match.match(deps=deps)
+    deps.clock.advance(timedelta(hours=2))
+    simulator.sim.settle("payglocal", everything=True, deliver_webhooks=False)
+    report = tmp_path / "gcc-settlements.csv"
+    report.write_text(simulator.sim.payglocal_settlement_report())
+    settlement_import.import_report(report, "payglocal", deps=deps, imported_by="finance:test")  # not matched yet
+
+    deps.clock.advance(timedelta(hours=1))
+    samples = scrape(deps)
+    rows = {b: value(samples, "recon_settlement_rows", gateway="razorpay", bucket=b) for b in SETTLEMENT_BUCKETS}
+    assert rows == {**dict.fromkeys(SETTLEMENT_BUCKETS, 0), "settled_credited": 1, "amount_mismatch": 1,
+                    "settled_not_credited": 1, "unmatched": 1}
+    assert value(samples, "recon_settlement_rows", gateway="payglocal", bucket="new") == 2  # its payment, an unknown
+    assert value(samples, "recon_settlement_rows", gateway="payglocal", bucket="settled_credited") == 0
+    assert "credited_not_settled" not in SETTLEMENT_BUCKETS  # a gauge of its own: it has no rows
+    assert value(samples, "recon_settlement_credited_not_settled", gateway="razorpay") == 0  # not due yet
+    assert value(samples, "recon_settlement_credited_not_settled", gateway="payglocal") == 0  # nothing settled yet
+    assert value(samples, "recon_settlement_last_received_age_seconds", gateway="razorpay") == 3 * 3600
+    assert value(samples, "recon_settlement_last_received_age_seconds", gateway="payglocal") == 3600
+    with deps.sessions() as session:
+        newest = dict(session.execute(select(SettlementRow.gateway, func.max(SettlementRow.settled_at))
+                                      .group_by(SettlementRow.gateway)).all())
+    for gateway in ("razorpay", "payglocal"):
+        assert value(samples, "recon_settlement_last_settled_age_seconds", gateway=gateway) == max(
+            0.0, (deps.clock.now() - newest[gateway]).total_seconds())
+
+    settlement_match.match(deps=deps)
+    deps.clock.advance(timedelta(days=7))  # past Razorpay's delay plus the slack: the skipped payment is late
+    later = scrape(deps)
+    late = settlement_match.credited_not_settled(deps=deps)
+    assert [row["payment_id"] for row in late] == [ids["missing"]]
+    assert value(later, "recon_settlement_credited_not_settled", gateway="razorpay") == 1
+    for gateway in ("razorpay", "payglocal"):
+        assert value(later, "recon_settlement_credited_not_settled", gateway=gateway) == len(
+            [row for row in late if row["gateway"] == gateway])
+    assert value(later, "recon_settlement_rows", gateway="payglocal", bucket="settled_credited") == 1
+    assert value(later, "recon_settlement_rows", gateway="payglocal", bucket="unmatched") == 1
+    assert value(later, "recon_settlement_rows", gateway="payglocal", bucket="new") == 0
+    assert value(later, "recon_settlement_last_received_age_seconds", gateway="razorpay") == 7 * 86_400 + 3 * 3600

@@ -26,6 +26,7 @@ class Actors:
     check_refund: dramatiq.Actor
     deliver_events: dramatiq.Actor
     reconcile_settlements: dramatiq.Actor
+    recheck_settled_order: dramatiq.Actor
 
 
 def declare_actors(broker: dramatiq.Broker, deps: Callable[[], Deps]) -> Actors:
@@ -38,6 +39,7 @@ def declare_actors(broker: dramatiq.Broker, deps: Callable[[], Deps]) -> Actors:
         check_refund=reconcile.check_refund.declare(broker, deps),
         deliver_events=events.deliver_events.declare(broker, deps),
         reconcile_settlements=settlements.reconcile_settlements.declare(broker, deps),
+        recheck_settled_order=settlements.recheck_settled_order.declare(broker, deps),
     )
 
 

@@ -105,6 +105,15 @@ def expected_since(gateway: str, *, deps: Deps, session) -> datetime | None:
                SettlementRow.bucket == Bucket.SETTLED_CREDITED.value)).scalar_one_or_none()
 
 
+def unsettled_grants(query, gateway: str, since: datetime, cutoff: datetime):
+    """``query`` over the grants of ``gateway`` credited from ``since`` until ``cutoff`` whose payment no
+    settlement row names (the report lists them, ``/metrics`` counts them)."""
+    settled = exists().where(SettlementRow.gateway == LedgerEntry.gateway, SettlementRow.kind == "payment",
+                             SettlementRow.entity_id == LedgerEntry.gateway_payment_id)
+    return query.where(LedgerEntry.entry == "grant", LedgerEntry.gateway == gateway, LedgerEntry.created_at >= since,
+                       LedgerEntry.created_at < cutoff, ~settled)
+
+
 def credited_not_settled(*, deps: Deps, gateway: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
     """Credited payments that no settlement row names though the gateway's delay and the slack have passed."""
     found: list[dict[str, Any]] = []
@@ -117,11 +126,8 @@ def credited_not_settled(*, deps: Deps, gateway: str | None = None, limit: int |
             if since is None:
                 continue  # nothing of this gateway settled yet: its reports are not in
             cutoff = now - timedelta(seconds=delay_s + deps.settings.settlement_slack_s)
-            settled = exists().where(SettlementRow.gateway == LedgerEntry.gateway, SettlementRow.kind == "payment",
-                                     SettlementRow.entity_id == LedgerEntry.gateway_payment_id)
-            query = (select(LedgerEntry).where(LedgerEntry.entry == "grant", LedgerEntry.gateway == name,
-                                               LedgerEntry.created_at >= since, LedgerEntry.created_at < cutoff,
-                                               ~settled).order_by(LedgerEntry.created_at).limit(limit))
+            query = unsettled_grants(select(LedgerEntry), name, since, cutoff).order_by(LedgerEntry.created_at)
+            query = query.limit(limit)
             found += [{"gateway": name, "order_id": g.order_id, "payment_id": g.gateway_payment_id,
                        "amount_minor": g.amount_minor, "currency": g.currency, "credited_at": g.created_at,
                        "expected_by": g.created_at + timedelta(seconds=delay_s)}
