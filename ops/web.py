@@ -272,8 +272,9 @@ def settlements_report(deps: DepsParam, who: Finance,
     """Settlements from ``from`` to ``to``: totals per day, gateway and currency (gross, fees, tax, refunds,
     disputes, net; minor units) and every bucket with its rows. ``format=csv``: the accountant's CSV (major units).
     At most 400 days."""
-    if end < start or (end - start).days > 400:
-        raise HTTPException(status_code=422, detail="'to' must be on or after 'from', at most 400 days later")
+    if end < start or (end - start).days > 400 or start.year < 2000 or end.year > 2999:
+        raise HTTPException(status_code=422, detail="'to' must be on or after 'from', at most 400 days later, "
+                                                    "both between 2000 and 2999")
     found = settlement_report.report(deps=deps, start=start, end=end, gateway=gateway, rows_per_bucket=None)
     if format == "csv":
         return Response(settlement_report.as_csv(found), media_type="text/csv; charset=utf-8", headers={

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from fastapi import FastAPI, Request
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.middleware.sessions import SessionMiddleware
 
@@ -43,12 +43,28 @@ def _unknown(request: Request, exc: UnknownOrder) -> HTMLResponse:
     return render.page(request, "error.html", None, status=404, title="No such order", message=str(exc))
 
 
+#: Every console answer: never framed (clickjacking), never cached (a shared machine's back button), nothing
+#: loaded from elsewhere (the pages use their own stylesheet only, no script).
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; script-src 'none'; frame-ancestors 'none'; form-action 'self'",
+    "X-Frame-Options": "DENY", "X-Content-Type-Options": "nosniff", "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+
+
+async def _secured(request: Request, call_next) -> Response:
+    answer = await call_next(request)
+    answer.headers.update(SECURITY_HEADERS)
+    return answer
+
+
 def create_console(deps: Callable[[], Deps], actors: Callable[[], Actors], *, secret: str, secure_cookies: bool,
                    session_s: int) -> FastAPI:
     """The console app, to mount at ``/console``. ``secret`` signs the session cookie: the same on every web
     process, or a session signed by one is refused by the next."""
     console = FastAPI(title="gateway-recon console", docs_url=None, redoc_url=None, openapi_url=None)
     console.state.deps, console.state.actors = deps, actors
+    console.middleware("http")(_secured)
     console.add_middleware(SessionMiddleware, secret_key=secret, session_cookie=COOKIE, max_age=session_s,
                            path="/console", same_site="strict", https_only=secure_cookies)
     console.add_exception_handler(SignInRequired, _sign_in)

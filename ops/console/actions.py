@@ -15,7 +15,7 @@ from starlette.datastructures import FormData
 from ops import enqueue
 from ops.api_models import ID_PATTERN
 from ops.console import render, session
-from ops.console.people import Person, SignInThrottle, authenticate
+from ops.console.people import PasswordChecks, Person, SignInThrottle, authenticate
 from ops.console.session import CheckedForm, allowed, flash
 from ops.context import ActorsParam, DepsParam
 from worker.domain.errors import GatewayUnavailable, ReconError
@@ -27,7 +27,9 @@ from worker.services.refunds import RefundRefused, RefundRequest, request_refund
 from worker.services.review import resolve_review
 
 router = APIRouter()
-throttle = SignInThrottle()
+throttle = SignInThrottle()  #: per name
+addresses = SignInThrottle(attempts=30)  #: per client address, across names
+checks = PasswordChecks()
 OrderId = Annotated[str, Path(min_length=1, max_length=40, pattern=ID_PATTERN)]
 #: How long a recheck from the console waits for the gateway before saying it goes on in the background.
 RECHECK_WAIT_S = 15.0
@@ -45,6 +47,16 @@ def _text(form: FormData, name: str, *, required: bool = False, limit: int = 500
     if len(value) > limit:
         raise Refused(f"the {name.replace('_', ' ')} is longer than {limit} characters")
     return value or None
+
+
+def _number(form: FormData, name: str, *, required: bool = False) -> int | None:
+    """A database id from the form: ASCII digits, a bigint."""
+    text = _text(form, name, required=required, limit=19)
+    if text is None:
+        return None
+    if not (text.isascii() and text.isdigit() and 0 < int(text) < 2**63):
+        raise Refused(f"the {name.replace('_', ' ')} is a whole number")
+    return int(text)
 
 
 def _reason(form: FormData) -> str:
@@ -66,17 +78,26 @@ def _outcome_of(request: Request, order_id: str, action, *args, **kwargs) -> Res
 
 @router.post("/login")
 def login(request: Request, deps: DepsParam, form: CheckedForm) -> Response:
-    name, password = _text(form, "name", limit=64) or "", form.get("password")
-    wanted = render.safe_next(request, _text(form, "next", limit=400))
-    if throttle.blocked(name):
-        flash(request, "error", "too many failed sign-ins for this name: wait 15 minutes")
+    try:
+        name, wanted = _text(form, "name", limit=64) or "", render.safe_next(request, _text(form, "next", limit=400))
+    except Refused as exc:
+        flash(request, "error", str(exc))
         return render.back_to(request, "/login")
-    person = authenticate(deps.settings.console_accounts, name, password if isinstance(password, str) else "")
+    password = form.get("password")
+    client = f"ip:{request.client.host if request.client else '-'}"  # behind a proxy: uvicorn --proxy-headers
+    if not (throttle.attempt(name) and addresses.attempt(client)):
+        flash(request, "error", "too many sign-ins for this name or from this address: wait 15 minutes")
+        return render.back_to(request, "/login")
+    with checks.slot() as free:
+        if not free:
+            flash(request, "error", "the console is busy signing others in: try again in a moment")
+            return render.back_to(request, "/login")
+        person = authenticate(deps.settings.console_accounts, name, password if isinstance(password, str) else "")
     if person is None:
-        throttle.failed(name)
         flash(request, "error", "wrong name or password")
         return render.back_to(request, "/login")
     throttle.succeeded(name)
+    addresses.succeeded(client)
     session.begin(request, person, deps.settings.console_accounts[name], lasts_s=deps.settings.console_session_s)
     return RedirectResponse(wanted, status_code=303)
 
@@ -114,7 +135,7 @@ async def recheck(request: Request, order_id: OrderId, deps: DepsParam, form: Ch
 
 def _refund(order_id: str, form: FormData, person: Person, request: Request, deps) -> None:
     amount = _text(form, "amount_minor", limit=19)
-    if amount is not None and not (amount.isdigit() and 0 < int(amount) < 2**63):
+    if amount is not None and not (amount.isascii() and amount.isdigit() and 0 < int(amount) < 2**63):
         raise Refused("the amount is a whole number of minor units (paise, cents) above 0, or empty for all")
     done = request_refund(order_id, RefundRequest(
         int(amount) if amount else None, _reason(form), _who(person), payment_id=_text(form, "payment_id", limit=64),
@@ -147,10 +168,8 @@ def review(request: Request, order_id: OrderId, deps: DepsParam, form: CheckedFo
 
 
 def _replay_inbox(order_id: str, form: FormData, person: Person, request: Request, deps, actors) -> None:
-    inbox_id = _text(form, "inbox_id", required=True, limit=19)
-    if not inbox_id.isdigit():
-        raise Refused("the inbox id is a number")
-    chosen = support.replay_inbox(deps=deps, requested_by=_who(person), reason=_reason(form), ids=[int(inbox_id)])
+    inbox_id = _number(form, "inbox_id", required=True)
+    chosen = support.replay_inbox(deps=deps, requested_by=_who(person), reason=_reason(form), ids=[inbox_id])
     for replayed in chosen:
         enqueue.inbox_event(actors, replayed, order_id=order_id)
     flash(request, "info", f"Stored event {inbox_id} queued again" if chosen else f"No stored event {inbox_id}")
@@ -168,15 +187,15 @@ def replay_events(request: Request, deps: DepsParam, actors: ActorsParam, form: 
                   person: Annotated[Person, allowed("replay")]) -> Response:
     """Send an order's event deliveries again: the dead ones, or (``again``) the delivered ones too."""
     back = _text(form, "back", limit=200) or "/lists/deliveries"
-    back = back if back.startswith("/") and not back.startswith("//") else "/lists/deliveries"
+    back = back if render.is_console_path(back) else "/lists/deliveries"
     try:
-        delivery = _text(form, "delivery_id", limit=19)
+        delivery = _number(form, "delivery_id")
         order_id = _text(form, "order_id", limit=40)
-        if not (delivery or order_id) or (delivery and not delivery.isdigit()):
+        if not (delivery or order_id):
             raise Refused("name a delivery (its number) or an order")
         orders = deliveries.replay_audited(
             deps=deps, send=partial(enqueue.event_delivery, actors), requested_by=_who(person),
-            reason=_reason(form), delivery_ids=[int(delivery)] if delivery else None, order_id=order_id,
+            reason=_reason(form), delivery_ids=[delivery] if delivery else None, order_id=order_id,
             again=bool(form.get("again")))
         flash(request, "info", f"{len(orders)} deliveries queued again" if orders else "nothing to send again")
     except Refused as exc:

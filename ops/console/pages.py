@@ -100,10 +100,14 @@ async def dead_letters(request: Request, deps: DepsParam, person: Viewer) -> HTM
     return render.page(request, "dead_letters.html", person, rows=letters, missing=missing)
 
 
+EARLIEST, LATEST = date(2000, 1, 1), date(2999, 12, 31)  #: a report's days stay where dates can be computed
+
+
 def _window(deps, start: date | None, end: date | None) -> tuple[date, date]:
-    last = end or deps.clock.now().date()
-    first = start or last - timedelta(days=6)
-    return (first, last) if first <= last and (last - first).days <= 400 else (last - timedelta(days=6), last)
+    today = deps.clock.now().date()
+    last = end if end and EARLIEST <= end <= LATEST else today
+    first = start if start and EARLIEST <= start <= last and (last - start).days <= 400 else last - timedelta(days=6)
+    return first, last
 
 
 @router.get("/settlements", response_class=HTMLResponse)

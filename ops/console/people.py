@@ -13,6 +13,9 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
+from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
 
@@ -66,24 +69,45 @@ def authenticate(accounts: dict[str, ConsoleAccount], name: str, password: str) 
 
 
 class SignInThrottle:
-    """After ``attempts`` failed sign-ins for one name within ``window_s``, refuse that name for ``window_s``
-    (guessing passwords online). Per process: with N web processes a guesser gets N × attempts per window."""
+    """At most ``attempts`` sign-ins per key (a name, a client address) within ``window_s`` until one succeeds
+    (guessing passwords online). An attempt counts when it starts, before the slow password check, so requests
+    in flight at once cannot pass together. At most ``max_keys`` keys are remembered (the oldest go first), so
+    a flood of made-up names cannot grow it without bound. Per process: N web processes allow N × attempts."""
 
-    def __init__(self, attempts: int = 5, window_s: float = 900.0):
-        self.attempts, self.window_s = attempts, window_s
-        self._failures: dict[str, list[float]] = {}
+    def __init__(self, attempts: int = 5, window_s: float = 900.0, max_keys: int = 10_000):
+        self.attempts, self.window_s, self.max_keys = attempts, window_s, max_keys
+        self._attempts: OrderedDict[str, list[float]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def blocked(self, name: str) -> bool:
+    def attempt(self, key: str) -> bool:
+        """Count an attempt for ``key``; False (nothing counted) if it already had its share in the window."""
+        now = time.monotonic()
         with self._lock:
-            recent = [at for at in self._failures.get(name, ()) if at > time.monotonic() - self.window_s]
-            self._failures[name] = recent
-            return len(recent) >= self.attempts
+            recent = [at for at in self._attempts.pop(key, ()) if at > now - self.window_s]
+            allowed = len(recent) < self.attempts
+            self._attempts[key] = [*recent, now] if allowed else recent
+            while len(self._attempts) > self.max_keys:
+                self._attempts.popitem(last=False)
+            return allowed
 
-    def failed(self, name: str) -> None:
+    def succeeded(self, key: str) -> None:
         with self._lock:
-            self._failures.setdefault(name, []).append(time.monotonic())
+            self._attempts.pop(key, None)
 
-    def succeeded(self, name: str) -> None:
-        with self._lock:
-            self._failures.pop(name, None)
+
+class PasswordChecks:
+    """At most ``at_once`` Argon2 checks at a time per process (each takes 64 MiB and about 0.1-0.5 s): more
+    sign-ins at once are told to retry, so a flood cannot starve the API's thread pool or its memory."""
+
+    def __init__(self, at_once: int = 2):
+        self._slots = threading.BoundedSemaphore(at_once)
+
+    @contextmanager
+    def slot(self) -> Iterator[bool]:
+        """True (and a slot held until the block ends) if a check may run now."""
+        got = self._slots.acquire(blocking=False)
+        try:
+            yield got
+        finally:
+            if got:
+                self._slots.release()

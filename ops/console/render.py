@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse, RedirectResponse
@@ -55,9 +55,17 @@ def sign_in_url(request: Request) -> str:
     return f"{root(request)}/login?next={quote(here)}"
 
 
+def is_console_path(path: str) -> bool:
+    """A path under the console: no scheme or host, no backslash, no ``..`` (plain or percent-encoded), so
+    the browser cannot resolve it to another page of the site, let alone another site."""
+    lowered = unquote(path).lower()
+    return (path.startswith("/") and not path.startswith("//") and "\\" not in lowered and ".." not in lowered
+            and not any(ord(c) < 32 for c in lowered))
+
+
 def safe_next(request: Request, wanted: str | None) -> str:
     """``next`` if it is a page of this console, else the console's home."""
     base = root(request)
-    if wanted and wanted.startswith(base + "/") and not wanted.startswith("//") and "\\" not in wanted:
+    if wanted and wanted.startswith(base + "/") and is_console_path(wanted):
         return wanted
     return base + "/"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 from datetime import timedelta
 
 import pytest
@@ -76,9 +77,29 @@ def test_sign_in_after_five_failures_is_throttled_even_with_the_right_password(c
             console.post("/console/login", data={"csrf_token": token(console), "name": "rita", "password": "guess"})
         answer = console.post("/console/login", data={"csrf_token": token(console), "name": "rita",
                                                       "password": PASSWORDS["rita"]})
-        assert "too many failed sign-ins" in answer.text and "Sign out" not in answer.text
+        assert "too many sign-ins" in answer.text and "Sign out" not in answer.text
     finally:
         throttle.succeeded("rita")
+
+
+def test_sign_ins_racing_each_other_still_get_only_five_password_checks(console):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ops.console.actions import checks, throttle
+
+    throttle.succeeded("rita")
+    clients = [TestClient(app) for _ in range(20)]
+    forms = [{"csrf_token": token(client), "name": "rita", "password": "guess"} for client in clients]
+    checks._slots = threading.BoundedSemaphore(20)  # let the checks overlap as much as they can
+    try:
+        with ThreadPoolExecutor(20) as pool:
+            answers = list(pool.map(lambda pair: pair[0].post("/console/login", data=pair[1]).text,
+                                    zip(clients, forms, strict=True)))
+    finally:
+        checks._slots = threading.BoundedSemaphore(2)
+        throttle.succeeded("rita")
+    assert sum("wrong name or password" in text for text in answers) == throttle.attempts
+    assert sum("too many sign-ins" in text for text in answers) == 20 - throttle.attempts
 
 
 def test_next_never_leaves_the_console(console):
@@ -271,3 +292,29 @@ def test_recon_console_account_prints_a_hash_that_signs_in(console, deps):
     sign_in(console, "nadia", "nadia-password-12")
     refused = CliRunner().invoke(cli, ["console", "account", "x", "--role", "admin"], input="p\np\n")
     assert refused.exit_code != 0 and "unknown roles" in refused.output
+
+
+def test_pages_are_never_framed_or_cached_and_odd_input_is_refused_not_a_500(console, deps):
+    sign_in(console, "sam")
+    page = console.get("/console/")
+    assert page.headers["x-frame-options"] == "DENY" and "frame-ancestors 'none'" in page.headers[
+        "content-security-policy"] and page.headers["cache-control"] == "no-store"
+    order = new_order(deps)
+    csrf = token(console, "/console/")
+    for path, form in ((f"/console/orders/{order.id}/replay-inbox", {"inbox_id": "9" * 19, "reason": "r"}),
+                       (f"/console/orders/{order.id}/replay-inbox", {"inbox_id": "²", "reason": "r"}),
+                       ("/console/events/replay", {"delivery_id": "9" * 19, "reason": "r"})):
+        answer = console.post(path, data={**form, "csrf_token": csrf})
+        assert answer.status_code == 200 and "is a whole number" in answer.text, path
+    for query in ("to=9999-12-31", "to=0001-01-02", "from=2026-01-01&to=2020-01-01"):
+        assert console.get(f"/console/settlements?{query}").status_code == 200, query
+    console.post("/console/logout", data={"csrf_token": token(console, "/console/")})
+    for evil in ("/console/../metrics", "/console/%2e%2e/metrics", "/console/\x07x"):
+        answer = console.post("/console/login", data={"csrf_token": token(console), "name": "vera",
+                                                      "password": PASSWORDS["vera"], "next": evil},
+                              follow_redirects=False)
+        assert answer.headers["location"] == "/console/", evil
+        console.post("/console/logout", data={"csrf_token": token(console, "/console/")})
+    long_name = console.post("/console/login", data={"csrf_token": token(console), "name": "x" * 65,
+                                                     "password": "p"})
+    assert long_name.status_code == 200 and "longer than 64" in long_name.text
