@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from gateways import settlement_lines
 from gateways.errors import GatewayPermanent
 from gateways.payglocal.mapping import amount_to_minor
 from gateways.port import SettlementLine
@@ -54,6 +55,15 @@ def load_mapping(path: str | Path | None = None) -> ReportMapping:
 def read_report(lines: Iterable[str], mapping: ReportMapping) -> Iterator[SettlementLine]:
     """Each row of a report as a settlement line, in file order. Raises MalformedReport at the first bad row
     (the caller keeps nothing of the file then)."""
+    try:
+        yield from _rows(lines, mapping)
+    except UnicodeDecodeError as exc:
+        raise MalformedReport(f"the file is not UTF-8 text: {exc.reason} at byte {exc.start}") from None
+    except csv.Error as exc:
+        raise MalformedReport(f"not a readable CSV: {exc}") from None
+
+
+def _rows(lines: Iterable[str], mapping: ReportMapping) -> Iterator[SettlementLine]:
     reader = csv.DictReader(lines, delimiter=mapping.delimiter)
     header = [name.strip() for name in (reader.fieldnames or [])]
     wanted = {field: column for field, column in mapping.columns.items() if field in REQUIRED or column in header}
@@ -63,7 +73,11 @@ def read_report(lines: Iterable[str], mapping: ReportMapping) -> Iterator[Settle
     for number, row in enumerate(reader, start=2):
         if None in row:  # more cells than the header has
             raise MalformedReport(f"line {number}: {len(row[None]) + len(header)} cells, the header has {len(header)}")
-        yield _line(number, {key.strip(): (value or "").strip() for key, value in row.items()}, wanted, mapping)
+        line = _line(number, {key.strip(): (value or "").strip() for key, value in row.items()}, wanted, mapping)
+        wrong = settlement_lines.problem(line)
+        if wrong:
+            raise MalformedReport(f"line {number}: {wrong}")
+        yield line
 
 
 def _line(number: int, row: Mapping[str, str], columns: Mapping[str, str], mapping: ReportMapping) -> SettlementLine:
@@ -90,6 +104,8 @@ def _line(number: int, row: Mapping[str, str], columns: Mapping[str, str], mappi
             raise MalformedReport(f"line {number}, column {columns[field]!r}: {exc}") from None
 
     kind = mapping.kinds.get(required("kind").upper(), "other")
+    if kind == "payment" and required("amount").startswith("-"):
+        raise MalformedReport(f"line {number}, column {columns['amount']!r}: a payment of a negative amount")
     amount, fee, tax = abs(money("amount", needed=True)), abs(money("fee")), abs(money("tax"))
     fee = fee if mapping.fee_includes_tax else fee + tax
     net = abs(money("net")) if cell("net") else (amount - fee if kind == "payment" else amount)

@@ -17,10 +17,12 @@ Shape errors raise :class:`gateways.errors.MalformedEvent` with a message naming
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
+from gateways import settlement_lines
 from gateways.errors import MalformedEvent
 from gateways.port import (
     DisputeStatus,
@@ -263,9 +265,9 @@ RECON_KINDS = {"payment": "payment", "refund": "refund", "adjustment": "adjustme
 
 def recon_line_from_json(row: Mapping[str, Any]) -> SettlementLine:
     """One recon row (``GET /v1/settlements/recon/combined``). Raises MalformedEvent if it lacks its id, type
-    or integer amounts."""
+    or integer amounts, or breaks :func:`gateways.settlement_lines.problem`."""
     kind = _required_str(row, "type", "recon row")
-    return SettlementLine(
+    line = SettlementLine(
         entity_id=_required_str(row, "entity_id", "recon row"), kind=RECON_KINDS.get(kind, "other"),
         amount_minor=_required_int(row, "amount", "recon row"),
         currency=(_optional_str(row, "currency", "recon row") or "INR").upper(),  # Razorpay settles in INR (§4.3)
@@ -278,6 +280,10 @@ def recon_line_from_json(row: Mapping[str, Any]) -> SettlementLine:
         payment_id=_optional_str(row, "payment_id", "recon row"),
         gateway_order_id=_optional_str(row, "order_id", "recon row"),
         dispute_id=_optional_str(row, "dispute_id", "recon row"), raw=dict(row))
+    wrong = settlement_lines.problem(line)
+    if wrong:
+        raise MalformedEvent(f"recon row {line.entity_id[:80]!r}: {wrong}")
+    return line
 
 
 def recon_lines_from_collection(collection: Mapping[str, Any]) -> tuple[SettlementLine, ...]:
@@ -288,14 +294,18 @@ def recon_lines_from_collection(collection: Mapping[str, Any]) -> tuple[Settleme
 
 
 def settlement_from_json(entity: Mapping[str, Any]) -> RemoteSettlement:
-    """A ``setl_…`` settlement entity (after-capture.md §4.1)."""
+    """A ``setl_…`` settlement entity (after-capture.md §4.1). Its ``created_at`` must be within the last 400 days
+    or the next two (it names the day to pull again): anything else is a broken event, refused."""
+    created_at = _optional_int(entity, "created_at", "settlement")
+    if created_at is not None and not time.time() - 400 * 86_400 < created_at < time.time() + 2 * 86_400:
+        raise MalformedEvent(f"settlement created_at {created_at} is not a time of the last 400 days")
     return RemoteSettlement(
         gateway_settlement_id=_required_str(entity, "id", "settlement"),
         amount_minor=_required_int(entity, "amount", "settlement"),
         fees_minor=_optional_int(entity, "fees", "settlement") or 0,
         tax_minor=_optional_int(entity, "tax", "settlement") or 0,
         utr=_optional_str(entity, "utr", "settlement"), status=_optional_str(entity, "status", "settlement") or "",
-        created_at=_optional_int(entity, "created_at", "settlement"))
+        created_at=created_at)
 
 
 def parse_webhook(raw_body: bytes, event_id: str) -> WebhookEvent:

@@ -57,7 +57,9 @@ def settlements_import(ctx: typer.Context, file: Path = typer.Argument(..., exis
     if not done.new:
         console.print(f"{file.name} was imported before ({done.rows:,} rows, sha256 {done.sha256[:16]}): nothing added")
     else:
-        console.print(f"{file.name}: {done.rows:,} rows imported")
+        held = done.rows - done.new_rows
+        console.print(f"{file.name}: {done.rows:,} rows imported" + (
+            f" ({held:,} of them held already, from another file or a pull: kept as first received)" if held else ""))
     _matched(settlement_match.match(deps=runtime.deps, recheck=_recheck(runtime)))
 
 

@@ -101,7 +101,7 @@ def test_pulling_twice_or_overlapping_stores_each_row_once_and_resumes_after_a_c
         assert session.execute(select(func.count()).select_from(SettlementRow)).scalar_one() == 5
         session.execute(SettlementPull.__table__.update().values(next_skip=2, complete=False))
         session.commit()
-    assert sum(p.rows for p in again) == 5  # a recent day is read again from the start: nothing doubles
+    assert sum(p.rows for p in again) == 0  # a recent day is read again from the start: nothing new, none doubled
     calls = []
     real = deps.gateway("razorpay").fetch_settlement_lines
 
@@ -235,3 +235,105 @@ def test_the_settlement_recheck_credits_the_order_and_its_row_leaves_the_paging_
             break
         time.sleep(0.05)
     assert buckets(deps)[payment] == "settled_credited" and order_row(deps, uncredited.id).state == "paid"
+
+
+def _recon(entity_id="pay_x1", **fields):
+    return {"entity_id": entity_id, "type": "payment", "amount": 1000, "currency": "INR", "fee": 20, "tax": 3,
+            "credit": 980, "debit": 0, "settled_at": 1_764_000_000, "settlement_id": "setl_1", **fields}
+
+
+@pytest.mark.parametrize(("fields", "why"), [
+    ({"settled_at": 1_764_000_000_000}, "settled_at"), ({"amount": 2**63}, "amount_minor"),
+    ({"currency": "INRX"}, "currency"), ({"entity_id": "pay_" + "x" * 80}, "entity_id"),
+    ({"settlement_id": "setl\x00"}, "settlement_id")])
+def test_a_broken_recon_row_is_refused_at_the_adapter(fields, why):
+    from gateways.errors import MalformedEvent
+    from gateways.razorpay.mapping import recon_line_from_json
+
+    with pytest.raises(MalformedEvent, match=why):
+        recon_line_from_json(_recon(**fields))
+
+
+def test_a_day_answered_with_a_broken_row_is_logged_and_the_other_days_go_on(deps, org, simulator):
+    broken_day = deps.clock.now().date() - timedelta(days=3)
+    gateway = deps.gateway("razorpay")
+    real = gateway.fetch_settlement_lines
+
+    def answer(year, month, day, *, skip, count):
+        if (year, month, day) == (broken_day.year, broken_day.month, broken_day.day):
+            from gateways.errors import GatewayPermanent
+
+            raise GatewayPermanent("recon row 'pay_x': settled_at is not a time between 2000 and 2100")
+        return real(year, month, day, skip=skip, count=count)
+
+    placed = paid(deps, simulator)
+    simulator.sim.settle("razorpay", everything=True, deliver_webhooks=False)
+    gateway.fetch_settlement_lines = answer
+    try:
+        pulled = settlement_pull.pull_due(deps=deps)
+    finally:
+        del gateway.fetch_settlement_lines
+    assert broken_day not in {p.day for p in pulled} and sum(p.rows for p in pulled) == 1
+    assert broken_day in settlement_pull.days_due("razorpay", deps=deps)  # tried again next time
+
+
+def test_a_settlement_webhook_with_an_absurd_time_is_refused_not_retried_forever():
+    from gateways.errors import MalformedEvent
+    from gateways.razorpay.mapping import settlement_from_json
+
+    for created_at in (10**20, 1_764_000_000_000, -1_893_456_000):
+        with pytest.raises(MalformedEvent):
+            settlement_from_json({"id": "setl_1", "amount": 1, "status": "processed", "created_at": created_at})
+
+
+def test_two_pulls_of_a_new_day_at_once_both_finish(deps, org, simulator):
+    from concurrent.futures import ThreadPoolExecutor
+
+    for _ in range(3):
+        paid(deps, simulator)
+    simulator.sim.settle("razorpay", everything=True, deliver_webhooks=False)
+    today = deps.clock.now().date()
+    with ThreadPoolExecutor(2) as pool:
+        done = list(pool.map(lambda _: settlement_pull.pull_day("razorpay", today, deps=deps, page=1), range(2)))
+    assert len(done) == 2
+    with deps.sessions() as session:
+        assert session.execute(select(func.count()).select_from(SettlementRow)).scalar_one() == 3
+
+
+def test_import_refuses_what_it_cannot_store_and_counts_rows_held_already(deps, org, simulator, tmp_path):
+    paid(deps, simulator, "org-us")
+    simulator.sim.settle("payglocal", everything=True, deliver_webhooks=False)
+    report = simulator.sim.payglocal_settlement_report()
+    header, row = report.splitlines()[:2]
+    cases = {"latin1.csv": (header + "\n" + row + "\n").replace('"USD"', '"USD\xe9"').encode("latin-1")}
+    gid = row.split(",")[2]
+    cases["negative.csv"] = "\n".join([header, row.replace(row.split(",")[7], '"-12.00"', 1)]).encode()
+    cases["huge.csv"] = "\n".join([header, row.replace(row.split(",")[7], '"100000000000000000000.00"', 1)]).encode()
+    for name, content in cases.items():
+        path = tmp_path / name
+        path.write_bytes(content)
+        with pytest.raises(MalformedReport):
+            settlement_import.import_report(path, "payglocal", deps=deps, imported_by="finance:test")
+    first, second = tmp_path / "a.csv", tmp_path / "b.csv"
+    first.write_text(report)
+    second.write_text(report + "\n")  # another file (another hash), the same transactions
+    settlement_import.import_report(first, "payglocal", deps=deps, imported_by="finance:test")
+    again = settlement_import.import_report(second, "payglocal", deps=deps, imported_by="finance:test")
+    assert again.new and again.rows == 1 and again.new_rows == 0 and gid
+
+
+def test_the_accountants_csv_defuses_formulas_from_gateway_text(deps, org):
+    from gateways.port import SettlementLine
+    from worker.services.settlement_store import store
+
+    with deps.unit() as uow:
+        store(uow.session, "razorpay", [SettlementLine(
+            entity_id='=HYPERLINK("http://evil/")', kind="payment", amount_minor=100, currency="INR", fee_minor=0,
+            tax_minor=0, credit_minor=100, debit_minor=0, settlement_id="+1+1", utr="@SUM(1)",
+            settled_at=int(deps.clock.now().timestamp()))], source="api", now=uow.now)
+        uow.commit()
+    settlement_match.match(deps=deps)
+    today = deps.clock.now().date()
+    text = settlement_report.as_csv(settlement_report.report(deps=deps, start=today, end=today))
+    assert "'=HYPERLINK" in text and "'+1+1" in text and "'@SUM(1)" in text
+    assert ',=HYPERLINK' not in text

@@ -18,9 +18,11 @@ REASON = "the gateway settled money for this order that was not credited"
 def reconcile_settlements(message: SettlementsArgs, deps: Deps) -> None:
     """Pull every due day's settled transactions (resumable: each page is stored with its cursor), then match
     every new or still unsettled row; settled-but-not-credited orders get a recheck."""
-    with low_priority():
-        settlement_pull.pull_due(deps=deps)
-    settlement_match.match(deps=deps, recheck=deps.recheck_now)
+    try:
+        with low_priority():
+            settlement_pull.pull_due(deps=deps)
+    finally:  # what was pulled before a failure is matched all the same
+        settlement_match.match(deps=deps, recheck=deps.recheck_now)
 
 
 @recon_actor(name="recheck_settled_order", queue=PRIORITY_QUEUE, contract=OrderArgs, max_retries=8,

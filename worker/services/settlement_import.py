@@ -10,6 +10,9 @@ from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
 
+from sqlalchemy import update
+
+from db import queries
 from db.models import SettlementImport
 from gateways.payglocal.settlement_report import MalformedReport, load_mapping, read_report
 from worker.deps import Deps
@@ -26,8 +29,9 @@ class Imported:
     gateway: str
     file_name: str
     sha256: str
-    rows: int
+    rows: int  #: rows in the file
     new: bool  #: False: this very file was imported before (nothing was added)
+    new_rows: int = 0  #: rows not held before (the others: the same transactions, from another file or a pull)
 
 
 def file_sha256(path: Path) -> str:
@@ -48,22 +52,27 @@ def import_report(path: Path, gateway: str, *, deps: Deps, imported_by: str,
     sha = file_sha256(path)
     source = f"import:{sha[:16]}"
     with deps.unit() as uow:
-        earlier = uow.session.get(SettlementImport, sha)
-        if earlier is not None:
-            return Imported(gateway, path.name, sha, earlier.rows, new=False)
-        rows = 0
+        # The file's hash is claimed first: a second import of it at the same time waits here for the first,
+        # then finds it imported.
+        claimed = queries.insert_ignore(uow.session, SettlementImport, {
+            "sha256": sha, "gateway": gateway, "file_name": path.name[:255], "rows": 0,
+            "imported_by": imported_by[:120], "created_at": uow.now}, ("sha256",))
+        if claimed is None:
+            earlier = uow.session.get(SettlementImport, sha)
+            return Imported(gateway, path.name, sha, earlier.rows if earlier else 0, new=False)
+        rows = new_rows = 0
         with path.open(encoding="utf-8-sig", newline="") as handle:
             lines = read_report(handle, mapping)
             while batch := list(islice(lines, BATCH)):
-                rows += store(uow.session, gateway, batch, source=source, now=uow.now)
+                given, added = store(uow.session, gateway, batch, source=source, now=uow.now)
+                rows, new_rows = rows + given, new_rows + added
                 if progress is not None:
                     progress(rows)
         if rows == 0:
             raise MalformedReport(f"{path.name}: no rows after the header")
-        uow.session.add(SettlementImport(sha256=sha, gateway=gateway, file_name=path.name[:255], rows=rows,
-                                         imported_by=imported_by, created_at=uow.now))
-        uow.audit("settlements_import", requested_by=imported_by, reason=None,
-                  outcome={"gateway": gateway, "file": path.name, "sha256": sha, "rows": rows})
+        uow.session.execute(update(SettlementImport).where(SettlementImport.sha256 == sha).values(rows=rows))
+        uow.audit("settlements_import", requested_by=imported_by[:120], reason=None,
+                  outcome={"gateway": gateway, "file": path.name, "sha256": sha, "rows": rows, "new_rows": new_rows})
         uow.commit()
-    get_logger(gateway=gateway).info("settlement_report_imported", file=path.name, rows=rows)
-    return Imported(gateway, path.name, sha, rows, new=True)
+    get_logger(gateway=gateway).info("settlement_report_imported", file=path.name, rows=rows, new_rows=new_rows)
+    return Imported(gateway, path.name, sha, rows, new=True, new_rows=new_rows)

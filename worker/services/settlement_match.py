@@ -35,7 +35,8 @@ WITH refunded AS (
             WHEN p.id IS NOT NULL AND COALESCE(r.minor, 0) >= p.amount_minor THEN 'settled_refunded'
             ELSE 'settled_not_credited' END
         WHEN s.kind = 'refund' THEN CASE
-            WHEN rf.state = 'processed' THEN 'deduction_reversed'
+            WHEN rf.state = 'processed' AND rf.amount_minor = s.amount_minor THEN 'deduction_reversed'
+            WHEN rf.state = 'processed' THEN 'amount_mismatch'
             WHEN rf.id IS NOT NULL OR pp.id IS NOT NULL THEN 'deduction_not_reversed'
             ELSE 'unmatched' END
         WHEN s.kind = 'adjustment' AND s.dispute_id IS NOT NULL THEN CASE

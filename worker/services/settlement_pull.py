@@ -8,17 +8,20 @@ every pull reads it again from the start. ``settlement.processed`` webhooks make
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import date, timedelta
+from dataclasses import dataclass, replace
+from datetime import UTC, date, datetime, time, timedelta
 
 from sqlalchemy import select
 
+from db import queries
 from db.models import SettlementPull
+from gateways.errors import GatewayNotFound, GatewayPermanent
 from worker.deps import Deps
 from worker.logging import get_logger
 from worker.services.settlement_store import store
 
 PAGE = 1_000  #: the recon endpoint's largest page (after-capture.md §4.2)
+MAX_DAYS_BACK = 400  #: a pull never reaches further back (a broken webhook cannot ask for 1910)
 SETTLED_FOR_GOOD = timedelta(days=2)
 
 
@@ -48,9 +51,12 @@ def pull_day(gateway_name: str, day: date, *, deps: Deps, page: int = PAGE) -> P
             if cursor.next_skip != skip:  # another pull stored this page meanwhile: go on from where it is
                 uow.commit()
                 continue
-            store(uow.session, gateway_name, lines, source="api", now=uow.now)
-            pages, rows = pages + 1, rows + len(lines)
-            cursor.rows, cursor.updated_at = cursor.rows + len(lines), uow.now
+            noon = int(datetime.combine(day, time(12), UTC).timestamp())  # a row that says no time settled that day
+            _, new = store(uow.session, gateway_name, (line if line.settled_at is not None
+                                                       else replace(line, settled_at=noon) for line in lines),
+                           source="api", now=uow.now)
+            pages, rows = pages + 1, rows + new
+            cursor.rows, cursor.updated_at = cursor.rows + new, uow.now
             short = len(lines) < page
             if not short:
                 cursor.next_skip = skip + len(lines)
@@ -65,12 +71,14 @@ def pull_day(gateway_name: str, day: date, *, deps: Deps, page: int = PAGE) -> P
 
 
 def _cursor(session, gateway: str, day: date, *, now, lock: bool = False) -> SettlementPull:
+    """The day's cursor, made if new (INSERT … ON CONFLICT: two pulls starting the same day both go on)."""
     query = select(SettlementPull).where(SettlementPull.gateway == gateway, SettlementPull.day == day)
     found = session.execute(query.with_for_update() if lock else query).scalar_one_or_none()
     if found is None:
-        found = SettlementPull(gateway=gateway, day=day, next_skip=0, rows=0, complete=False, updated_at=now)
-        session.add(found)
-        session.flush()
+        queries.insert_ignore(session, SettlementPull, {"gateway": gateway, "day": day, "next_skip": 0, "rows": 0,
+                                                        "complete": False, "updated_at": now},
+                              ("gateway", "day"))
+        found = session.execute(query.with_for_update() if lock else query).scalar_one()
     return found
 
 
@@ -84,14 +92,25 @@ def days_due(gateway_name: str, *, deps: Deps) -> list[date]:
         first = session.execute(select(SettlementPull.day).where(SettlementPull.gateway == gateway_name)
                                 .order_by(SettlementPull.day).limit(1)).scalar_one_or_none()
     start = min(first or today, today - timedelta(days=deps.settings.settlement_first_days))
+    start = max(start, today - timedelta(days=MAX_DAYS_BACK))
     return [start + timedelta(days=n) for n in range((today - start).days + 1)
             if start + timedelta(days=n) not in done]
 
 
 def pull_due(*, deps: Deps) -> list[Pulled]:
-    """The scheduler's job: every due day of every gateway that reports settlements by API."""
-    return [pull_day(name, day, deps=deps) for name, gateway in deps.gateways.items() if gateway.settles_by_api
-            for day in days_due(name, deps=deps)]
+    """The scheduler's job: every due day of every gateway that reports settlements by API. A day the gateway
+    refuses or answers with a broken row is logged and left incomplete (the next run tries it again); the
+    other days go on. A gateway that is down ends the run (the actor retries it)."""
+    pulled = []
+    for name, gateway in deps.gateways.items():
+        if not gateway.settles_by_api:
+            continue
+        for day in days_due(name, deps=deps):
+            try:
+                pulled.append(pull_day(name, day, deps=deps))
+            except (GatewayPermanent, GatewayNotFound) as exc:
+                get_logger(gateway=name, day=day.isoformat()).error("settlement_day_refused", error=str(exc))
+    return pulled
 
 
 def reopen_day(session, gateway: str, day: date, *, now) -> None:

@@ -110,6 +110,15 @@ def _total_dict(total: DayTotal) -> dict[str, Any]:
     return {name: getattr(total, name) for name in DayTotal.__slots__}
 
 
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _cell(text: str | None) -> str:
+    """Text from a gateway, made inert for spreadsheets: a cell starting like a formula gets a leading quote."""
+    text = text or ""
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
+
+
 def as_csv(found: Report) -> str:
     """One CSV an accountant can open: a ``total`` line per day, gateway and currency, then one line per bucket
     row. Amounts in major units ("1180.00") of the line's currency; fees include tax."""
@@ -124,14 +133,14 @@ def as_csv(found: Report) -> str:
         for row in rows:
             currency = row["currency"]
             if bucket == Bucket.CREDITED_NOT_SETTLED.value:
-                writer.writerow(["bucket", "", row["gateway"], currency, bucket, "payment", row["payment_id"],
+                writer.writerow(["bucket", "", row["gateway"], currency, bucket, "payment", _cell(row["payment_id"]),
                                  row["order_id"], "", "", "", format_major(row["amount_minor"], currency),
                                  "", "", "", "", "", 1])
                 continue
             net = row["credit_minor"] - row["debit_minor"]
             writer.writerow(["bucket", row["settled_at"].date().isoformat() if row["settled_at"] else "",
-                             row["gateway"], currency, bucket, row["kind"], row["entity_id"], row["order_id"] or "",
-                             row["settlement_id"] or "", row["utr"] or "",
+                             row["gateway"], currency, bucket, row["kind"], _cell(row["entity_id"]),
+                             row["order_id"] or "", _cell(row["settlement_id"]), _cell(row["utr"]),
                              row["settled_at"].isoformat() if row["settled_at"] else "",
                              format_major(row["amount_minor"], currency), format_major(row["fee_minor"], currency),
                              format_major(row["tax_minor"], currency),

@@ -31,14 +31,17 @@ def values(gateway: str, line: SettlementLine, *, source: str, now: datetime) ->
     return {"gateway": gateway, "kind": line.kind, "entity_id": line.entity_id, "amount_minor": line.amount_minor,
             "currency": line.currency, "fee_minor": line.fee_minor, "tax_minor": line.tax_minor,
             "credit_minor": line.credit_minor, "debit_minor": line.debit_minor, "settlement_id": line.settlement_id,
-            "utr": line.utr, "settled_at": datetime.fromtimestamp(line.settled_at, UTC) if line.settled_at else None,
+            "utr": line.utr,
+            "settled_at": None if line.settled_at is None else datetime.fromtimestamp(line.settled_at, UTC),
             "payment_id": line.payment_id, "gateway_order_id": line.gateway_order_id, "dispute_id": line.dispute_id,
             "source": source, "raw": dict(line.raw), "received_at": now}
 
 
-def store(session: Session, gateway: str, lines: Iterable[SettlementLine], *, source: str, now: datetime) -> int:
-    """Insert the lines not held yet (one statement, many rows); returns how many lines were given."""
+def store(session: Session, gateway: str, lines: Iterable[SettlementLine], *, source: str,
+          now: datetime) -> tuple[int, int]:
+    """Insert the lines not held yet (one statement, many rows); returns (lines given, rows new). A line held
+    already (same gateway, kind and entity) is kept as first received."""
     batch = [values(gateway, line, source=source, now=now) for line in lines]
-    if batch:
-        session.execute(_insert(), batch)
-    return len(batch)
+    if not batch:
+        return 0, 0
+    return len(batch), max(0, session.execute(_insert(), batch).rowcount)
