@@ -266,7 +266,7 @@ def test_a_day_answered_with_a_broken_row_is_logged_and_the_other_days_go_on(dep
             raise GatewayPermanent("recon row 'pay_x': settled_at is not a time between 2000 and 2100")
         return real(year, month, day, skip=skip, count=count)
 
-    placed = paid(deps, simulator)
+    paid(deps, simulator)
     simulator.sim.settle("razorpay", everything=True, deliver_webhooks=False)
     gateway.fetch_settlement_lines = answer
     try:
