@@ -337,3 +337,20 @@ def test_the_accountants_csv_defuses_formulas_from_gateway_text(deps, org):
     text = settlement_report.as_csv(settlement_report.report(deps=deps, start=today, end=today))
     assert "'=HYPERLINK" in text and "'+1+1" in text and "'@SUM(1)" in text
     assert ',=HYPERLINK' not in text
+
+
+def test_a_refund_settled_for_another_amount_than_we_refunded_is_a_mismatch(deps, org, simulator):
+    from gateways.port import SettlementLine
+    from worker.services.settlement_store import store
+
+    placed = paid(deps, simulator)
+    done = request_refund(placed.id, RefundRequest(1_000, "customer asked", "support:test"), deps=deps)
+    lines = [SettlementLine(entity_id=done.gateway_refund_id, kind="refund", amount_minor=amount, currency="INR",
+                            fee_minor=0, tax_minor=0, credit_minor=0, debit_minor=amount, settlement_id="setl_t",
+                            utr=None, settled_at=int(deps.clock.now().timestamp()),
+                            payment_id=payment_of(deps, placed.id)) for amount in (5_000,)]
+    with deps.unit() as uow:
+        store(uow.session, "razorpay", lines, source="api", now=uow.now)
+        uow.commit()
+    settlement_match.match(deps=deps)
+    assert buckets(deps) == {done.gateway_refund_id: "amount_mismatch"}

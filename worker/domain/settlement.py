@@ -13,8 +13,8 @@ payment rows (money in)
      (found by the payment, or by the gateway order id when we never saw the payment) is rechecked once;
 
 refund rows and adjustments naming a dispute (money out)
-  6. ``deduction_reversed``: the refund was processed here for the same amount (another amount:
-     ``amount_mismatch``), or the dispute's credits are held (lost);
+  6. ``deduction_reversed``: the refund was processed here for the same amount, or the dispute's credits are
+     held (lost) and the deduction is at most the dispute's amount (else either is ``amount_mismatch``);
   7. ``deduction_not_reversed``: the gateway took money back that we did not take back here (a refund or a
      dispute we hold as not done, or never saw, on a payment of ours);
   8. ``unmatched``: a refund or deduction of a payment not ours; any adjustment without a dispute, transfers.

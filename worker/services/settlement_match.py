@@ -40,7 +40,9 @@ WITH refunded AS (
             WHEN rf.id IS NOT NULL OR pp.id IS NOT NULL THEN 'deduction_not_reversed'
             ELSE 'unmatched' END
         WHEN s.kind = 'adjustment' AND s.dispute_id IS NOT NULL THEN CASE
-            WHEN d.id IS NOT NULL AND (d.held OR d.state = 'lost') THEN 'deduction_reversed'
+            WHEN d.id IS NOT NULL AND (d.held OR d.state = 'lost') AND s.amount_minor <= d.amount_minor
+                THEN 'deduction_reversed'
+            WHEN d.id IS NOT NULL AND (d.held OR d.state = 'lost') THEN 'amount_mismatch'
             WHEN d.id IS NOT NULL OR pp.id IS NOT NULL THEN 'deduction_not_reversed'
             ELSE 'unmatched' END
         ELSE 'unmatched' END AS bucket,
