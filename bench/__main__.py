@@ -4,7 +4,8 @@ Each figure is a ratio against a baseline measured in the same run on the same m
 the webhook → credit path against its floor, ``bench/credit_path.py``, ``bench/floor.py``). Needs
 PostgreSQL on 127.0.0.1:5432 (``pgbench`` installed) and ``redis-server`` (a private one is started on
 a spare port); ``make bench`` installs the Python side. ``--quick`` runs everything small (a minute or
-two) for development; the default is the full run, which fits in 15 minutes on 2 cores.
+two) for development; the default is the full run, which fits in 20 minutes on 2 cores (benchmark 6,
+settlement matching at 1,000,000 rows, takes about 4 of them).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from datetime import UTC, datetime
 from bench import harness, report
 from bench.harness import log
 
-BENCHMARKS = ("callbacks", "sweep", "due_query", "memory", "profile")
+BENCHMARKS = ("callbacks", "sweep", "due_query", "memory", "settlement", "profile")
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -43,6 +44,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--big", type=int, default=None, help="orders for the scale benchmark (default 1,000,000)")
     p.add_argument("--memory-checks", type=int, default=None, help="checks by one worker process (default 200,000)")
     p.add_argument("--memory-seconds", type=float, default=None, help="cap on the memory run (default 240 s)")
+    p.add_argument("--settlement-rows", type=int, default=None,
+                   help="benchmark 6: settlement report rows imported and matched (default 1,000,000)")
     p.add_argument("--py-spy", action="store_true",
                    help="also record 20 s of py-spy stacks of recon web and the workers during benchmark 1 "
                         "(bench/results/logs/callbacks-*.py-spy.txt; costs some CPU)")
@@ -65,6 +68,7 @@ def sizes(args: argparse.Namespace) -> dict:
         "profile_orders": 150 if quick else 300,
         "memory_checks": args.memory_checks or (5_000 if quick else 200_000),
         "memory_seconds": args.memory_seconds or (90 if quick else 240),
+        "settlement_rows": args.settlement_rows or (50_000 if quick else 1_000_000),
     }
 
 
@@ -78,6 +82,16 @@ def findings(results: dict) -> list[str]:
                    "profiles (`bench/results/profile-*.txt`); the webhook path's CPU outside our code is "
                    "FastAPI/uvicorn and the Dramatiq enqueue in `recon web`, Dramatiq's consumer and structlog "
                    "in the workers, none of which the floor has.")
+    part = results["benchmarks"].get("settlement")
+    if isinstance(part, dict) and "service" in part and part["ratio"] > 3:
+        ingest, match = part["service"]["ingest"], part["service"]["match"]
+        out.append(f"**Settlement import + match ({part['ratio']} × the COPY):** the import's own CPU is "
+                   f"{ingest['client_cpu_s']} s of its {ingest['s']} s (the report read by csv.DictReader, Decimal "
+                   "and up to three strptime formats per row, then one INSERT per row bound by SQLAlchemy and psycopg "
+                   f"in 5,000-row executemany batches); the match's UPDATE writes every new row a second time "
+                   f"({match['s']} s, {match['s'] / part['copy_s']:.1f} × the COPY by itself). Section 6 has the "
+                   "alternatives measured (`python -m bench.settlement_variants`): COPY-staged storing and matching "
+                   "at insert time.")
     return out
 
 
@@ -131,7 +145,7 @@ def main(argv: list[str]) -> int:
         log(f"{name}: done in {value['seconds']:.0f} s")
         return value
 
-    from bench import credit_path, due_query, memory, profile, sweep
+    from bench import credit_path, due_query, memory, profile, settlement, sweep
 
     attempt("callbacks", lambda: credit_path.run(
         clients=args.clients, seconds=n["callback_seconds"], point_seconds=n["callback_point_seconds"],
@@ -171,6 +185,8 @@ def main(argv: list[str]) -> int:
             results["benchmarks"]["memory"]["goals"].append({
                 "benchmark": "5 memory: claim path", "goal": "ran", "measured": claim_report["error"][:300],
                 "baseline": "–", "ratio": None, "target": None, "met": False})
+
+    attempt("settlement", lambda: settlement.run(rows=n["settlement_rows"], logs=logs))
 
     def profiles():
         with harness.private_redis() as redis:

@@ -21,7 +21,7 @@ def _cell(value) -> str:
 
 def goal_rows(results: dict) -> list[dict]:
     rows = []
-    for name in ("callbacks", "sweep", "recheck", "due_query", "memory"):
+    for name in ("callbacks", "sweep", "recheck", "due_query", "memory", "settlement"):
         part = results.get("benchmarks", {}).get(name)
         if isinstance(part, dict):
             rows += part.get("goals", [])
@@ -189,6 +189,10 @@ def markdown(results: dict) -> str:
                       f"{r['kb_per_check_after_warmup']} kB/check over the second half → projected "
                       f"{r['projected_growth_1m_checks_mb']:+} MB" for r in c["per_process"]]
         parts.append("")
+    if "settlement" in b and isinstance(b["settlement"], dict) and "service" in b["settlement"]:
+        from bench import settlement
+
+        parts += settlement.markdown(b["settlement"])
     if "profile" in b and isinstance(b["profile"], dict) and "webhook_path" in b["profile"]:
         p = b["profile"]
         w, br, rc = p["webhook_path"], p["breaker"], p.get("recheck_path")

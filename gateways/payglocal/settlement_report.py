@@ -11,6 +11,7 @@ import tomllib
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 from pathlib import Path
 
 from gateways import settlement_lines
@@ -119,9 +120,19 @@ def _line(number: int, row: Mapping[str, str], columns: Mapping[str, str], mappi
 
 
 def _when(number: int, text: str, column: str, mapping: ReportMapping) -> int:
-    for pattern in mapping.date_formats:
+    found = _parsed_date(text, mapping.date_formats)
+    if found is None:
+        raise MalformedReport(f"line {number}, column {column!r}: {text!r} is not a date "
+                              f"({list(mapping.date_formats)})")
+    return found
+
+
+@lru_cache(maxsize=4_096)
+def _parsed_date(text: str, formats: tuple[str, ...]) -> int | None:
+    """Once per distinct date of a report (a day's report has a few): strptime was a fifth of an import's CPU."""
+    for pattern in formats:
         try:
             return int(datetime.strptime(text, pattern).replace(tzinfo=UTC).timestamp())
         except ValueError:
             continue
-    raise MalformedReport(f"line {number}, column {column!r}: {text!r} is not a date ({list(mapping.date_formats)})")
+    return None
