@@ -13,7 +13,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from db.models import Dispute, Order, SupportAction
+from db.models import Dispute, Order, OrderEvent, SupportAction
 from tests.console.support import PASSWORDS, accounts, with_accounts
 from tests.runtime import app
 from tests.support import balance, ledger_count, new_order, order_row
@@ -318,3 +318,46 @@ def test_pages_are_never_framed_or_cached_and_odd_input_is_refused_not_a_500(con
     long_name = console.post("/console/login", data={"csrf_token": token(console), "name": "x" * 65,
                                                      "password": "p"})
     assert long_name.status_code == 200 and "longer than 64" in long_name.text
+
+
+def test_dead_letters_and_failed_deliveries_are_listed_and_sent_again_from_the_console(
+        console, deps, simulator, broker, worker, redis_client, actors):
+    from tests.runtime import NAMESPACE
+    from worker.services.poll import reconcile_order
+
+    order = new_order(deps)
+    simulator.sim.pay(order.gateway_order_id, "success", deliver_webhooks=False)
+    actors.recheck_order.send(order.id, "")  # breaks the contract (empty requested_by): dead-lettered at once
+    broker.join("recon_priority", timeout=20_000)
+    sign_in(console, "sam")
+    page = console.get("/console/lists/dead-letters")
+    assert "recheck_order" in page.text
+    key = redis_client.hkeys(f"{NAMESPACE}:recon_priority.XQ.msgs")[0]
+    fixed = json.loads(redis_client.hget(f"{NAMESPACE}:recon_priority.XQ.msgs", key))
+    fixed["args"][1] = "support:fixed"  # the cause, fixed by hand
+    redis_client.hset(f"{NAMESPACE}:recon_priority.XQ.msgs", key, json.dumps(fixed))
+    answer = console.post("/console/dead-letters/replay", data={
+        "csrf_token": token(console, "/console/"), "message_id": fixed["message_id"], "reason": "requested_by fixed"})
+    assert f"message {fixed['message_id']} queued again" in answer.text
+    broker.join("recon_priority", timeout=20_000)
+    assert order_row(deps, order.id).state == "paid" and redis_client.zcard(f"{NAMESPACE}:recon_priority.XQ") == 0
+    assert [(a.action, a.requested_by) for a in audits(deps) if a.action == "dlq_replay"] == [
+        ("dlq_replay", "sam (console)")]
+
+    from db.models import EventDelivery
+
+    reconcile_order(order.id, deps=deps)
+    with deps.sessions() as session, session.begin():
+        event = session.execute(select(OrderEvent).where(OrderEvent.order_id == order.id)).scalars().first()
+        session.add(EventDelivery(order_event_id=event.id, endpoint="billing", order_id=order.id,
+                                  sequence=event.sequence, state="dead", attempts=12, last_status=503,
+                                  next_attempt_at=None, created_at=deps.clock.now()))
+    page = console.get("/console/lists/deliveries")
+    assert "503" in page.text and order.id in page.text
+    with deps.sessions() as session:
+        delivery_id = session.execute(select(EventDelivery.id)).scalar_one()
+    answer = console.post("/console/events/replay", data={
+        "csrf_token": token(console, "/console/"), "delivery_id": str(delivery_id), "reason": "endpoint fixed"})
+    assert "1 deliveries queued again" in answer.text
+    with deps.sessions() as session:
+        assert session.get(EventDelivery, delivery_id).state == "pending"
