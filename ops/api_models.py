@@ -1,15 +1,18 @@
-"""Request bodies of the HTTP API (they make its OpenAPI schema)."""
+"""Request bodies and path parameters of the HTTP API and the console (they make its OpenAPI schema)."""
 
 from __future__ import annotations
 
 from typing import Annotated, Literal
 
+from fastapi import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 #: Identifiers: letters, digits and ``_ . : -`` only.
 ID_PATTERN = r"^[A-Za-z0-9_.:-]+$"
 #: Free text: anything but NUL, which no database column can hold.
 TEXT_PATTERN = r"^[^\x00]*$"
+#: An order in a path: ``/orders/{order_id}`` of the API and of the console.
+OrderId = Annotated[str, Path(min_length=1, max_length=40, pattern=ID_PATTERN, description="our order id, ord_…")]
 
 
 class _Body(BaseModel):

@@ -9,7 +9,7 @@ from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 
-from worker.actors import Actors
+from worker.actors import Actors, events
 from worker.logging import get_logger
 
 
@@ -23,10 +23,7 @@ def inbox_event(actors: Actors, inbox_id: int, **context: str) -> None:
 
 def event_delivery(actors: Actors, endpoint: str, order_id: str) -> None:
     """Send an order's due event deliveries to ``endpoint`` now."""
-    try:
-        actors.deliver_events.send(endpoint, order_id)
-    except Exception as exc:  # noqa: BLE001  (they are due now: the scheduler's next round sends them)
-        get_logger(order_id=order_id).warning("event_delivery_enqueue_failed", error=str(exc))
+    events.send_one(actors.deliver_events, endpoint, order_id)
 
 
 async def within(timeout_s: float, call: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[bool, Any]:

@@ -25,6 +25,7 @@ from ops.api_models import (
     ChargebackBody,
     CreateOrderBody,
     EventReplayBody,
+    OrderId,
     RecheckBody,
     RefundBody,
     ReviewBody,
@@ -49,7 +50,6 @@ from worker.services.review import resolve_review
 from worker.settings import Settings
 
 router = APIRouter()
-OrderId = Annotated[str, Path(min_length=1, max_length=40, pattern=ID_PATTERN, description="our order id, ord_…")]
 OrganisationId = Annotated[str, Path(min_length=1, max_length=64, pattern=ID_PATTERN)]
 
 

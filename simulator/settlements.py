@@ -27,6 +27,7 @@ forgets them. Dates are Indian Standard Time (UTC+05:30: both gateways are India
 from __future__ import annotations
 
 import itertools
+import string
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -210,7 +211,8 @@ class Ledger:
         raise NotImplementedError
 
     def _utr(self) -> str:
-        raise NotImplementedError
+        """A bank UTR shaped like Razorpay's sample ``AXISCN1153863727`` (PayGlocal's reports use the same)."""
+        return "SIMBNK" + "".join(self.ids.choice(string.digits) for _ in range(10))
 
     def _unknown_entry(self, currency: str, now: float) -> Entry:
         """A captured payment the merchant never made (the ``unknown_rows`` fault)."""

@@ -7,13 +7,13 @@ from __future__ import annotations
 from functools import partial
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
 
 from ops import enqueue
-from ops.api_models import ID_PATTERN
+from ops.api_models import OrderId
 from ops.console import render, session
 from ops.console.people import PasswordChecks, Person, SignInThrottle, authenticate
 from ops.console.session import CheckedForm, allowed, flash
@@ -30,7 +30,6 @@ router = APIRouter()
 throttle = SignInThrottle()  #: per name
 addresses = SignInThrottle(attempts=30)  #: per client address, across names
 checks = PasswordChecks()
-OrderId = Annotated[str, Path(min_length=1, max_length=40, pattern=ID_PATTERN)]
 #: How long a recheck from the console waits for the gateway before saying it goes on in the background.
 RECHECK_WAIT_S = 15.0
 

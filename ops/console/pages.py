@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import date, timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from ops.api_models import ID_PATTERN
+from ops.api_models import ID_PATTERN, OrderId
 from ops.console import render
 from ops.console.people import Person
 from ops.console.session import allowed
@@ -22,7 +22,6 @@ from worker.services.dead_letters import list_dead_letters
 
 router = APIRouter()
 Viewer = Annotated[Person, allowed("read")]
-OrderId = Annotated[str, Path(min_length=1, max_length=40, pattern=ID_PATTERN)]
 STATES = [state.value for state in OrderState]
 
 

@@ -55,8 +55,6 @@ class PayGlocalSettlements(Ledger):
             if candidate not in self.settlements:
                 return candidate
 
-    def _utr(self) -> str:
-        return "SIMBNK" + "".join(self.ids.choice(string.digits) for _ in range(10))
 
     def _unknown_entry(self, currency: str, now: float) -> Entry:
         amount = self.ids.randrange(1, 1000) * 100

@@ -55,9 +55,6 @@ class RazorpaySettlements(Ledger):
             if candidate not in self.settlements:
                 return candidate
 
-    def _utr(self) -> str:
-        """A bank UTR shaped like the sample's ``AXISCN1153863727``."""
-        return "SIMBNK" + "".join(self.ids.choice(string.digits) for _ in range(10))
 
     def _unknown_entry(self, currency: str, now: float) -> Entry:
         amount = self.ids.randrange(1, 1000) * 100

@@ -21,12 +21,16 @@ def deliver_events(message: DeliveryArgs, deps: Deps) -> None:
 
 
 def send_now(actor: dramatiq.Actor, deps: Deps, orders: list[str]) -> None:
-    """Enqueue each order's delivery to each endpoint (a committed unit's ``deliver_now``). The rows are committed
-    and due: if the broker is down the scheduler's next round sends them, so this only logs."""
+    """Enqueue each order's delivery to each endpoint (a committed unit's ``deliver_now``)."""
     for endpoint in deps.endpoints:
         for order_id in orders:
-            try:
-                actor.send(endpoint.name, order_id)
-            except Exception as exc:  # noqa: BLE001  (due rows wait for the scheduler's round)
-                get_logger(order_id=order_id).warning("event_delivery_enqueue_failed", endpoint=endpoint.name,
-                                                      error=str(exc))
+            send_one(actor, endpoint.name, order_id)
+
+
+def send_one(actor: dramatiq.Actor, endpoint: str, order_id: str) -> None:
+    """Enqueue one order's delivery to one endpoint. Its rows are committed and due: if the broker is down the
+    scheduler's next round sends them, so this only logs."""
+    try:
+        actor.send(endpoint, order_id)
+    except Exception as exc:  # noqa: BLE001  (due rows wait for the scheduler's round)
+        get_logger(order_id=order_id).warning("event_delivery_enqueue_failed", endpoint=endpoint, error=str(exc))
