@@ -42,9 +42,10 @@ def pull_day(gateway_name: str, day: date, *, deps: Deps, page: int = PAGE) -> P
     while True:
         with deps.unit() as uow:
             cursor = _cursor(uow.session, gateway_name, day, now=uow.now)
-            if cursor.complete:
-                return Pulled(gateway_name, day, pages, rows, True)
-            skip = cursor.next_skip
+            complete, skip = cursor.complete, cursor.next_skip
+            uow.commit()  # a new day's cursor is made once, here, not again with the first page
+        if complete:
+            return Pulled(gateway_name, day, pages, rows, True)
         lines = gateway.fetch_settlement_lines(day.year, day.month, day.day, skip=skip, count=page)
         with deps.unit() as uow:
             cursor = _cursor(uow.session, gateway_name, day, now=uow.now, lock=True)
