@@ -11,6 +11,8 @@ from functools import partial
 
 import dramatiq
 
+from gateways import registry
+from worker import metrics
 from worker.actors import Actors, declare_actors, events
 from worker.broker import build_broker
 from worker.deps import Deps, build_deps
@@ -34,6 +36,7 @@ def build_runtime(settings: Settings, *, deps: Deps | None = None) -> Runtime:
     actors = declare_actors(broker, lambda: built)
     built.deliver_now = partial(events.send_now, actors.deliver_events, built)
     built.recheck_now = actors.recheck_settled_order.send
+    metrics.initialise((adapter.name for adapter in registry.ADAPTERS), (e.name for e in settings.event_endpoints))
     return Runtime(settings, broker, built, actors)
 
 

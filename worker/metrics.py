@@ -8,7 +8,13 @@ outcomes, states, queues, never order or payment ids.
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Iterable
+
 from prometheus_client import Counter, Histogram
+
+from worker.domain.order_state import Source
+from worker.domain.refund_state import RefundState
 
 WEBHOOKS_RECEIVED = Counter(
     "recon_webhooks_received_total", "Webhooks and checkout callbacks received, by outcome.",
@@ -58,3 +64,31 @@ CREDIT_SHORTFALL = Counter("recon_credit_shortfall_total",
                            "Credits a reversal should have taken back but could not (already spent).",
                            ["gateway", "kind"])
 DISPUTES = Counter("recon_disputes_total", "Disputes reaching a state.", ["gateway", "state"])
+
+#: Counters alerts and panels take ``rate()`` or ``increase()`` of, with their bounded label values.
+_OUTCOMES = ("accepted", "duplicate", "bad_signature", "rejected")
+_REVERSALS = ("refund", "dispute", "chargeback")
+_REFUND_ORIGINS = ("support", "review", "duplicate", "gateway", "auto")
+
+
+def initialise(gateways: Iterable[str], endpoints: Iterable[str] = ()) -> None:
+    """Create at zero every series an alert takes ``rate()`` or ``increase()`` of. A labelled counter is born at
+    its first increment, already at 1, and ``increase()`` of a series that starts at 1 and stays there is 0:
+    a burst of forged webhooks or a circuit opening once, right after a (re)start, would alert nobody."""
+    for gateway in gateways:
+        for kind, outcome in itertools.product(("webhook", "callback"), _OUTCOMES):
+            WEBHOOKS_RECEIVED.labels(gateway, kind, outcome)
+        for source in Source:
+            GRANTS_BY_SOURCE.labels(gateway, source.value)
+        for counter in (CIRCUIT_OPEN, UNKNOWN_STATUS, ORDERS_LATE_PAID, CREDITS_GRANTED, CREDITS_RESTORED):
+            counter.labels(gateway)
+        for source in ("local", "remote"):
+            GATEWAY_RATE_LIMITED.labels(gateway, source)
+        for kind in _REVERSALS:
+            CREDITS_REVERSED.labels(gateway, kind)
+            CREDIT_SHORTFALL.labels(gateway, kind)
+        for state, origin in itertools.product((RefundState.PROCESSED.value, RefundState.FAILED.value),
+                                               _REFUND_ORIGINS):
+            REFUNDS.labels(gateway, state, origin)
+    for endpoint, outcome in itertools.product(endpoints, ("delivered", "failed", "dead")):
+        EVENT_DELIVERIES.labels(endpoint, outcome)
