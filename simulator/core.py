@@ -51,6 +51,10 @@ class Simulator:
         return self.razorpay.pay(gateway_order_id, outcome, deliver_webhooks=deliver_webhooks,
                                  amount_minor=amount_minor, currency=currency)
 
+    def answer_status(self, payment_id: str, status: str) -> dict[str, Any]:
+        """A Razorpay payment answers an undocumented status from now on; see :meth:`RazorpaySim.answer_status`."""
+        return self.razorpay.answer_status(payment_id, status)
+
     def late_authorize(self, gateway_payment_id: str, *, deliver_webhooks: bool = True,
                        minutes_after_creation: float | None = None) -> dict[str, Any]:
         """A failed Razorpay payment (or PayGlocal gid) is authorised late; see :meth:`RazorpaySim.late_authorize`."""

@@ -186,6 +186,14 @@ class RazorpaySim:
         with self.lock:
             return copy.deepcopy(self._get("payment", self.payments, payment_id))
 
+    def answer_status(self, payment_id: str, status: str) -> dict[str, Any]:
+        """From now on the payment answers ``status``, one Razorpay's documents do not list (a gateway can ship a
+        new one without notice); nothing else changes and no webhook is sent."""
+        with self.lock:
+            payment = self._get("payment", self.payments, payment_id)
+            payment["status"] = status
+            return copy.deepcopy(payment)
+
     def capture(self, payment_id: str, body: Any) -> dict[str, Any]:
         """``POST /v1/payments/{id}/capture`` with the texts of razorpay.md §3.4; fires the capture webhooks."""
         with self.lock:
