@@ -1,4 +1,5 @@
-"""A real Prometheus for the ops tests: every series the service exports, backfilled with samples
+"""A real Prometheus for the ops tests (:class:`PrometheusServer`; ``tests/e2e/test_procfile_prometheus.py``
+has one scrape a running stack). Here: every series the service exports, backfilled with samples
 (``promtool tsdb create-blocks-from openmetrics``), served by the ``prometheus`` binary, and
 queried through its HTTP API. Prometheus parses each expression; nothing here reads PromQL.
 
@@ -183,37 +184,30 @@ class QueryError(Exception):
     """Prometheus refused the expression (its ``error``, e.g. a parse error)."""
 
 
-class Prometheus:
-    """A ``prometheus`` server on a free port over a data directory of backfilled blocks."""
+class PrometheusServer:
+    """A ``prometheus`` server on a free port over ``config`` (its YAML) and a data directory of its own."""
 
-    def __init__(self, samples: Samples, workdir: Path):
-        self.samples, self.workdir = samples, workdir
+    def __init__(self, workdir: Path, config: str = "global: {}\n"):
+        self.workdir, self.config = workdir, config
         self.process: subprocess.Popen | None = None
         self.url = ""
-        self._checks: dict[str, Check] = {}
 
-    def __enter__(self) -> Prometheus:
-        promtool, prometheus = require("promtool"), require("prometheus")
-        data = self.workdir / "data"
-        source = self.workdir / "samples.om.txt"
-        source.write_bytes(self.samples.openmetrics())
-        created = subprocess.run([promtool, "tsdb", "create-blocks-from", "openmetrics", str(source), str(data)],
-                                 capture_output=True, text=True, timeout=300)
-        assert created.returncode == 0, created.stdout + created.stderr
+    def __enter__(self):
+        prometheus = require("prometheus")
         config = self.workdir / "prometheus.yml"
-        config.write_text("global: {}\n")  # nothing to scrape: the samples are in the blocks
+        config.write_text(self.config)
         port = _free_port()
         self.url = f"http://127.0.0.1:{port}"
         log = (self.workdir / "prometheus.log").open("w")
         self.process = subprocess.Popen(
-            [prometheus, f"--config.file={config}", f"--storage.tsdb.path={data}",
+            [prometheus, f"--config.file={config}", f"--storage.tsdb.path={self.workdir / 'data'}",
              f"--web.listen-address=127.0.0.1:{port}", "--storage.tsdb.retention.time=30d"],
             stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir)
         deadline = time.monotonic() + 60
         while not self._ready():
             if self.process.poll() is not None or time.monotonic() > deadline:
                 self.__exit__(None, None, None)
-                pytest.fail(f"prometheus did not start: {(self.workdir / 'prometheus.log').read_text()[-2000:]}")
+                pytest.fail(f"prometheus did not start: {self.log()}")
             time.sleep(0.2)
         return self
 
@@ -226,6 +220,9 @@ class Prometheus:
                 self.process.kill()
                 self.process.wait()
 
+    def log(self) -> str:
+        return (self.workdir / "prometheus.log").read_text()[-2000:]
+
     def _ready(self) -> bool:
         try:
             with urllib.request.urlopen(f"{self.url}/-/ready", timeout=2) as response:
@@ -233,19 +230,45 @@ class Prometheus:
         except (OSError, urllib.error.URLError):
             return False
 
-    def query(self, expr: str, at: float) -> dict:
-        """``/api/v1/query`` at ``at`` with statistics: ``{"result": [...], "samples": n}``."""
-        body = urllib.parse.urlencode({"query": expr, "time": f"{at:.3f}", "stats": "all"}).encode()
+    def api(self, path: str, **params: str) -> dict:
+        """``GET /api/v1/<path>``: its ``data`` (a refusal raises :class:`QueryError`)."""
+        return self._call(f"{self.url}/api/v1/{path}?{urllib.parse.urlencode(params)}", None)
+
+    def query(self, expr: str, at: float | None = None) -> dict:
+        """``/api/v1/query`` (at ``at``, else now) with statistics: ``{"result": [...], "samples": n}``."""
+        params = {"query": expr, "stats": "all", **({"time": f"{at:.3f}"} if at is not None else {})}
+        data = self._call(f"{self.url}/api/v1/query", urllib.parse.urlencode(params).encode())
+        return {"result": data["result"], "samples": data.get("stats", {}).get("samples", {}).get(
+            "totalQueryableSamples", 0)}
+
+    @staticmethod
+    def _call(url: str, body: bytes | None) -> dict:
         try:
-            with urllib.request.urlopen(f"{self.url}/api/v1/query", data=body, timeout=30) as response:
+            with urllib.request.urlopen(url, data=body, timeout=30) as response:
                 reply = json.load(response)
         except urllib.error.HTTPError as exc:
             reply = json.load(exc)
         if reply.get("status") != "success":
             raise QueryError(f"{reply.get('errorType')}: {reply.get('error')}")
-        data = reply["data"]
-        return {"result": data["result"], "samples": data.get("stats", {}).get("samples", {}).get(
-            "totalQueryableSamples", 0)}
+        return reply["data"]
+
+
+class Prometheus(PrometheusServer):
+    """A ``prometheus`` server over backfilled blocks of :class:`Samples` (nothing to scrape)."""
+
+    def __init__(self, samples: Samples, workdir: Path):
+        super().__init__(workdir)
+        self.samples = samples
+        self._checks: dict[str, Check] = {}
+
+    def __enter__(self) -> Prometheus:
+        promtool = require("promtool")
+        source = self.workdir / "samples.om.txt"
+        source.write_bytes(self.samples.openmetrics())
+        created = subprocess.run([promtool, "tsdb", "create-blocks-from", "openmetrics", str(source),
+                                  str(self.workdir / "data")], capture_output=True, text=True, timeout=300)
+        assert created.returncode == 0, created.stdout + created.stderr
+        return super().__enter__()
 
     def check(self, expr: str) -> Check:
         """Does Prometheus accept ``expr``, does it return data, and which series does it select?"""
