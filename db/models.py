@@ -171,6 +171,7 @@ class Refund(Base):
     __table_args__ = (
         UniqueConstraint("gateway", "gateway_refund_id"),
         UniqueConstraint("gateway", "idempotency_key"),
+        Index("ix_refunds_payment", "gateway", "gateway_payment_id"),
         Index("ix_refunds_due", "next_check_at", postgresql_where=text("next_check_at IS NOT NULL"),
               sqlite_where=text("next_check_at IS NOT NULL")),
     )
