@@ -354,3 +354,67 @@ def test_a_refund_settled_for_another_amount_than_we_refunded_is_a_mismatch(deps
         uow.commit()
     settlement_match.match(deps=deps)
     assert buckets(deps) == {done.gateway_refund_id: "amount_mismatch"}
+
+
+def test_a_report_stored_chunk_by_chunk_is_matched_as_match_would_and_keeps_the_first_of_a_repeated_row(
+        deps, org, simulator, tmp_path, monkeypatch):
+    """The COPY pipeline (a writer thread inserting each chunk matched while the next is read), in chunks of 2:
+    every row's bucket and order as ``match`` gives them to the same rows stored unmatched; a transaction repeated
+    later in the file (in another chunk, and in the same one) is kept as first received."""
+    from worker.services import settlement_store
+
+    monkeypatch.setattr(settlement_store, "CHUNK", 2)
+    for _ in range(3):
+        paid(deps, simulator, "org-us")
+    paid(deps, simulator, "org-us", credit=False)  # settled, never seen here (PayGlocal's report names no order)
+    simulator.sim.set_settlement_faults(unknown_rows=1)
+    simulator.sim.settle("payglocal", everything=True, deliver_webhooks=False)
+    header, *rows = simulator.sim.payglocal_settlement_report().splitlines()
+    gross = header.split(",").index('"Gross Amount"')
+    changed = rows[0].split(",")
+    changed[gross] = '"1.00"'
+    path = tmp_path / "chunks.csv"
+    path.write_text("\n".join([header, *rows, ",".join(changed), rows[1]]) + "\n")  # the last two: repeats
+    done = settlement_import.import_report(path, "payglocal", deps=deps, imported_by="finance:test")
+    assert (done.rows, done.new_rows) == (len(rows) + 2, len(rows))
+    with deps.sessions() as session:
+        stored = {r.entity_id: (r.bucket, r.order_id, r.amount_minor) for r in session.execute(
+            select(SettlementRow)).scalars()}
+    assert sorted(bucket for bucket, _, _ in stored.values()) == ["settled_credited"] * 3 + ["unmatched"] * 2
+    assert all(amount != 100 for _, _, amount in stored.values())  # the repeat did not replace the first
+    with deps.unit() as uow:
+        uow.session.execute(SettlementRow.__table__.update().values(bucket=None, order_id=None))
+        uow.commit()
+    settlement_match.match(deps=deps, recheck=None)
+    with deps.sessions() as session:
+        assert {r.entity_id: (r.bucket, r.order_id, r.amount_minor) for r in session.execute(
+            select(SettlementRow)).scalars()} == stored
+
+
+def test_a_bad_row_or_a_failed_chunk_later_in_the_file_keeps_nothing_and_the_connection_goes_on(
+        deps, org, simulator, tmp_path, monkeypatch):
+    from gateways.port import SettlementLine
+    from worker.services import settlement_store
+
+    monkeypatch.setattr(settlement_store, "CHUNK", 2)
+    for _ in range(5):
+        paid(deps, simulator, "org-us")
+    simulator.sim.settle("payglocal", everything=True, deliver_webhooks=False)
+    header, *rows = simulator.sim.payglocal_settlement_report().splitlines()
+    path = tmp_path / "late-error.csv"
+    path.write_text("\n".join([header, *rows, rows[0].replace('"USD"', '"US DOLLAR"')]) + "\n")
+    with pytest.raises(MalformedReport, match=f"line {len(rows) + 2}"):  # after two chunks were written
+        settlement_import.import_report(path, "payglocal", deps=deps, imported_by="finance:test")
+
+    def line(n: int, amount: int) -> SettlementLine:
+        return SettlementLine(entity_id=f"gl_chunk{n}", kind="payment", amount_minor=amount, currency="USD",
+                              fee_minor=0, tax_minor=0, credit_minor=amount, debit_minor=0, settlement_id=None,
+                              utr=None, settled_at=int(time.time()))
+    with deps.unit() as uow, pytest.raises(Exception, match="out of range"):  # the database refuses chunk 3
+        settlement_store.store_all(uow.session, "payglocal", [line(n, 2**70 if n == 5 else 100) for n in range(8)],
+                                   source="test", now=uow.now)
+    with deps.sessions() as session:
+        assert session.execute(select(func.count()).select_from(SettlementRow)).scalar_one() == 0
+    fine = tmp_path / "fine.csv"
+    fine.write_text("\n".join([header, *rows]) + "\n")
+    assert settlement_import.import_report(fine, "payglocal", deps=deps, imported_by="finance:test").new_rows == 5

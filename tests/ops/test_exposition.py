@@ -109,23 +109,27 @@ def test_settlement_gauges_count_rows_per_bucket_credited_payments_not_settled_a
     simulator.sim.settle("razorpay", everything=True, deliver_webhooks=False)
     for day in (0, 1):  # Razorpay's days may be IST: today and tomorrow (UTC)
         settlement_pull.pull_day("razorpay", deps.clock.now().date() + timedelta(days=day), deps=deps)
+    pulled = scrape(deps)  # stored, not matched yet
+    assert value(pulled, "recon_settlement_rows", gateway="razorpay", bucket="new") == 4
+    assert value(pulled, "recon_settlement_rows", gateway="razorpay", bucket="settled_credited") == 0
     settlement_match.match(deps=deps)
     deps.clock.advance(timedelta(hours=2))
     simulator.sim.settle("payglocal", everything=True, deliver_webhooks=False)
     report = tmp_path / "gcc-settlements.csv"
     report.write_text(simulator.sim.payglocal_settlement_report())
-    settlement_import.import_report(report, "payglocal", deps=deps, imported_by="finance:test")  # not matched yet
+    settlement_import.import_report(report, "payglocal", deps=deps, imported_by="finance:test")  # stored matched
 
     deps.clock.advance(timedelta(hours=1))
     samples = scrape(deps)
     rows = {b: value(samples, "recon_settlement_rows", gateway="razorpay", bucket=b) for b in SETTLEMENT_BUCKETS}
     assert rows == {**dict.fromkeys(SETTLEMENT_BUCKETS, 0), "settled_credited": 1, "amount_mismatch": 1,
                     "settled_not_credited": 1, "unmatched": 1}
-    assert value(samples, "recon_settlement_rows", gateway="payglocal", bucket="new") == 2  # its payment, an unknown
-    assert value(samples, "recon_settlement_rows", gateway="payglocal", bucket="settled_credited") == 0
+    assert value(samples, "recon_settlement_rows", gateway="payglocal", bucket="new") == 0
+    assert value(samples, "recon_settlement_rows", gateway="payglocal", bucket="settled_credited") == 1
+    assert value(samples, "recon_settlement_rows", gateway="payglocal", bucket="unmatched") == 1
     assert "credited_not_settled" not in SETTLEMENT_BUCKETS  # a gauge of its own: it has no rows
     assert value(samples, "recon_settlement_credited_not_settled", gateway="razorpay") == 0  # not due yet
-    assert value(samples, "recon_settlement_credited_not_settled", gateway="payglocal") == 0  # nothing settled yet
+    assert value(samples, "recon_settlement_credited_not_settled", gateway="payglocal") == 0  # not due yet
     assert value(samples, "recon_settlement_last_received_age_seconds", gateway="razorpay") == 3 * 3600
     assert value(samples, "recon_settlement_last_received_age_seconds", gateway="payglocal") == 3600
     with deps.sessions() as session:

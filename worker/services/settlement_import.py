@@ -1,13 +1,13 @@
 """Importing a settlement report file (PayGlocal's dashboard export: it has no settlement API), in one
 transaction: a file with one bad row is refused with the line and column named, and nothing of it is kept;
-the same file imported twice is imported once (by its SHA-256)."""
+the same file imported twice is imported once (by its SHA-256). New rows are stored already matched (on
+Postgres); ``settlement_match.match`` afterwards asks for the rechecks."""
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from itertools import islice
 from pathlib import Path
 
 from sqlalchemy import update
@@ -17,9 +17,8 @@ from db.models import SettlementImport
 from gateways.payglocal.settlement_report import MalformedReport, load_mapping, read_report
 from worker.deps import Deps
 from worker.logging import get_logger
-from worker.services.settlement_store import store
+from worker.services.settlement_store import store_all
 
-BATCH = 5_000
 #: The gateways whose reports can be imported, and how each is read.
 READERS = {"payglocal": lambda deps: load_mapping(deps.settings.payglocal_report_mapping)}
 
@@ -60,14 +59,9 @@ def import_report(path: Path, gateway: str, *, deps: Deps, imported_by: str,
         if claimed is None:
             earlier = uow.session.get(SettlementImport, sha)
             return Imported(gateway, path.name, sha, earlier.rows if earlier else 0, new=False)
-        rows = new_rows = 0
         with path.open(encoding="utf-8-sig", newline="") as handle:
-            lines = read_report(handle, mapping)
-            while batch := list(islice(lines, BATCH)):
-                given, added = store(uow.session, gateway, batch, source=source, now=uow.now)
-                rows, new_rows = rows + given, new_rows + added
-                if progress is not None:
-                    progress(rows)
+            rows, new_rows = store_all(uow.session, gateway, read_report(handle, mapping), source=source,
+                                       now=uow.now, progress=progress)
         if rows == 0:
             raise MalformedReport(f"{path.name}: no rows after the header")
         uow.session.execute(update(SettlementImport).where(SettlementImport.sha256 == sha).values(rows=rows))

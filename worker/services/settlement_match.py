@@ -19,14 +19,13 @@ from worker.logging import get_logger
 
 _REOPENED = ", ".join(f"'{bucket.value}'" for bucket in sorted(REOPENED))
 
-#: One statement: each row's bucket and order from its joins (the CASE is the domain module's rules, in order).
-MATCH = text(f"""
-WITH refunded AS (
+#: Payments' processed refunds, summed (a CTE of MATCH and of INSERT_MATCHED).
+_REFUNDED = """refunded AS (
     SELECT gateway, gateway_payment_id, SUM(amount_minor) AS minor FROM refunds WHERE state = 'processed'
     GROUP BY gateway, gateway_payment_id
-), facts AS (
-    SELECT s.id,
-        CASE
+)"""
+#: A row ``s``'s bucket and order (the CASE is the domain module's rules, in order), from :data:`_JOINS`.
+_DECIDE = """CASE
         WHEN s.kind = 'payment' THEN CASE
             WHEN p.id IS NULL AND o.id IS NULL THEN 'unmatched'
             WHEN p.id IS NOT NULL AND (p.amount_minor <> s.amount_minor OR p.currency <> s.currency)
@@ -46,24 +45,54 @@ WITH refunded AS (
             WHEN d.id IS NOT NULL OR pp.id IS NOT NULL THEN 'deduction_not_reversed'
             ELSE 'unmatched' END
         ELSE 'unmatched' END AS bucket,
-        COALESCE(p.order_id, o.id, rf.order_id, d.order_id, pp.order_id) AS order_id
-    FROM settlement_rows s
-    LEFT JOIN gateway_payments p
+        COALESCE(p.order_id, o.id, rf.order_id, d.order_id, pp.order_id) AS order_id"""
+#: A payment row's processed refunds: from the :data:`_REFUNDED` CTE (set-wise), or looked up row by row.
+_REFUNDED_JOIN = "refunded r ON s.kind = 'payment' AND r.gateway = s.gateway AND r.gateway_payment_id = s.entity_id"
+_REFUNDED_LOOKUP = ("LATERAL (SELECT SUM(amount_minor) AS minor FROM refunds WHERE state = 'processed' "
+                    "AND gateway = s.gateway AND gateway_payment_id = s.entity_id) r ON s.kind = 'payment'")
+
+
+def _joins(refunded: str) -> str:
+    """What a row ``s`` is matched against."""
+    return f"""LEFT JOIN gateway_payments p
         ON s.kind = 'payment' AND p.gateway = s.gateway AND p.gateway_payment_id = s.entity_id
     LEFT JOIN orders o
         ON s.kind = 'payment' AND p.id IS NULL AND o.gateway = s.gateway AND o.gateway_order_id = s.gateway_order_id
     LEFT JOIN ledger_entries g
         ON s.kind = 'payment' AND g.entry = 'grant' AND g.gateway = s.gateway AND g.gateway_payment_id = s.entity_id
-    LEFT JOIN refunded r ON s.kind = 'payment' AND r.gateway = s.gateway AND r.gateway_payment_id = s.entity_id
+    LEFT JOIN {refunded}
     LEFT JOIN refunds rf ON s.kind = 'refund' AND rf.gateway = s.gateway AND rf.gateway_refund_id = s.entity_id
     LEFT JOIN disputes d ON s.kind = 'adjustment' AND d.gateway = s.gateway AND d.gateway_dispute_id = s.dispute_id
     LEFT JOIN gateway_payments pp
-        ON s.kind <> 'payment' AND pp.gateway = s.gateway AND pp.gateway_payment_id = s.payment_id
+        ON s.kind <> 'payment' AND pp.gateway = s.gateway AND pp.gateway_payment_id = s.payment_id"""
+
+
+#: One statement: every new or reopened row's bucket and order from its joins.
+MATCH = text(f"""
+WITH {_REFUNDED}, facts AS (
+    SELECT s.id, {_DECIDE}
+    FROM settlement_rows s
+    {_joins(_REFUNDED_JOIN)}
     WHERE s.bucket IS NULL OR s.bucket IN ({_REOPENED})
 )
 UPDATE settlement_rows SET bucket = facts.bucket, order_id = facts.order_id, matched_at = :now
 FROM facts WHERE settlement_rows.id = facts.id
 """)
+
+
+def insert_matched(stage: str, columns: tuple[str, ...]) -> tuple[str, ...]:
+    """Statements inserting the rows of the table ``stage`` (``columns`` and a ``line``) not held yet, already
+    matched by MATCH's own rules: each row written once, not inserted and then rewritten. Meant for a chunk of
+    rows, each matched by index lookups (run with hash and merge joins off: a hash of a whole table per chunk is
+    what the planner would pick, and what a million-row report cannot afford). One statement for money in, one
+    for the rest: the planner then knows each row's kind and looks up only what that kind is matched against
+    (a row's repeats have its kind: the first in the file is kept). psycopg parameter ``now``."""
+    return tuple(f"INSERT INTO settlement_rows ({', '.join(columns)}, bucket, order_id, matched_at) "
+                 f"SELECT {', '.join('s.' + c for c in columns)}, {_DECIDE}, %(now)s FROM {stage} s "
+                 f"{_joins(_REFUNDED_LOOKUP)} WHERE {where} ORDER BY s.line "
+                 "ON CONFLICT (gateway, kind, entity_id) DO NOTHING"
+                 for where in ("s.kind = 'payment'", "s.kind <> 'payment'"))
+
 
 _TO_RECHECK = (select(SettlementRow.id, SettlementRow.order_id)
                .where(SettlementRow.bucket == Bucket.SETTLED_NOT_CREDITED.value,
