@@ -20,8 +20,10 @@ Timed, one after the other, each after a ``CHECKPOINT``:
   indexes and unique constraint), committed;
 - **service**, in a fresh process (``python -m bench.settlement service``) so that its RSS is its own: the real
   ingest path for a report file, ``worker.services.settlement_import.import_report`` (SHA-256 of the file, CSV
-  parsed through the declared mapping, ``settlement_store.store`` in batches of 5,000, one transaction), then
-  ``worker.services.settlement_match.match(deps=...)`` (the set-wise MATCH, then the rechecks). VmRSS is read
+  parsed through the declared mapping, ``settlement_store.store_all``: chunks of 5,000 rows COPY'd into a
+  temporary table and inserted already matched by a writer thread while the next chunk is parsed, one
+  transaction), then ``worker.services.settlement_match.match(deps=...)`` (the set-wise MATCH of the rows left
+  in buckets that can still move, then the rechecks). VmRSS is read
   after each batch (``progress``) and every 20 ms by a sampler thread. Each phase also reports the process's CPU
   and its Postgres backend's (``/proc/<pid>/stat``), which says where the time went.
 
@@ -479,21 +481,22 @@ def markdown(r: dict) -> list[str]:
         f"- baseline: plain `COPY` of the same rows (the 18 columns the service stores) into `settlement_rows_copy` "
         f"(`LIKE settlement_rows INCLUDING ALL`): **{copy['s']} s** (Postgres CPU {copy['postgres_cpu_s']} s).",
         f"- service, in a fresh process: `settlement_import.import_report` **{ingest['s']} s** (its own CPU "
-        f"{ingest['client_cpu_s']} s: CSV parsing, SettlementLine checks, SQLAlchemy/psycopg binding of 5,000-row "
-        f"executemany batches; Postgres CPU {ingest['postgres_cpu_s']} s), then `settlement_match.match` "
-        f"**{match['s']} s** (Postgres CPU {match['postgres_cpu_s']} s: the joins and the UPDATE that rewrites every "
-        f"new row) — {s['matched']:,} rows matched, {s['rechecks']:,} orders marked for a recheck: "
+        f"{ingest['client_cpu_s']} s: CSV parsing and SettlementLine checks, overlapped with the writer thread "
+        f"COPYing 5,000-row chunks into a temporary table and inserting each matched; Postgres CPU "
+        f"{ingest['postgres_cpu_s']} s), then `settlement_match.match` **{match['s']} s** (Postgres CPU "
+        f"{match['postgres_cpu_s']} s: the rows in buckets that can still move, matched again) — {s['matched']:,} "
+        f"rows re-matched, {s['rechecks']:,} orders marked for a recheck: "
         f"{r['service_s']} s, **{r['ratio']} ×** the COPY.",
         f"- buckets: {', '.join(f'{k} {v:,}' for k, v in sorted(s['buckets'].items()))} "
         f"({'as the mix makes them' if r['buckets_as_expected'] else 'NOT as expected'}); "
         f"{r['sample_identical'][1]:,} of {r['sample_identical'][0]:,} sampled rows stored exactly as COPY's.",
         f"- RSS (MB): start {rss['start'] // MB}, after 10 % of rows {(rss['after_tenth'] or 0) // MB}, after "
         f"ingest {rss['after_ingest'] // MB}, peak in ingest {(rss['peak_ingest'] or 0) // MB}, in match "
-        f"{(rss['peak_match'] or 0) // MB}, end {rss['end'] // MB}: **+{r['rss_growth_mb']} MB** (batches of 5,000 "
-        "rows streamed; the match is one statement).",
+        f"{(rss['peak_match'] or 0) // MB}, end {rss['end'] // MB}: **+{r['rss_growth_mb']} MB** (chunks of 5,000 "
+        "rows streamed, two at most in memory; the match is one statement).",
         f"- 1-minute load at the end of COPY / ingest / match: {copy['load_1m']} / {ingest['load_1m']} / "
-        f"{match['load_1m']}; table sizes after: settlement_rows {r['sizes']['settlement_rows']} (every row "
-        f"written twice), settlement_rows_copy {r['sizes']['settlement_rows_copy']}.", "",
+        f"{match['load_1m']}; table sizes after: settlement_rows {r['sizes']['settlement_rows']}, "
+        f"settlement_rows_copy {r['sizes']['settlement_rows_copy']}.", "",
     ]
     variants = harness.RESULTS / "settlement-variants.json"
     if variants.exists():
