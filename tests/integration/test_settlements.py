@@ -373,6 +373,10 @@ def test_a_report_stored_chunk_by_chunk_is_matched_as_match_would_and_keeps_the_
     gross = header.split(",").index('"Gross Amount"')
     changed = rows[0].split(",")
     changed[gross] = '"1.00"'
+    unique = header.split(",").index('"Merchant Unique Id"')
+    odd = rows[2].split(",")
+    odd[unique] = '"back\\slash\ttab ""quoted"""'  # what COPY's text format must escape, kept as received
+    rows[2] = ",".join(odd)
     path = tmp_path / "chunks.csv"
     path.write_text("\n".join([header, *rows, ",".join(changed), rows[1]]) + "\n")  # the last two: repeats
     done = settlement_import.import_report(path, "payglocal", deps=deps, imported_by="finance:test")
@@ -382,6 +386,9 @@ def test_a_report_stored_chunk_by_chunk_is_matched_as_match_would_and_keeps_the_
             select(SettlementRow)).scalars()}
     assert sorted(bucket for bucket, _, _ in stored.values()) == ["settled_credited"] * 3 + ["unmatched"] * 2
     assert all(amount != 100 for _, _, amount in stored.values())  # the repeat did not replace the first
+    with deps.sessions() as session:
+        raws = [r.raw.get("Merchant Unique Id") for r in session.execute(select(SettlementRow)).scalars()]
+    assert 'back\\slash\ttab "quoted"' in raws
     with deps.unit() as uow:
         uow.session.execute(SettlementRow.__table__.update().values(bucket=None, order_id=None))
         uow.commit()

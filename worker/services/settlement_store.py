@@ -77,26 +77,12 @@ def store_all(session: Session, gateway: str, lines: Iterable[SettlementLine], *
                 progress(given)
         return given, new
     writer = _ChunkWriter(session.connection().connection.driver_connection, now)
-    # This thread parses without pause; the writer needs the GIL back after every 128 kB it sends and every
-    # statement, and would wait the whole switch interval (5 ms) each time: a third of the import, measured.
-    switch = sys.getswitchinterval()
-    sys.setswitchinterval(min(switch, 0.0005))
-    writer.start()
-    fixed = (_copy_text(source), _copy_text(now.isoformat()))  # source and received_at: one per file
     given = 0
-    try:
+    with _quick_handover():
+        writer.start()
         try:
-            pending: list[str] = []  # COPY text only: each line's objects are gone once it is formatted
-            for line in lines:
-                pending.append(_copy_line(given, gateway, line, fixed))
-                given += 1
-                if len(pending) == chunk:
-                    writer.put("".join(pending).encode())
-                    pending = []
-                    if progress is not None:
-                        progress(given)
-            if pending:
-                writer.put("".join(pending).encode())
+            for data, given in _copy_chunks(lines, gateway, source, now, chunk):
+                writer.put(data)
                 if progress is not None:
                     progress(given)
         except BaseException:
@@ -105,8 +91,44 @@ def store_all(session: Session, gateway: str, lines: Iterable[SettlementLine], *
                 raise writer.error from None
             raise
         return given, writer.finish()
+
+
+def _copy_chunks(lines: Iterable[SettlementLine], gateway: str, source: str, now: datetime,
+                 size: int) -> Iterator[tuple[bytes, int]]:
+    """The lines as COPY text, ``size`` at a time, with how many so far: each line's objects are gone once it is
+    formatted."""
+    fixed = (_copy_text(source), _copy_text(now.isoformat()))  # source and received_at: one per file
+    pending: list[str] = []
+    for given, line in enumerate(lines, start=1):
+        pending.append(_copy_line(given - 1, gateway, line, fixed))
+        if len(pending) == size:
+            yield "".join(pending).encode(), given
+            pending = []
+    if pending:
+        yield "".join(pending).encode(), given
+
+
+_handover_lock = threading.Lock()
+_handovers = {"active": 0, "saved": 0.0}
+
+
+@contextlib.contextmanager
+def _quick_handover() -> Iterator[None]:
+    """A shorter GIL switch interval while a writer runs. The reading thread parses without pause; the writer needs
+    the GIL back after every 128 kB it sends and every statement, and waited the whole interval (5 ms) each time: a
+    third of the import, measured. Counted, so that imports at once in one process restore it once, last."""
+    with _handover_lock:
+        if _handovers["active"] == 0:
+            _handovers["saved"] = sys.getswitchinterval()
+            sys.setswitchinterval(min(_handovers["saved"], 0.0005))
+        _handovers["active"] += 1
+    try:
+        yield
     finally:
-        sys.setswitchinterval(switch)
+        with _handover_lock:
+            _handovers["active"] -= 1
+            if _handovers["active"] == 0:
+                sys.setswitchinterval(_handovers["saved"])
 
 
 def _chunks(lines: Iterable[SettlementLine], size: int) -> Iterator[list[SettlementLine]]:
