@@ -213,6 +213,7 @@ class _ChunkWriter(threading.Thread):
             with self.connection.cursor() as cursor:
                 cursor.execute(f"CREATE TEMP TABLE IF NOT EXISTS {_STAGE} ON COMMIT DROP AS SELECT 0::bigint AS "
                                f"line, {', '.join(COLUMNS)} FROM settlement_rows WITH NO DATA")
+                cursor.execute(f"TRUNCATE {_STAGE}")  # a caller that went on after a failed import left rows
                 cursor.execute("SET LOCAL enable_hashjoin = off")  # index lookups per row (insert_matched)
                 cursor.execute("SET LOCAL enable_mergejoin = off")
                 cursor.execute("SET LOCAL work_mem = '64MB'")  # a chunk sorted by line in memory, not on disk
