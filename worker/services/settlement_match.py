@@ -47,24 +47,31 @@ _DECIDE = """CASE
         ELSE 'unmatched' END AS bucket,
         COALESCE(p.order_id, o.id, rf.order_id, d.order_id, pp.order_id) AS order_id"""
 #: A payment row's processed refunds: from the :data:`_REFUNDED` CTE (set-wise), or looked up row by row.
-_REFUNDED_JOIN = "refunded r ON s.kind = 'payment' AND r.gateway = s.gateway AND r.gateway_payment_id = s.entity_id"
-_REFUNDED_LOOKUP = ("LATERAL (SELECT SUM(amount_minor) AS minor FROM refunds WHERE state = 'processed' "
-                    "AND gateway = s.gateway AND gateway_payment_id = s.entity_id) r ON s.kind = 'payment'")
+#: A payment row's processed refunds: from the :data:`_REFUNDED` CTE (set-wise), or looked up row by row.
+_REFUNDED_JOIN = ("refunded r", "s.kind = 'payment' AND r.gateway = s.gateway AND r.gateway_payment_id = s.entity_id")
+#: (Looked up only for a payment not credited: the rules ask about refunds only then.)
+_REFUNDED_LOOKUP = ("LATERAL (SELECT SUM(amount_minor) AS minor FROM refunds WHERE g.id IS NULL "
+                    "AND state = 'processed' AND gateway = s.gateway AND gateway_payment_id = s.entity_id) r",
+                    "s.kind = 'payment'")
 
 
-def _joins(refunded: str) -> str:
-    """What a row ``s`` is matched against."""
-    return f"""LEFT JOIN gateway_payments p
-        ON s.kind = 'payment' AND p.gateway = s.gateway AND p.gateway_payment_id = s.entity_id
-    LEFT JOIN orders o
-        ON s.kind = 'payment' AND p.id IS NULL AND o.gateway = s.gateway AND o.gateway_order_id = s.gateway_order_id
-    LEFT JOIN ledger_entries g
-        ON s.kind = 'payment' AND g.entry = 'grant' AND g.gateway = s.gateway AND g.gateway_payment_id = s.entity_id
-    LEFT JOIN {refunded}
-    LEFT JOIN refunds rf ON s.kind = 'refund' AND rf.gateway = s.gateway AND rf.gateway_refund_id = s.entity_id
-    LEFT JOIN disputes d ON s.kind = 'adjustment' AND d.gateway = s.gateway AND d.gateway_dispute_id = s.dispute_id
-    LEFT JOIN gateway_payments pp
-        ON s.kind <> 'payment' AND pp.gateway = s.gateway AND pp.gateway_payment_id = s.payment_id"""
+def _joins(refunded: tuple[str, str], money_in: bool | None = None) -> str:
+    """What a row ``s`` is matched against. ``money_in`` True or False: the rows are all payments, or none is;
+    the joins the other kind needs are then ``ON false`` (the planner drops them: no lookup at all)."""
+    payment = [("gateway_payments p", "s.kind = 'payment' AND p.gateway = s.gateway "
+                                      "AND p.gateway_payment_id = s.entity_id"),
+               ("orders o", "s.kind = 'payment' AND p.id IS NULL AND o.gateway = s.gateway "
+                            "AND o.gateway_order_id = s.gateway_order_id"),
+               ("ledger_entries g", "s.kind = 'payment' AND g.entry = 'grant' AND g.gateway = s.gateway "
+                                    "AND g.gateway_payment_id = s.entity_id"),
+               refunded]
+    other = [("refunds rf", "s.kind = 'refund' AND rf.gateway = s.gateway AND rf.gateway_refund_id = s.entity_id"),
+             ("disputes d", "s.kind = 'adjustment' AND d.gateway = s.gateway AND d.gateway_dispute_id = s.dispute_id"),
+             ("gateway_payments pp", "s.kind <> 'payment' AND pp.gateway = s.gateway "
+                                     "AND pp.gateway_payment_id = s.payment_id")]
+    joins = [(source, "false" if money_in is False else on) for source, on in payment]
+    joins += [(source, "false" if money_in is True else on) for source, on in other]
+    return "\n    ".join(f"LEFT JOIN {source} ON {on}" for source, on in joins)
 
 
 #: One statement: every new or reopened row's bucket and order from its joins.
@@ -89,9 +96,9 @@ def insert_matched(stage: str, columns: tuple[str, ...]) -> tuple[str, ...]:
     (a row's repeats have its kind: the first in the file is kept). psycopg parameter ``now``."""
     return tuple(f"INSERT INTO settlement_rows ({', '.join(columns)}, bucket, order_id, matched_at) "
                  f"SELECT {', '.join('s.' + c for c in columns)}, {_DECIDE}, %(now)s FROM {stage} s "
-                 f"{_joins(_REFUNDED_LOOKUP)} WHERE {where} ORDER BY s.line "
+                 f"{_joins(_REFUNDED_LOOKUP, money_in)} WHERE {where} ORDER BY s.line "
                  "ON CONFLICT (gateway, kind, entity_id) DO NOTHING"
-                 for where in ("s.kind = 'payment'", "s.kind <> 'payment'"))
+                 for money_in, where in ((True, "s.kind = 'payment'"), (False, "s.kind <> 'payment'")))
 
 
 _TO_RECHECK = (select(SettlementRow.id, SettlementRow.order_id)
