@@ -486,6 +486,19 @@ def test_every_fault_lands_in_its_bucket_and_nothing_else_does(deps, org, histor
     assert set(rechecked) == uncredited and all(n <= per_order[o] for o, n in Counter(rechecked).items()), story
     assert late_ones(at(deps, T0 + timedelta(days=7), since)) == missing, story
 
+    # stored the way an imported report is (COPY'd in chunks, each row matched as it is inserted, by the same
+    # rules): the same buckets before any match runs, and the match after it asks for the same rechecks
+    with deps.engine.begin() as connection:
+        connection.execute(text("DELETE FROM settlement_rows"))
+    with deps.sessions() as session:
+        settlement_store.store_all(session, GATEWAY, lines, source="import:feedfacefeedface", now=RECEIVED,
+                                   chunk=2)
+        session.commit()
+    assert buckets(deps) == want, f"matched as inserted:\n{diff(buckets(deps), built.want)}\nstory:\n{story}"
+    after_import: list[str] = []
+    settlement_match.match(deps=deps, recheck=after_import.append)
+    assert buckets(deps) == want and set(after_import) == uncredited, story
+
     # the history itself is what the service would hold (a guard on the generator, not on matching)
     with deps.sessions() as session:
         held = {p.gateway_payment_id for p in session.execute(select(GatewayPayment)).scalars()}
