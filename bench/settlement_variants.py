@@ -172,13 +172,9 @@ STAGE = "settlement_stage"
 
 def _match_parts() -> tuple[str, str, str]:
     """MATCH's ``refunded`` CTE, its select list (bucket, order_id) and its joins, to reuse them in an INSERT."""
-    from worker.services.settlement_match import MATCH
+    from worker.services import settlement_match as m
 
-    sql = MATCH.text
-    refunded = sql[sql.index("WITH refunded AS"):sql.index("), facts AS (")] + ")"
-    select = sql[sql.index("SELECT s.id,") + len("SELECT s.id,"):sql.index("FROM settlement_rows s")]
-    joins = sql[sql.index("FROM settlement_rows s") + len("FROM settlement_rows s"):sql.index("WHERE s.bucket IS NULL")]
-    return refunded, select, joins
+    return f"WITH {m._REFUNDED}", m._DECIDE, m._joins(m._REFUNDED_JOIN)
 
 
 def store_copy(session, gateway: str, lines: Iterable[SettlementLine], *, source: str, now: datetime,

@@ -19,12 +19,12 @@ from worker.logging import get_logger
 
 _REOPENED = ", ".join(f"'{bucket.value}'" for bucket in sorted(REOPENED))
 
-#: Payments' processed refunds, summed (a CTE of MATCH and of INSERT_MATCHED).
+#: Payments' processed refunds, summed (MATCH's CTE; ``insert_matched`` looks them up row by row instead).
 _REFUNDED = """refunded AS (
     SELECT gateway, gateway_payment_id, SUM(amount_minor) AS minor FROM refunds WHERE state = 'processed'
     GROUP BY gateway, gateway_payment_id
 )"""
-#: A row ``s``'s bucket and order (the CASE is the domain module's rules, in order), from :data:`_JOINS`.
+#: A row ``s``'s bucket and order (the CASE is the domain module's rules, in order), from :func:`_joins`.
 _DECIDE = """CASE
         WHEN s.kind = 'payment' THEN CASE
             WHEN p.id IS NULL AND o.id IS NULL THEN 'unmatched'
@@ -46,7 +46,6 @@ _DECIDE = """CASE
             ELSE 'unmatched' END
         ELSE 'unmatched' END AS bucket,
         COALESCE(p.order_id, o.id, rf.order_id, d.order_id, pp.order_id) AS order_id"""
-#: A payment row's processed refunds: from the :data:`_REFUNDED` CTE (set-wise), or looked up row by row.
 #: A payment row's processed refunds: from the :data:`_REFUNDED` CTE (set-wise), or looked up row by row.
 _REFUNDED_JOIN = ("refunded r", "s.kind = 'payment' AND r.gateway = s.gateway AND r.gateway_payment_id = s.entity_id")
 #: (Looked up only for a payment not credited: the rules ask about refunds only then.)
