@@ -7,7 +7,7 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import Select, Table, TextClause, bindparam, func, select, text, update
+from sqlalchemy import Table, TextClause, bindparam, func, select, text, update
 from sqlalchemy.orm import Session
 
 from db.models import Dispute, GatewayPayment, InboxEvent, LedgerEntry, Order, OrderTransition, Organisation, Refund
@@ -50,10 +50,6 @@ def _insert_ignoring(table: Table, keys: tuple[str, ...], conflict: tuple[str, .
     return text(sql).bindparams(*(bindparam(k, type_=table.c[k].type) for k in keys)).columns(pk)
 
 
-def _locked(stmt: Select, lock: bool) -> Select:
-    return stmt.with_for_update() if lock else stmt
-
-
 # The hottest reads and writes (every check and event runs them), built once: building a statement costs
 # more CPU than SQLAlchemy's compiled cache saves (issue 13's profile).
 _ORDER = select(Order).where(Order.id == bindparam("order_id"))
@@ -62,6 +58,15 @@ _PAYMENTS = select(GatewayPayment).where(GatewayPayment.order_id == bindparam("o
 _TAKE_LEASE = (update(Order).where(Order.id == bindparam("order_id"))
                .where((Order.check_lease_until.is_(None)) | (Order.check_lease_until < bindparam("now")))
                .values(check_lease_until=bindparam("until")))
+_ORDER_BY_GATEWAY_ID = select(Order).where(Order.gateway == bindparam("gateway"),
+                                           Order.gateway_order_id == bindparam("gateway_order_id"))
+_ORDER_BY_GATEWAY_ID_LOCKED = _ORDER_BY_GATEWAY_ID.with_for_update()
+_INBOX_EVENT = select(InboxEvent).where(InboxEvent.id == bindparam("inbox_id"))
+_INBOX_EVENT_LOCKED = _INBOX_EVENT.with_for_update()
+_INBOX_EVENT_BY_EVENT_ID = select(InboxEvent).where(InboxEvent.gateway == bindparam("gateway"),
+                                                    InboxEvent.event_id == bindparam("event_id"))
+_ADD_CREDITS = (update(Organisation).where(Organisation.id == bindparam("organisation_id"))
+                .values(credit_balance=Organisation.credit_balance + bindparam("credits")))
 
 
 def get_order(session: Session, order_id: str, *, lock: bool = False) -> Order | None:
@@ -70,17 +75,16 @@ def get_order(session: Session, order_id: str, *, lock: bool = False) -> Order |
 
 def find_order_by_gateway_id(session: Session, gateway: str, gateway_order_id: str, *,
                              lock: bool = False) -> Order | None:
-    stmt = select(Order).where(Order.gateway == gateway, Order.gateway_order_id == gateway_order_id)
-    return session.execute(_locked(stmt, lock)).scalar_one_or_none()
+    return session.execute(_ORDER_BY_GATEWAY_ID_LOCKED if lock else _ORDER_BY_GATEWAY_ID,
+                           {"gateway": gateway, "gateway_order_id": gateway_order_id}).scalar_one_or_none()
 
 
 def get_inbox_event(session: Session, inbox_id: int, *, lock: bool = False) -> InboxEvent | None:
-    return session.execute(_locked(select(InboxEvent).where(InboxEvent.id == inbox_id), lock)).scalar_one_or_none()
+    return session.execute(_INBOX_EVENT_LOCKED if lock else _INBOX_EVENT, {"inbox_id": inbox_id}).scalar_one_or_none()
 
 
 def find_inbox_event(session: Session, gateway: str, event_id: str) -> InboxEvent | None:
-    stmt = select(InboxEvent).where(InboxEvent.gateway == gateway, InboxEvent.event_id == event_id)
-    return session.execute(stmt).scalar_one_or_none()
+    return session.execute(_INBOX_EVENT_BY_EVENT_ID, {"gateway": gateway, "event_id": event_id}).scalar_one_or_none()
 
 
 def payments_of(session: Session, order_id: str) -> list[GatewayPayment]:
@@ -118,8 +122,7 @@ def flag_payment(session: Session, *, gateway: str, gateway_payment_id: str, rea
 
 
 def add_credits(session: Session, organisation_id: str, credits: int) -> None:
-    session.execute(update(Organisation).where(Organisation.id == organisation_id)
-                    .values(credit_balance=Organisation.credit_balance + credits))
+    session.execute(_ADD_CREDITS, {"organisation_id": organisation_id, "credits": credits})
 
 
 def ledger_sum(session: Session, organisation_id: str) -> int:

@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from db.models import Dispute, GatewayPayment, Order, Organisation, Refund
@@ -317,10 +317,12 @@ def _link_dispute_refunds(session: Session, order: Order) -> None:
                 break
 
 
+_ANY_MONEY_MOVED = select(select(Refund.id).where(Refund.order_id == bindparam("order_id")).exists()
+                          | select(Dispute.id).where(Dispute.order_id == bindparam("order_id")).exists())
+
+
 def _any_money_moved(session: Session, order_id: str) -> bool:
-    refunded = select(Refund.id).where(Refund.order_id == order_id).exists()
-    disputed = select(Dispute.id).where(Dispute.order_id == order_id).exists()
-    return bool(session.execute(select(refunded | disputed)).scalar())
+    return bool(session.execute(_ANY_MONEY_MOVED, {"order_id": order_id}).scalar())
 
 
 def _made_before(refund: Refund, dispute: Dispute) -> bool:
