@@ -4,11 +4,8 @@
    ``recon web`` does per webhook) and ``process_inbox_event`` (what the worker does), on a scratch
    Postgres database, with the same signed simulator webhooks. The text profile is written to
    ``bench/results/profile-webhook-path.txt``.
-2. A/B of ``db.queries.insert_ignore``: PostgreSQL ``INSERT … ON CONFLICT`` built with
-   ``sqlalchemy.dialects.postgresql.insert`` is never cached by SQLAlchemy 2.0 (that class sets
-   ``inherit_cache = False``), so every call builds and compiles it again. The same work is timed
-   with a cached, typed ``text()`` statement swapped in **in this process only** (the shipped code is
-   not changed) to size the gain.
+2. What one credited order costs, item by item (``bench/costs.py``): statements and commits per order,
+   CPU per statement through the ORM and on bare psycopg, per request through FastAPI, per Dramatiq message.
 3. Support's recheck (benchmark 3) in-process against the simulator with no latency: our own CPU and
    wall time per recheck, and where it goes (``bench/results/profile-recheck-path.txt``).
 4. The sweep's gateway calls (benchmark 2): ``GuardedGateway`` over a fake gateway that answers
@@ -24,27 +21,11 @@ import json
 import os
 import threading
 import time
-from functools import lru_cache
 
-from sqlalchemy import bindparam, create_engine, text
+from sqlalchemy import create_engine, text
 
-from bench import harness
+from bench import costs, harness
 from bench.harness import log
-
-
-@lru_cache(maxsize=256)
-def _text_insert(table, keys: tuple[str, ...], conflict: tuple[str, ...]):
-    pk = next(iter(table.primary_key.columns))
-    target = f"({', '.join(conflict)}) " if conflict else ""  # none: any unique constraint (the ledger's)
-    sql = (f"INSERT INTO {table.name} ({', '.join(keys)}) VALUES ({', '.join(':' + k for k in keys)}) "
-           f"ON CONFLICT {target}DO NOTHING RETURNING {pk.name}")
-    return text(sql).bindparams(*(bindparam(k, type_=table.c[k].type) for k in keys)).columns(pk)
-
-
-def cached_insert_ignore(session, model, values, conflict):
-    """The candidate fix, for the A/B only: same SQL, same types, compiled once per shape."""
-    return session.execute(_text_insert(model.__table__, tuple(sorted(values)), tuple(conflict)),
-                           values).scalar_one_or_none()
 
 
 def _webhook_setup(count: int, db_url: str):
@@ -83,7 +64,6 @@ def _cpu_per_event(deps, events) -> tuple[float, float]:
 def webhook_path(orders: int, out_dir) -> dict:
     from pyinstrument import Profiler
 
-    from db import queries
     from worker.logging import configure_logging
 
     configure_logging(level="INFO", json=True, stream=open(os.devnull, "w"))  # noqa: SIM115  (open for the run)
@@ -91,35 +71,20 @@ def webhook_path(orders: int, out_dir) -> dict:
         engine, deps, events = _webhook_setup(orders, db_url)
         warm, rest = events[:60], events[60:]
         _cpu_per_event(deps, warm)
-        third = len(rest) // 3
-        profiled, a_events, b_events = rest[:third], rest[third:2 * third], rest[2 * third:]
+        measured, profiled = rest[: len(rest) // 2], rest[len(rest) // 2:]
+        store_ms, process_ms = _cpu_per_event(deps, measured)  # batched: an order's 3 rows stored, then applied
         profiler = Profiler(interval=0.001)
         profiler.start()
         _cpu_per_event(deps, profiled)
         profiler.stop()
         (out_dir / "profile-webhook-path.txt").write_text(
             profiler.output_text(unicode=True, color=False, show_all=False))
-        # A/B: alternate halves so that a machine that gets busier mid-run does not favour one side.
-        original = queries.insert_ignore
-        ab = {"original": [], "cached_text_insert": []}
-        halves = [a_events[: len(a_events) // 2], b_events[: len(b_events) // 2], a_events[len(a_events) // 2:],
-                  b_events[len(b_events) // 2:]]
-        try:
-            for i, chunk in enumerate(halves):
-                name = "original" if i % 2 == 0 else "cached_text_insert"
-                queries.insert_ignore = original if name == "original" else cached_insert_ignore
-                ab[name].append(_cpu_per_event(deps, chunk))
-        finally:
-            queries.insert_ignore = original
         with engine.connect() as connection:
             credited = connection.execute(text("SELECT count(*) FROM ledger_entries")).scalar_one()
         deps.engine.dispose()
         engine.dispose()
-    summary = {name: {"store_ms_cpu": round(sum(s for s, _ in v) / len(v), 2),
-                      "process_ms_cpu": round(sum(p for _, p in v) / len(v), 2)} for name, v in ab.items()}
-    for v in summary.values():
-        v["per_order_ms_cpu"] = round(3 * (v["store_ms_cpu"] + v["process_ms_cpu"]), 1)
-    return {"events_profiled": len(profiled), "credited": credited, "insert_ignore_ab": summary,
+    return {"events_profiled": len(profiled), "credited": credited, "store_ms_cpu": round(store_ms, 2),
+            "process_ms_cpu": round(process_ms, 2), "events_measured": len(measured),
             "profile_file": "bench/results/profile-webhook-path.txt",
             "hot_spots": _hot_spots(profiler)}
 
@@ -248,8 +213,10 @@ def breaker_serialisation(redis: harness.RedisTarget, *, latency_s: float = 0.1,
 
 def run(*, orders: int, out_dir, redis: harness.RedisTarget) -> dict:
     out_dir.mkdir(parents=True, exist_ok=True)
-    log(f"profile: webhook → credit path in-process ({orders} orders, pyinstrument) and insert_ignore A/B")
+    log(f"profile: webhook → credit path in-process ({orders} orders, pyinstrument)")
     webhook = webhook_path(orders, out_dir)
+    log("profile: the webhook path's costs item by item (statements, ORM vs psycopg, FastAPI, Dramatiq)")
+    webhook["costs"] = costs.run(redis)
     log("profile: recheck path in-process (simulator without latency)")
     recheck = recheck_path(max(60, orders // 3), out_dir)
     log("profile: GuardedGateway concurrency at sweep vs support priority")
