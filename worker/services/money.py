@@ -322,7 +322,7 @@ _ANY_MONEY_MOVED = select(select(Refund.id).where(Refund.order_id == bindparam("
 
 
 def _any_money_moved(session: Session, order_id: str) -> bool:
-    return bool(session.execute(_ANY_MONEY_MOVED, {"order_id": order_id}).scalar())
+    return bool(session.connection().execute(_ANY_MONEY_MOVED, {"order_id": order_id}).scalar())
 
 
 def _made_before(refund: Refund, dispute: Dispute) -> bool:
