@@ -161,13 +161,18 @@ def markdown(results: dict) -> str:
                   f"share); states after: {s['states']}; polls per untouched order {s['polls_per_untouched_order']}.",
                   f"- CPU seconds during the sweep: {s['cpu_s']}.",
                   f"- official SDK, sequential: {s['baseline']['sdk_sequential']['orders_per_s']} orders/s over "
-                  f"{s['baseline']['sdk_sequential']['orders']} orders (two requests each, as our check makes).", ""]
+                  f"{s['baseline']['sdk_sequential']['orders']} orders (one request each, as our check makes).", ""]
         r = b.get("recheck") or s.get("recheck")
         if r:
             parts += ["## 3. Recheck latency under load", "",
                       f"- {r['requests']} rechecks (`wait=true`) at {r['rate_target_per_s']}/s during the sweep: "
                       f"p50 {r['p50_ms']} ms, p99 {r['p99_ms']} ms, max {r['max_ms']} ms; statuses {r['statuses']}; "
-                      f"outcomes {r['outcomes']}.", ""]
+                      f"outcomes {r['outcomes']}.",
+                      *([f"- the check's own request (`GET /v1/orders/{{id}}/payments`) sent straight to the simulator "
+                         f"at the same rate meanwhile, from a process of its own: p50 {rt['p50_ms']} ms, p99 "
+                         f"{rt['p99_ms']} ms over {rt['requests']} requests; a recheck's p99 beyond it: "
+                         f"{round(r['p99_ms'] - rt['p99_ms'], 1)} ms."]
+                        if (rt := r.get("round_trip")) and rt.get("p99_ms") and r.get("p99_ms") else []), ""]
     if "due_query" in b and isinstance(b["due_query"], dict) and "small" in b["due_query"]:
         d = b["due_query"]
         parts += ["## 4. Due-orders claim at scale", ""]

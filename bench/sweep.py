@@ -32,7 +32,7 @@ from sqlalchemy import create_engine, text
 
 from bench import harness
 from bench.harness import log
-from bench.recheck import RecheckLoad
+from bench.recheck import Detached, RecheckLoad, RoundTripProbe
 
 
 def sdk_sequential(base_url: str, key_id: str, key_secret: str, gateway_order_ids: list[str]) -> dict:
@@ -92,6 +92,9 @@ def run(*, orders: int, rate: int, latency_ms: int, worker_processes: int, worke
         _seed(sim, engine, "sw", orders, orgs, harness.ago(5))
         recheck_ids = _seed(sim, engine, "rc", recheck_orders, orgs, harness.ago(-3600))
         with engine.connect() as connection:
+            recheck_gateway_ids = list(connection.execute(text(
+                "SELECT gateway_order_id FROM orders WHERE id LIKE 'ord_rc%' ORDER BY id")).scalars())
+        with engine.connect() as connection:
             connection.execute(text("ANALYZE orders"))
             connection.commit()
             gateway_ids = [r[0] for r in connection.execute(
@@ -114,7 +117,9 @@ def run(*, orders: int, rate: int, latency_ms: int, worker_processes: int, worke
             rss_boot = {pid: harness.rss_kb(pid) for pid in workers}
             cpu_before = {pid: harness.cpu_seconds(pid) for pid in workers}
             own_cpu_before = harness.cpu_seconds(os.getpid())
-            load = RecheckLoad(web, recheck_ids, recheck_rate).start() if recheck_rate else None
+            load = Detached(RecheckLoad, web, recheck_ids, recheck_rate).start() if recheck_rate else None
+            probe = Detached(RoundTripProbe, simulator.base_url, (sim.config.key_id, sim.config.key_secret),
+                             recheck_gateway_ids, recheck_rate).start() if recheck_rate else None
             procs.start_scheduler()
             started = time.monotonic()
             log(f"sweep: scheduler started; {orders} orders due at R={rate}/s (sweeps get {rate * sweep_share:g}/s)")
@@ -140,8 +145,8 @@ def run(*, orders: int, rate: int, latency_ms: int, worker_processes: int, worke
             cpu_web = round(harness.cpu_seconds(procs.processes["web"].pid), 1)
             cpu_scheduler = round(harness.cpu_seconds(procs.processes["scheduler"].pid), 1)
             own_cpu = round(harness.cpu_seconds(os.getpid()) - own_cpu_before, 1)
-            if load is not None:
-                load.stop()
+            rechecks = load.stop() if load is not None else None
+            round_trips = probe.stop() if probe is not None else None
             elapsed = time.monotonic() - started
         with engine.connect() as connection:
             first, last = connection.execute(text(
@@ -167,7 +172,7 @@ def run(*, orders: int, rate: int, latency_ms: int, worker_processes: int, worke
         "progress": progress[:: max(1, len(progress) // 40)],
         "worker_rss_kb": {"boot": rss_boot, "end": rss_end, "samples": rss_samples},
         "cpu_s": {"workers": cpu, "web": cpu_web, "scheduler": cpu_scheduler,
-                  "bench_process (simulator + recheck client)": own_cpu},
+                  "bench_process (simulator)": own_cpu},
         "machine_during": during,
     })
     sdk_rate = result["baseline"]["sdk_sequential"]["orders_per_s"]
@@ -187,6 +192,6 @@ def run(*, orders: int, rate: int, latency_ms: int, worker_processes: int, worke
         "baseline": f"SDK sequential {sdk_rate} orders/s ({sdk['orders']} orders, extrapolated)",
         "ratio": round(vs_sdk, 2), "target": 10, "met": vs_sdk >= 10,
     }]
-    if load is not None:
-        result["recheck"] = load.summary(latency_ms)
+    if rechecks is not None:
+        result["recheck"] = rechecks.summary(latency_ms, round_trips.summary() if round_trips is not None else None)
     return result
