@@ -80,6 +80,15 @@ def findings(results: dict) -> list[str]:
     if missed:
         out.append("**Goals missed in this run:** " + "; ".join(missed) + ". Where the time goes is in the "
                    "profiles (`bench/results/profile-*.txt`) and, for the webhook path, item by item below.")
+    swept = results["benchmarks"].get("sweep")
+    if isinstance(swept, dict) and "baseline" in swept and "bound_per_s" in swept:
+        sdk = swept["baseline"]["sdk_sequential"]["orders_per_s"]
+        if 10 * sdk > swept["bound_per_s"]:
+            out.append(f"**Sweep against the SDK loop (issue 8's goal, 10 ×):** 10 × the sequential SDK loop's {sdk}/s "
+                       f"is {10 * sdk:.0f} checks/s, above the sweep's own bound of {swept['bound_per_s']:g}/s (the "
+                       "gateway's rate limit × the sweep's share, counted per request since issue 13 made a check one "
+                       "request and so halved the SDK loop's time per order): no sweep that keeps the rate limit can "
+                       "meet it. The goal that binds is the bound (0.9 ×).")
     budget = webhook_budget(results["benchmarks"])
     if budget:
         out.append(budget)
