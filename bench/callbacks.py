@@ -191,7 +191,7 @@ def _start_py_spy(pid: int, out: Path, seconds: int = 20, subprocesses: bool = F
         return None
     out.parent.mkdir(parents=True, exist_ok=True)
     return subprocess.Popen([exe, "record", "--pid", str(pid), "--duration", str(seconds), "--rate", "100",
-                             "--format", "raw", "--output", str(out), "--nonblocking", "--idle",
+                             "--format", "raw", "--output", str(out), "--nonblocking", "--gil",
                              *(["--subprocesses"] if subprocesses else [])],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 

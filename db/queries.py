@@ -67,6 +67,16 @@ _INBOX_EVENT = select(InboxEvent).where(InboxEvent.id == bindparam("inbox_id"))
 _INBOX_EVENT_LOCKED = _INBOX_EVENT.with_for_update()
 _INBOX_EVENT_BY_EVENT_ID = select(InboxEvent).where(InboxEvent.gateway == bindparam("gateway"),
                                                     InboxEvent.event_id == bindparam("event_id"))
+_PENDING_WEBHOOKS = (InboxEvent.status == "pending", InboxEvent.kind == "webhook", InboxEvent.event_id.is_not(None))
+_PENDING_SIBLINGS = (select(InboxEvent)
+                     .where(InboxEvent.gateway == bindparam("gateway"),
+                            InboxEvent.gateway_payment_id == bindparam("payment_id"), *_PENDING_WEBHOOKS,
+                            InboxEvent.id != bindparam("inbox_id"))
+                     .order_by(InboxEvent.id).limit(bindparam("limit")).with_for_update(skip_locked=True))
+_PENDING_ABOUT_PAYMENT = (select(InboxEvent.id)
+                          .where(InboxEvent.gateway == bindparam("gateway"),
+                                 InboxEvent.gateway_payment_id == bindparam("payment_id"), *_PENDING_WEBHOOKS)
+                          .order_by(InboxEvent.id).limit(bindparam("limit")))
 _ADD_CREDITS = (update(Organisation).where(Organisation.id == bindparam("organisation_id"))
                 .values(credit_balance=Organisation.credit_balance + bindparam("credits")))
 
@@ -87,6 +97,19 @@ def get_inbox_event(session: Session, inbox_id: int, *, lock: bool = False) -> I
 
 def find_inbox_event(session: Session, gateway: str, event_id: str) -> InboxEvent | None:
     return session.execute(_INBOX_EVENT_BY_EVENT_ID, {"gateway": gateway, "event_id": event_id}).scalar_one_or_none()
+
+
+def pending_siblings(session: Session, row: InboxEvent, *, limit: int) -> list[InboxEvent]:
+    """The other verified webhooks about ``row``'s payment still pending, locked; rows another transaction
+    holds are skipped."""
+    params = {"gateway": row.gateway, "payment_id": row.gateway_payment_id, "inbox_id": row.id, "limit": limit}
+    return list(session.execute(_PENDING_SIBLINGS, params).scalars())
+
+
+def pending_about_payment(session: Session, gateway: str, payment_id: str, *, limit: int) -> list[int]:
+    """The ids of the verified webhooks about one payment still pending, oldest first (no lock)."""
+    params = {"gateway": gateway, "payment_id": payment_id, "limit": limit}
+    return list(session.connection().execute(_PENDING_ABOUT_PAYMENT, params).scalars())
 
 
 def payments_of(session: Session, order_id: str) -> list[GatewayPayment]:

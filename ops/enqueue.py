@@ -4,21 +4,41 @@ nothing (the sweeps send what is due), and the request still answers."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 
 from worker.actors import Actors, events
+from worker.coordination import Coordination
 from worker.logging import get_logger
+from worker.metrics import INBOX_MESSAGES
 
 
-def inbox_event(actors: Actors, inbox_id: int, **context: str) -> None:
-    """Process a committed inbox row. If the broker is down the row waits for the inbox sweep."""
+def inbox_event(actors: Actors, inbox_id: int, *args: str, **context: str) -> bool:
+    """Process a committed inbox row; whether the message went. If the broker is down the row waits for the
+    inbox sweep."""
     try:
-        actors.process_inbox_event.send(inbox_id)
+        actors.process_inbox_event.send(inbox_id, *args)
     except Exception as exc:  # noqa: BLE001  (the inbox sweep re-enqueues the committed row)
         get_logger(**context).error("inbox_enqueue_failed", inbox_id=inbox_id, error=str(exc))
+        return False
+    return True
+
+
+def stored_webhook(actors: Actors, coordination: Coordination, inbox_id: int, coalesce_key: str | None,
+                   gateway: str) -> None:
+    """Process a committed webhook row, with no message of its own when one about the same payment is queued:
+    that message's worker gathers this row with its own (3 webhooks per payment, 1 message under load)."""
+    if coalesce_key is not None and not coordination.claim_queued(coalesce_key):
+        INBOX_MESSAGES.labels(gateway, "coalesced").inc()
+        return
+    if inbox_event(actors, inbox_id, *([coalesce_key] if coalesce_key else []), gateway=gateway):
+        INBOX_MESSAGES.labels(gateway, "sent").inc()
+    elif coalesce_key is not None:
+        with contextlib.suppress(Exception):  # else this payment's next rows would wait for the sweep too
+            coordination.release_queued(coalesce_key)
 
 
 def event_delivery(actors: Actors, endpoint: str, order_id: str) -> None:

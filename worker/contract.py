@@ -34,8 +34,14 @@ class RecheckOrderArgs(_Strict):
     reason: str | None = Field(default=None, max_length=2_000, pattern=TEXT_PATTERN)
 
 
+#: A coalesce key: ``<gateway>:<payment id>`` (worker.services.intake.coalesce_key).
+COALESCE_KEY_MAX = 100
+
+
 class InboxEventArgs(_Strict):
     inbox_id: int = Field(ge=1)
+    #: Set when the sender claimed the payment's "message queued" marker: the worker releases it first.
+    coalesce_key: str | None = Field(default=None, min_length=3, max_length=COALESCE_KEY_MAX, pattern=ID_PATTERN)
 
 
 class RefundArgs(_Strict):

@@ -1,5 +1,6 @@
-"""What processes on many machines share: Redis for rate limits, circuit breakers and the
-scheduler's leader lock; in-process stand-ins for the embedded demo (no Redis)."""
+"""What processes on many machines share: Redis for rate limits, circuit breakers, the scheduler's leader
+lock and the "a message is queued" markers of webhook coalescing; in-process stand-ins for the embedded
+demo (no Redis)."""
 
 from __future__ import annotations
 
@@ -56,6 +57,11 @@ class RedisLeaderLock:
             self._lock.release()
 
 
+#: How long a "message queued" marker outlives a message that never releases it (lost, dead-lettered, dropped
+#: as too old). Until then rows of its payment send no messages of their own; the inbox sweep sends them.
+QUEUED_MARKER_TTL_MS = 30_000
+
+
 class Coordination:
     def __init__(self, settings: Settings):
         url = settings.redis_url or (settings.broker_url if settings.broker_url.startswith(("redis://", "rediss://"))
@@ -75,6 +81,26 @@ class Coordination:
             value = self.client.get(f"{self.namespace}:last_sweep_at")
             return float(value) if value else None
         return self._last_sweep.timestamp() if self._last_sweep else None
+
+    def claim_queued(self, key: str) -> bool:
+        """Whether the caller must send the message for ``key``: True unless a message for it is already
+        queued, whose worker will release the marker *before* it gathers what ``key`` names, and so sees
+        every row committed before this call. Without a shared Redis, or with Redis failing: always True."""
+        if self.client is None:
+            return True
+        try:
+            return bool(self.client.set(self._queued(key), b"1", nx=True, px=QUEUED_MARKER_TTL_MS))
+        except redis.RedisError:
+            return True
+
+    def release_queued(self, key: str) -> None:
+        """The queued message for ``key`` runs: rows committed from now on send messages of their own. Raises
+        on a Redis failure (the message is retried: a marker left set would hold back later rows' messages)."""
+        if self.client is not None:
+            self.client.delete(self._queued(key))
+
+    def _queued(self, key: str) -> str:
+        return f"{self.namespace}:queued:{key}"
 
     def breaker_storage(self, gateway: str) -> pybreaker.CircuitBreakerStorage:
         if self.client is None:

@@ -19,6 +19,9 @@ from worker.domain.refund_state import RefundState
 WEBHOOKS_RECEIVED = Counter(
     "recon_webhooks_received_total", "Webhooks and checkout callbacks received, by outcome.",
     ["gateway", "kind", "outcome"])  # outcome: accepted | duplicate | bad_signature | rejected
+INBOX_MESSAGES = Counter(
+    "recon_inbox_messages_total", "Stored webhooks' messages: sent, or coalesced into one queued for the same "
+    "payment.", ["gateway", "outcome"])  # outcome: sent | coalesced
 ORDER_TIME_TO_PAID = Histogram(
     "recon_order_time_to_paid_seconds", "From order creation to paid.", ["gateway"],
     buckets=(5, 15, 30, 60, 120, 300, 900, 1800, 3600, 4 * 3600, 24 * 3600, 5 * 24 * 3600))

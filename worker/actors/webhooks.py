@@ -12,4 +12,4 @@ from worker.services import inbox
 @recon_actor(name="process_inbox_event", queue=WEBHOOK_QUEUE, contract=InboxEventArgs)
 def process_inbox_event(message: InboxEventArgs, deps: Deps) -> None:
     """Apply one stored, verified webhook to its order."""
-    inbox.process_inbox_event(message.inbox_id, deps=deps)
+    inbox.process_inbox_event(message.inbox_id, deps=deps, coalesce_key=message.coalesce_key)

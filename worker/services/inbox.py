@@ -26,6 +26,9 @@ from worker.services.refunds import refund_duplicates
 from worker.services.settlement_pull import pull_day, reopen_day
 from worker.services.unit import UnitOfWork, printable
 
+#: Pending webhooks about one payment applied in one transaction at most (a flood of them takes several).
+SIBLINGS_AT_MOST = 20
+
 
 @dataclass(frozen=True, slots=True)
 class Applied:
@@ -35,31 +38,62 @@ class Applied:
     reason: str
     decision: Decision | None = None
     follow_up: Callable[[], Decision | None] | None = None
+    gathered: bool = False  #: its pending siblings were all applied in the same transaction
 
 
-def process_inbox_event(inbox_id: int, *, deps: Deps) -> Decision | None:
+def process_inbox_event(inbox_id: int, *, deps: Deps, coalesce_key: str | None = None) -> Decision | None:
     """Apply one stored webhook or callback to its order, once. Returns the decision, or None.
 
+    With a ``coalesce_key`` (the message's sender claimed its payment's "message queued" marker, so later
+    webhooks about the payment sent no message): release the marker first, then make sure every row of the
+    payment committed before that is applied, by this row's siblings query or, if this row's path did not
+    reach it, by applying them here.
+
     Raises whatever its follow-up raises (a gateway error): the row then stays pending."""
+    if coalesce_key is None:
+        return _process(inbox_id, deps=deps).decision
+    deps.coordination.release_queued(coalesce_key)  # before any read: rows committed after it send their own
+    done = _process(inbox_id, deps=deps)
+    if not done.gathered:
+        for left in _pending_about(coalesce_key, deps=deps):
+            _process(left, deps=deps)
+    return done.decision
+
+
+@dataclass(frozen=True, slots=True)
+class _Done:
+    decision: Decision | None = None
+    gathered: bool = False  #: the row's pending siblings about its payment were applied with it (all of them)
+
+
+def _process(inbox_id: int, *, deps: Deps) -> _Done:
     with deps.unit() as uow:
         row = uow.inbox_row(inbox_id, lock=True)
         if row is None or row.status != "pending":
-            return None
+            return _Done()
         row.attempts += 1
         applied = _apply_callback(row, deps=deps) if row.kind == "callback" else _apply_webhook(uow, row, deps=deps)
         if applied.follow_up is None:
             _finish(uow, row, applied.status, applied.reason)
             uow.commit()
-            return applied.decision
+            return _Done(applied.decision, applied.gathered)
         row.reason = f"follow-up pending: {applied.reason}"
         uow.commit()
     try:
         decision = applied.follow_up()
     except GatewayNotFound as exc:  # the gateway does not know the payment a signed callback named
         _finish_pending(inbox_id, "rejected", f"payment unknown at the gateway: {exc}", deps)
-        return None
+        return _Done(gathered=applied.gathered)
     _finish_pending(inbox_id, "processed", decision.reason if decision else applied.reason, deps)
-    return decision
+    return _Done(decision, applied.gathered)
+
+
+def _pending_about(coalesce_key: str, *, deps: Deps) -> list[int]:
+    """The pending webhooks about the payment ``coalesce_key`` names, oldest first (each is applied with
+    its own siblings; the rest are then found processed)."""
+    gateway, _, payment_id = coalesce_key.partition(":")
+    with deps.unit() as uow:
+        return uow.pending_about_payment(gateway, payment_id)
 
 
 def _apply_callback(row: InboxEvent, *, deps: Deps) -> Applied:
@@ -100,20 +134,21 @@ def _apply_webhook(uow: UnitOfWork, row: InboxEvent, *, deps: Deps) -> Applied:
         uow.observe_refund(order, event.refund)
     if event.dispute is not None:
         uow.observe_dispute(order, event.dispute)
-    batch = _siblings_about(uow, row, gateway, order.gateway_order_id) if row.gateway_payment_id else []
+    batch, gathered = _siblings_about(uow, row, gateway, order.gateway_order_id) if row.gateway_payment_id \
+        else ([], False)
     decision = uow.apply(order, Evidence(Source.WEBHOOK, (event.payment, *(p for _, p in batch))))
     for sibling, _ in batch:  # decided together: one transaction for what arrived together
         sibling.attempts += 1
         sibling.order_id = order.id
         _finish(uow, sibling, "processed", f"{decision.reason} (applied with inbox #{row.id})")
     if decision.capture:
-        return Applied("processed", decision.reason, decision,
+        return Applied("processed", decision.reason, decision, gathered=gathered,
                        follow_up=lambda: capture_authorized(order_id, gateway_name, decision, Source.WEBHOOK,
                                                             deps=deps))
     if decision.refund:
-        return Applied("processed", decision.reason, decision,
+        return Applied("processed", decision.reason, decision, gathered=gathered,
                        follow_up=lambda: refund_duplicates(order_id, decision, deps=deps))
-    return Applied("processed", decision.reason, decision)
+    return Applied("processed", decision.reason, decision, gathered=gathered)
 
 
 def _settlement_announced(uow: UnitOfWork, row: InboxEvent, settlement: RemoteSettlement, *, deps: Deps) -> Applied:
@@ -134,12 +169,13 @@ def _settlement_announced(uow: UnitOfWork, row: InboxEvent, settlement: RemoteSe
 
 
 def _siblings_about(uow: UnitOfWork, row: InboxEvent, gateway: PaymentGateway,
-                    gateway_order_id: str) -> list[tuple[InboxEvent, RemotePayment]]:
+                    gateway_order_id: str) -> tuple[list[tuple[InboxEvent, RemotePayment]], bool]:
     """The other pending webhooks about the same payment of the same order, each with the payment it
-    reports (payment.authorized, payment.captured and order.paid come together). A row that does not parse
-    to a payment of this order is left for its own message."""
+    reports (payment.authorized, payment.captured and order.paid come together), and whether that was all
+    of them. A row that does not parse to a payment of this order is left for its own message."""
     found: list[tuple[InboxEvent, RemotePayment]] = []
-    for sibling in uow.pending_siblings(row):
+    siblings = uow.pending_siblings(row, limit=SIBLINGS_AT_MOST)
+    for sibling in siblings:
         try:
             event = gateway.parse_verified_webhook(sibling.body, sibling.headers)
         except (SignatureInvalid, MalformedEvent):
@@ -148,7 +184,7 @@ def _siblings_about(uow: UnitOfWork, row: InboxEvent, gateway: PaymentGateway,
             continue  # a refund or dispute is applied by its own message, with its own lifecycle
         if event.payment is not None and event.gateway_order_id == gateway_order_id:
             found.append((sibling, event.payment))
-    return found
+    return found, len(siblings) < SIBLINGS_AT_MOST
 
 
 def _finish(uow: UnitOfWork, row: InboxEvent, status: str, reason: str) -> None:

@@ -17,6 +17,8 @@ from datetime import timedelta
 from sqlalchemy.exc import SQLAlchemyError
 
 from gateways.errors import MalformedEvent, SignatureInvalid
+from gateways.port import WebhookEvent
+from worker.contract import COALESCE_KEY_MAX, ID_PATTERN
 from worker.deps import Deps
 from worker.logging import get_logger
 from worker.metrics import WEBHOOKS_RECEIVED
@@ -26,6 +28,7 @@ from worker.services.unit import Kept, printable
 DROPPED_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization"})
 #: What an id we look up may look like; anything else (NUL bytes, control characters) is never queried.
 LOOKUP_ID = re.compile(r"^[\x21-\x7e]{1,64}$")
+COALESCE_KEY = re.compile(ID_PATTERN)
 #: A rejected webhook brings its order's check forward at most this often (a misconfigured secret
 #: must delay credits, never lose them; a flood of forgeries must not hammer the gateway).
 NUDGE_AT_MOST_EVERY = timedelta(minutes=1)
@@ -44,10 +47,26 @@ class Stored:
     reason: str | None = None
     enqueue: bool = False
     authentic: bool = False
+    #: Set for a webhook about a payment alone (no refund, dispute or settlement): its message may be left
+    #: unsent while another for the same payment is queued (:func:`coalesce_key`).
+    coalesce_key: str | None = None
 
     @classmethod
-    def kept(cls, kept: Kept) -> Stored:
-        return cls(kept.inbox_id, "accepted" if kept.new else "duplicate", enqueue=kept.pending, authentic=True)
+    def kept(cls, kept: Kept, coalesce_key: str | None = None) -> Stored:
+        return cls(kept.inbox_id, "accepted" if kept.new else "duplicate", enqueue=kept.pending, authentic=True,
+                   coalesce_key=coalesce_key if kept.pending else None)
+
+
+def coalesce_key(gateway_name: str, event: WebhookEvent) -> str | None:
+    """What a webhook's message may be coalesced on: its gateway and payment, for the webhooks a worker gathers
+    as siblings of another about the same payment (payment.authorized, payment.captured, order.paid, …; see
+    :func:`worker.services.inbox.process_inbox_event`). None for anything applied by its own message."""
+    if (event.payment is None or event.refund is not None or event.dispute is not None
+            or event.settlement is not None or not event.gateway_order_id):
+        return None
+    payment_id = event.payment.gateway_payment_id
+    key = f"{gateway_name}:{payment_id}"  # stored ids are cut at 64: a longer one is never gathered by its key
+    return key if len(payment_id) <= 64 and len(key) <= COALESCE_KEY_MAX and COALESCE_KEY.match(key) else None
 
 
 def storable_headers(headers: Mapping[str, str]) -> dict[str, str]:
@@ -94,7 +113,8 @@ def store_webhook(gateway_name: str, raw_body: bytes, headers: Mapping[str, str]
         stored = Stored.kept(uow.keep_once({
             "gateway": gateway_name, "kind": "webhook", "headers": storable_headers(headers), "body": raw_body,
             "attempts": 0, "event_id": event.event_id, "event_type": event.event_type,
-            "gateway_payment_id": event.payment.gateway_payment_id[:64] if event.payment else None}))
+            "gateway_payment_id": event.payment.gateway_payment_id[:64] if event.payment else None}),
+            coalesce_key(gateway_name, event))
         uow.commit()
     WEBHOOKS_RECEIVED.labels(gateway_name, "webhook", stored.status).inc()
     return stored

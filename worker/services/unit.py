@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, Self
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from db import queries
@@ -36,15 +36,6 @@ from worker.services import apply, money, outbox
 def printable(text: str) -> str:
     """Text safe to store in Postgres (no NUL bytes), still telling what was sent."""
     return text.replace("\x00", "\\x00")
-
-
-#: Built once: every webhook's transaction runs it (see db.queries on statements built per call).
-_PENDING_SIBLINGS = (select(InboxEvent)
-                     .where(InboxEvent.gateway == bindparam("gateway"),
-                            InboxEvent.gateway_payment_id == bindparam("payment_id"), InboxEvent.status == "pending",
-                            InboxEvent.kind == "webhook", InboxEvent.event_id.is_not(None),
-                            InboxEvent.id != bindparam("inbox_id"))
-                     .order_by(InboxEvent.id).limit(bindparam("limit")).with_for_update(skip_locked=True))
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,11 +178,14 @@ class UnitOfWork:
     def inbox_row(self, inbox_id: int, *, lock: bool = True) -> InboxEvent | None:
         return queries.get_inbox_event(self.session, inbox_id, lock=lock)
 
-    def pending_siblings(self, row: InboxEvent, *, limit: int = 20) -> list[InboxEvent]:
+    def pending_siblings(self, row: InboxEvent, *, limit: int) -> list[InboxEvent]:
         """The other verified webhooks about ``row``'s payment still pending, locked; rows another worker
         holds are skipped (it applies them)."""
-        params = {"gateway": row.gateway, "payment_id": row.gateway_payment_id, "inbox_id": row.id, "limit": limit}
-        return list(self.session.execute(_PENDING_SIBLINGS, params).scalars())
+        return queries.pending_siblings(self.session, row, limit=limit)
+
+    def pending_about_payment(self, gateway: str, payment_id: str, *, limit: int = 100) -> list[int]:
+        """The ids of the verified webhooks about one payment still pending, oldest first."""
+        return queries.pending_about_payment(self.session, gateway, payment_id, limit=limit)
 
     def keep_refused(self, values: dict[str, Any], reason: str) -> tuple[int, str]:
         """Keep refused input, closed, with no event id; returns its id and the reason kept."""

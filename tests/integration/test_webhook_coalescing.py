@@ -1,0 +1,177 @@
+"""Webhook messages coalesced per payment: a payment's authorized, captured and order.paid webhooks are each
+stored (and acknowledged) at once, but while a message about that payment is queued the later ones send
+none: its worker releases the payment's marker, then gathers every pending row of the payment. Nothing may
+be left pending with no message on its way, whatever the order of sends, releases and applies."""
+
+from __future__ import annotations
+
+import json
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import dramatiq
+import pytest
+from dramatiq.brokers.redis import RedisBroker
+from fastapi.testclient import TestClient
+
+from tests.runtime import app
+from tests.support import balance, inbox_rows, ledger_count, new_order, order_row
+from worker.contract import BadMessage
+from worker.coordination import QUEUED_MARKER_TTL_MS, Coordination
+from worker.queues import WEBHOOK_QUEUE
+from worker.services.inbox import process_inbox_event
+from worker.settings import Settings
+
+
+@pytest.fixture
+def client(deps, broker):
+    with TestClient(app) as test_client:
+        yield test_client
+
+
+def payment_webhooks(simulator, order) -> tuple[str, list[tuple[str, bytes, dict]]]:
+    """The simulator's webhooks of one successful payment, in the order it sends them: (type, body, headers)."""
+    simulator.sim.pay(order.gateway_order_id, "success", deliver_webhooks=False)
+    hooks = [(json.loads(e.body)["event"], e.body, dict(e.headers)) for e in simulator.sim.webhook_events()
+             if json.loads(e.body)["payload"]["payment"]["entity"]["order_id"] == order.gateway_order_id]
+    payment_id = json.loads(hooks[0][1])["payload"]["payment"]["entity"]["id"]
+    return payment_id, hooks
+
+
+def post(client, hook) -> dict:
+    _, body, headers = hook
+    response = client.post("/webhooks/razorpay", content=body, headers=headers)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def queued(broker) -> list[dramatiq.Message]:
+    """The webhook queue's messages, oldest first."""
+    raw = broker.client.hvals(f"{broker.namespace}:{WEBHOOK_QUEUE}.msgs")
+    return sorted((dramatiq.Message.decode(m) for m in raw), key=lambda m: m.message_timestamp)
+
+
+def run(actors, broker, message: dramatiq.Message) -> None:
+    """What a worker does with the message (the contract check and the service call), then ack it."""
+    actors.process_inbox_event.fn(*message.args, **message.kwargs)
+    broker.client.hdel(f"{broker.namespace}:{WEBHOOK_QUEUE}.msgs", message.options["redis_message_id"])
+
+
+def marker(broker, payment_id: str) -> str:
+    return f"{broker.namespace}:queued:razorpay:{payment_id}"
+
+
+def test_a_payments_three_webhooks_send_one_message_which_applies_all_three(client, deps, org, simulator, broker,
+                                                                            actors):
+    order = new_order(deps)
+    payment_id, hooks = payment_webhooks(simulator, order)
+    assert [t for t, _, _ in hooks] == ["payment.authorized", "payment.captured", "order.paid"]
+    stored = [post(client, hook) for hook in hooks]
+    assert [s["status"] for s in stored] == ["accepted"] * 3
+    [message] = queued(broker)
+    assert message.args == (stored[0]["inbox_id"], f"razorpay:{payment_id}")
+    assert 0 < broker.client.pttl(marker(broker, payment_id)) <= QUEUED_MARKER_TTL_MS
+    assert [r.status for r in inbox_rows(deps)] == ["pending"] * 3
+    run(actors, broker, message)
+    assert [r.status for r in inbox_rows(deps)] == ["processed"] * 3
+    assert order_row(deps, order.id).state == "paid" and ledger_count(deps) == 1 and balance(deps) == 5_000
+    assert not broker.client.exists(marker(broker, payment_id))
+
+
+def test_a_webhook_stored_after_the_message_started_sends_a_message_of_its_own(client, deps, org, simulator, broker,
+                                                                               actors):
+    order = new_order(deps)
+    payment_id, (authorized, captured, paid) = payment_webhooks(simulator, order)
+    post(client, authorized)
+    [first] = queued(broker)
+    run(actors, broker, first)  # releases the marker: what comes next is not gathered by it
+    assert order_row(deps, order.id).state == "pending"  # authorized, awaiting the auto-capture
+    post(client, captured)
+    post(client, paid)
+    [second] = queued(broker)  # the captured webhook's, which order.paid joins
+    assert second.args[0] == inbox_rows(deps)[1].id
+    run(actors, broker, second)
+    assert [r.status for r in inbox_rows(deps)] == ["processed"] * 3
+    assert order_row(deps, order.id).state == "paid" and ledger_count(deps) == 1
+
+
+def test_a_message_whose_row_was_applied_without_it_still_applies_the_rows_that_sent_none(client, deps, org, simulator,
+                                                                                         broker, actors):
+    """The queued message's own row is applied by another message first (the inbox sweep's, a replay's):
+    the rows that relied on the queued message are applied when it runs, not left for the sweep."""
+    order = new_order(deps)
+    _, (authorized, captured, paid) = payment_webhooks(simulator, order)
+    first = post(client, authorized)
+    process_inbox_event(first["inbox_id"], deps=deps)  # a message without the marker: leaves it set
+    post(client, captured)
+    post(client, paid)
+    [message] = queued(broker)  # only the authorized webhook's
+    assert [r.status for r in inbox_rows(deps)] == ["processed", "pending", "pending"]
+    run(actors, broker, message)
+    assert [r.status for r in inbox_rows(deps)] == ["processed"] * 3
+    assert order_row(deps, order.id).state == "paid" and ledger_count(deps) == 1 and balance(deps) == 5_000
+
+
+def test_refund_webhooks_always_send_their_own_messages(client, deps, org, simulator, broker, actors):
+    order = new_order(deps)
+    payment_id, hooks = payment_webhooks(simulator, order)
+    for hook in hooks:
+        post(client, hook)
+    [payment_message] = queued(broker)
+    seen = len(simulator.sim.webhook_events())
+    simulator.sim.refund(payment_id, deliver_webhooks=False)
+    simulator.sim.advance_clock(simulator.sim.config.refund_processed_after_s + 1)
+    refunds = [(json.loads(e.body)["event"], e.body, dict(e.headers)) for e in simulator.sim.webhook_events()[seen:]]
+    assert refunds and all(t.startswith("refund.") for t, _, _ in refunds)
+    for hook in refunds:
+        post(client, hook)
+    messages = queued(broker)
+    assert len(messages) == 1 + len(refunds)  # the marker set by the payment's message held none of them back
+    assert all(len(m.args) == 1 for m in messages[1:])
+    for message in messages:
+        run(actors, broker, message)
+    assert {r.status for r in inbox_rows(deps)} == {"processed"}
+    assert balance(deps) == 0 and ledger_count(deps) >= 1
+
+
+def test_a_send_that_fails_releases_the_marker_so_the_next_webhook_sends_one(client, deps, org, simulator, broker,
+                                                                             actors):
+    order = new_order(deps)
+    payment_id, (authorized, captured, _) = payment_webhooks(simulator, order)
+    actor = actors.process_inbox_event
+    working, actor.broker = actor.broker, RedisBroker(url="redis://127.0.0.1:1/0")  # nothing listens there
+    try:
+        assert post(client, authorized)["status"] == "accepted"  # stored; its row waits for the inbox sweep
+    finally:
+        actor.broker = working
+    assert queued(broker) == [] and not broker.client.exists(marker(broker, payment_id))
+    post(client, captured)
+    [message] = queued(broker)
+    run(actors, broker, message)  # gathers the stranded authorized row too
+    assert [r.status for r in inbox_rows(deps)] == ["processed"] * 2
+
+
+def test_a_message_with_a_malformed_coalesce_key_breaks_the_contract(deps, actors):
+    with pytest.raises(BadMessage, match="coalesce_key"):
+        actors.process_inbox_event.fn(1, "razorpay:pay 1; DEL *")
+
+
+def test_without_a_shared_redis_every_row_sends_its_message():
+    coordination = Coordination(Settings(broker_url="stub://"))
+    assert coordination.claim_queued("razorpay:pay_1") and coordination.claim_queued("razorpay:pay_1")
+
+
+def test_many_payments_posted_concurrently_with_workers_running_all_end_applied_once(deps, org, simulator, broker,
+                                                                                   worker):
+    """Senders and workers racing on the markers: every row ends processed without the inbox sweep, every
+    order credited once."""
+    orders = [new_order(deps) for _ in range(24)]
+    hooks = [payment_webhooks(simulator, order)[1] for order in orders]
+    with TestClient(app) as client, ThreadPoolExecutor(8) as pool:
+        list(pool.map(lambda order_hooks: [post(client, hook) for hook in order_hooks], hooks))
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and any(r.status == "pending" for r in inbox_rows(deps)):
+        time.sleep(0.05)
+    assert {r.status for r in inbox_rows(deps)} == {"processed"}
+    assert ledger_count(deps) == len(orders) and balance(deps) == 5_000 * len(orders)
+    assert {order_row(deps, o.id).state for o in orders} == {"paid"}
