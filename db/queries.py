@@ -75,7 +75,8 @@ _PENDING_SIBLINGS = (select(InboxEvent)
                      .order_by(InboxEvent.id).limit(bindparam("limit")).with_for_update(skip_locked=True))
 _PENDING_ABOUT_PAYMENT = (select(InboxEvent.id)
                           .where(InboxEvent.gateway == bindparam("gateway"),
-                                 InboxEvent.gateway_payment_id == bindparam("payment_id"), *_PENDING_WEBHOOKS)
+                                 InboxEvent.gateway_payment_id == bindparam("payment_id"), *_PENDING_WEBHOOKS,
+                                 func.coalesce(InboxEvent.reason, "").not_like(bindparam("skip_reason")))
                           .order_by(InboxEvent.id).limit(bindparam("limit")))
 _ADD_CREDITS = (update(Organisation).where(Organisation.id == bindparam("organisation_id"))
                 .values(credit_balance=Organisation.credit_balance + bindparam("credits")))
@@ -106,9 +107,12 @@ def pending_siblings(session: Session, row: InboxEvent, *, limit: int) -> list[I
     return list(session.execute(_PENDING_SIBLINGS, params).scalars())
 
 
-def pending_about_payment(session: Session, gateway: str, payment_id: str, *, limit: int) -> list[int]:
-    """The ids of the verified webhooks about one payment still pending, oldest first (no lock)."""
-    params = {"gateway": gateway, "payment_id": payment_id, "limit": limit}
+def pending_about_payment(session: Session, gateway: str, payment_id: str, *, limit: int,
+                          skip_reason_prefix: str) -> list[int]:
+    """The ids of the verified webhooks about one payment still pending, oldest first (no lock), but those whose
+    reason starts with ``skip_reason_prefix``."""
+    params = {"gateway": gateway, "payment_id": payment_id, "limit": limit,
+              "skip_reason": skip_reason_prefix + "%"}  # a constant prefix, without LIKE's % and _
     return list(session.connection().execute(_PENDING_ABOUT_PAYMENT, params).scalars())
 
 

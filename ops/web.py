@@ -307,7 +307,8 @@ def _store_and_enqueue(actors: Actors, gateway: str, raw: bytes, headers: dict[s
     """Store (committed), then enqueue: one trip to the thread pool for both blocking calls."""
     stored = intake.store_webhook(gateway, raw, headers, deps=deps)
     if stored.enqueue:
-        enqueue.stored_webhook(actors, deps.coordination, stored.inbox_id, stored.coalesce_key, gateway)
+        enqueue.stored_webhook(actors, deps.coordination, stored.inbox_id,
+                               stored.coalesce_key if deps.settings.coalesce_webhooks else None, gateway)
     return stored
 
 

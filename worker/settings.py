@@ -70,8 +70,11 @@ class Settings(BaseSettings):
     #: in the Procfile); on these two queues that wait is the latency of a credit and of a support recheck.
     broker_hot_poll_ms: int = Field(default=10, ge=1, le=1000)
 
-    #: Redis for rate limits, circuit breakers and the scheduler lock; defaults to a redis:// broker URL.
+    #: Redis for rate limits, circuit breakers, the scheduler lock and coalescing; defaults to a redis:// broker URL.
     redis_url: str | None = None
+    #: A payment's later webhooks send no message while one about it is queued (its worker gathers them). Set
+    #: false on the web while workers older than this option still run: they refuse the message's extra argument.
+    coalesce_webhooks: bool = True
 
     #: Requests per second allowed to each gateway, across all processes (defaults: each adapter's).
     gateway_rate_per_s: dict[str, int] = {adapter.name: adapter.default_rate_per_s for adapter in registry.ADAPTERS}

@@ -11,15 +11,20 @@ from concurrent.futures import ThreadPoolExecutor
 
 import dramatiq
 import pytest
+import redis
 from dramatiq.brokers.redis import RedisBroker
 from fastapi.testclient import TestClient
+from sqlalchemy import text
 
+from gateways.port import RemotePayment, RemoteStatus, WebhookEvent
+from gateways.razorpay.signature import sign
 from tests.runtime import app
 from tests.support import balance, inbox_rows, ledger_count, new_order, order_row
-from worker.contract import BadMessage
+from worker.contract import BadMessage, InboxEventArgs
 from worker.coordination import QUEUED_MARKER_TTL_MS, Coordination
 from worker.queues import WEBHOOK_QUEUE
-from worker.services.inbox import process_inbox_event
+from worker.services.inbox import FOLLOW_UP_PENDING, process_inbox_event
+from worker.services.intake import coalesce_key
 from worker.settings import Settings
 
 
@@ -81,7 +86,7 @@ def test_a_payments_three_webhooks_send_one_message_which_applies_all_three(clie
 def test_a_webhook_stored_after_the_message_started_sends_a_message_of_its_own(client, deps, org, simulator, broker,
                                                                                actors):
     order = new_order(deps)
-    payment_id, (authorized, captured, paid) = payment_webhooks(simulator, order)
+    _, (authorized, captured, paid) = payment_webhooks(simulator, order)
     post(client, authorized)
     [first] = queued(broker)
     run(actors, broker, first)  # releases the marker: what comes next is not gathered by it
@@ -117,7 +122,7 @@ def test_refund_webhooks_always_send_their_own_messages(client, deps, org, simul
     payment_id, hooks = payment_webhooks(simulator, order)
     for hook in hooks:
         post(client, hook)
-    [payment_message] = queued(broker)
+    assert len(queued(broker)) == 1
     seen = len(simulator.sim.webhook_events())
     simulator.sim.refund(payment_id, deliver_webhooks=False)
     simulator.sim.advance_clock(simulator.sim.config.refund_processed_after_s + 1)
@@ -175,3 +180,77 @@ def test_many_payments_posted_concurrently_with_workers_running_all_end_applied_
     assert {r.status for r in inbox_rows(deps)} == {"processed"}
     assert ledger_count(deps) == len(orders) and balance(deps) == 5_000 * len(orders)
     assert {order_row(deps, o.id).state for o in orders} == {"paid"}
+    assert list(broker.client.scan_iter(match=f"{broker.namespace}:queued:*")) == []  # every claim released
+
+
+def test_a_row_about_the_payment_its_sibling_query_leaves_is_applied_by_the_message(client, deps, org, simulator,
+                                                                                 broker, actors):
+    """Same payment id, another order (the sibling filter's to skip): it sent no message, so the queued
+    message applies it on its own."""
+    order, other = new_order(deps), new_order(deps)
+    _, (authorized, captured, _) = payment_webhooks(simulator, order)
+    post(client, authorized)
+    event = json.loads(captured[1])
+    event["payload"]["payment"]["entity"]["order_id"] = other.gateway_order_id
+    body = json.dumps(event).encode()
+    headers = {"Content-Type": "application/json", "X-Razorpay-Event-Id": "evt_same_payment_other_order",
+               "X-Razorpay-Signature": sign(simulator.config.webhook_secret, body)}
+    assert post(client, ("payment.captured", body, headers))["status"] == "accepted"
+    [message] = queued(broker)
+    run(actors, broker, message)
+    assert [r.status for r in inbox_rows(deps)] == ["processed", "processed"]
+    assert inbox_rows(deps)[1].order_id == other.id
+
+
+def test_a_row_whose_capture_another_worker_runs_is_left_to_that_worker(client, deps, org, simulator, broker, actors):
+    order = new_order(deps)
+    _, (authorized, captured, _) = payment_webhooks(simulator, order)
+    first = post(client, authorized)
+    process_inbox_event(first["inbox_id"], deps=deps)
+    second = post(client, captured)
+    with deps.engine.begin() as connection:  # as process_inbox_event leaves a row while its capture runs
+        connection.execute(text("UPDATE inbox_events SET reason = :r WHERE id = :id"),
+                           {"r": f"{FOLLOW_UP_PENDING}authorized, capturing", "id": second["inbox_id"]})
+    [message] = queued(broker)
+    run(actors, broker, message)
+    assert [r.status for r in inbox_rows(deps)] == ["processed", "pending"]
+
+
+def test_a_marker_that_cannot_be_released_does_not_stop_the_message(client, deps, org, simulator, broker, actors):
+    order = new_order(deps)
+    _, hooks = payment_webhooks(simulator, order)
+    for hook in hooks:
+        post(client, hook)
+    [message] = queued(broker)
+    working, deps.coordination.client = deps.coordination.client, redis.Redis(port=1)  # nothing listens there
+    try:
+        run(actors, broker, message)
+    finally:
+        deps.coordination.client = working
+    assert [r.status for r in inbox_rows(deps)] == ["processed"] * 3 and ledger_count(deps) == 1
+
+
+@pytest.mark.parametrize("payment_id", ["pay_Ok123", "pay_X\n", "pay_X\r", "pay X", "pay_é", "pay_" + "x" * 61,
+                                        "pay_" + "x" * 60, "pay_a;b", "\x00", "pay_a:b"])
+def test_the_key_intake_sends_is_one_the_contract_takes_or_none(payment_id):
+    payment = RemotePayment(payment_id, "order_X", RemoteStatus.CAPTURED, 100, "INR")
+    key = coalesce_key("razorpay", WebhookEvent("evt_1", "payment.captured", "order_X", payment))
+    if key is not None:
+        assert InboxEventArgs(inbox_id=1, coalesce_key=key).coalesce_key == key
+    assert (key is not None) == (payment_id in {"pay_Ok123", "pay_" + "x" * 60, "pay_a:b"})
+
+
+def test_with_coalescing_off_every_webhook_sends_a_message_old_workers_take(client, deps, org, simulator, broker,
+                                                                           actors):
+    """RECON_COALESCE_WEBHOOKS=false on the web while workers without the option still run: one message per
+    webhook, each with the inbox id alone (the contract those workers know)."""
+    order = new_order(deps)
+    _, hooks = payment_webhooks(simulator, order)
+    deps.settings = deps.settings.model_copy(update={"coalesce_webhooks": False})
+    for hook in hooks:
+        post(client, hook)
+    messages = queued(broker)
+    assert [m.args for m in messages] == [(r.id,) for r in inbox_rows(deps)]
+    for message in messages:
+        run(actors, broker, message)
+    assert ledger_count(deps) == 1 and balance(deps) == 5_000

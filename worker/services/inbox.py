@@ -12,6 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from redis.exceptions import RedisError
+
 from db.models import InboxEvent
 from gateways.errors import GatewayNotFound, MalformedEvent, SignatureInvalid
 from gateways.port import PaymentGateway, RemotePayment, RemoteSettlement
@@ -26,6 +28,8 @@ from worker.services.refunds import refund_duplicates
 from worker.services.settlement_pull import pull_day, reopen_day
 from worker.services.unit import UnitOfWork, printable
 
+#: How a row's reason says its follow-up runs (it stays pending until that is done).
+FOLLOW_UP_PENDING = "follow-up pending: "
 #: Pending webhooks about one payment applied in one transaction at most (a flood of them takes several).
 SIBLINGS_AT_MOST = 20
 
@@ -38,7 +42,7 @@ class Applied:
     reason: str
     decision: Decision | None = None
     follow_up: Callable[[], Decision | None] | None = None
-    gathered: bool = False  #: its pending siblings were all applied in the same transaction
+    gathered: bool = False  #: its pending siblings (but those other transactions hold) were all applied with it
 
 
 def process_inbox_event(inbox_id: int, *, deps: Deps, coalesce_key: str | None = None) -> Decision | None:
@@ -52,12 +56,28 @@ def process_inbox_event(inbox_id: int, *, deps: Deps, coalesce_key: str | None =
     Raises whatever its follow-up raises (a gateway error): the row then stays pending."""
     if coalesce_key is None:
         return _process(inbox_id, deps=deps).decision
-    deps.coordination.release_queued(coalesce_key)  # before any read: rows committed after it send their own
+    try:
+        deps.coordination.release_queued(coalesce_key)  # before any read: rows committed after it send their own
+    except RedisError as exc:  # the marker expires by itself; meanwhile the inbox sweep sends what it holds back
+        get_logger(gateway=coalesce_key.partition(":")[0], inbox_id=inbox_id).warning(
+            "coalesce_marker_not_released", error=type(exc).__name__)
     done = _process(inbox_id, deps=deps)
     if not done.gathered:
-        for left in _pending_about(coalesce_key, deps=deps):
-            _process(left, deps=deps)
+        _apply_each(_pending_about(coalesce_key, deps=deps), deps=deps)
     return done.decision
+
+
+def _apply_each(inbox_ids: list[int], *, deps: Deps) -> None:
+    """Apply each row (each with its own siblings); one that fails does not stop the rest, and the first failure
+    is raised at the end (the message is retried, or dead-lettered if nothing can fix it)."""
+    failed: Exception | None = None
+    for inbox_id in inbox_ids:
+        try:
+            _process(inbox_id, deps=deps)
+        except Exception as exc:  # noqa: BLE001  (re-raised below, once the others are applied)
+            failed = failed or exc
+    if failed is not None:
+        raise failed
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +97,7 @@ def _process(inbox_id: int, *, deps: Deps) -> _Done:
             _finish(uow, row, applied.status, applied.reason)
             uow.commit()
             return _Done(applied.decision, applied.gathered)
-        row.reason = f"follow-up pending: {applied.reason}"
+        row.reason = f"{FOLLOW_UP_PENDING}{applied.reason}"
         uow.commit()
     try:
         decision = applied.follow_up()
@@ -90,10 +110,11 @@ def _process(inbox_id: int, *, deps: Deps) -> _Done:
 
 def _pending_about(coalesce_key: str, *, deps: Deps) -> list[int]:
     """The pending webhooks about the payment ``coalesce_key`` names, oldest first (each is applied with
-    its own siblings; the rest are then found processed)."""
+    its own siblings; the rest are then found processed), but those whose follow-up (a capture) another worker
+    is running: that worker's message finishes them."""
     gateway, _, payment_id = coalesce_key.partition(":")
     with deps.unit() as uow:
-        return uow.pending_about_payment(gateway, payment_id)
+        return uow.pending_about_payment(gateway, payment_id, skip_reason_prefix=FOLLOW_UP_PENDING)
 
 
 def _apply_callback(row: InboxEvent, *, deps: Deps) -> Applied:
@@ -184,7 +205,7 @@ def _siblings_about(uow: UnitOfWork, row: InboxEvent, gateway: PaymentGateway,
             continue  # a refund or dispute is applied by its own message, with its own lifecycle
         if event.payment is not None and event.gateway_order_id == gateway_order_id:
             found.append((sibling, event.payment))
-    return found, len(siblings) < SIBLINGS_AT_MOST
+    return found, len(found) == len(siblings) < SIBLINGS_AT_MOST  # all of them, or some left for a look of their own
 
 
 def _finish(uow: UnitOfWork, row: InboxEvent, status: str, reason: str) -> None:

@@ -28,7 +28,7 @@ from worker.services.unit import Kept, printable
 DROPPED_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization"})
 #: What an id we look up may look like; anything else (NUL bytes, control characters) is never queried.
 LOOKUP_ID = re.compile(r"^[\x21-\x7e]{1,64}$")
-COALESCE_KEY = re.compile(ID_PATTERN)
+COALESCE_KEY = re.compile(ID_PATTERN)  #: fullmatch: the contract's ``$`` admits no trailing newline
 #: A rejected webhook brings its order's check forward at most this often (a misconfigured secret
 #: must delay credits, never lose them; a flood of forgeries must not hammer the gateway).
 NUDGE_AT_MOST_EVERY = timedelta(minutes=1)
@@ -66,7 +66,7 @@ def coalesce_key(gateway_name: str, event: WebhookEvent) -> str | None:
         return None
     payment_id = event.payment.gateway_payment_id
     key = f"{gateway_name}:{payment_id}"  # stored ids are cut at 64: a longer one is never gathered by its key
-    return key if len(payment_id) <= 64 and len(key) <= COALESCE_KEY_MAX and COALESCE_KEY.match(key) else None
+    return key if len(payment_id) <= 64 and len(key) <= COALESCE_KEY_MAX and COALESCE_KEY.fullmatch(key) else None
 
 
 def storable_headers(headers: Mapping[str, str]) -> dict[str, str]:

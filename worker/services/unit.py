@@ -183,9 +183,12 @@ class UnitOfWork:
         holds are skipped (it applies them)."""
         return queries.pending_siblings(self.session, row, limit=limit)
 
-    def pending_about_payment(self, gateway: str, payment_id: str, *, limit: int = 100) -> list[int]:
-        """The ids of the verified webhooks about one payment still pending, oldest first."""
-        return queries.pending_about_payment(self.session, gateway, payment_id, limit=limit)
+    def pending_about_payment(self, gateway: str, payment_id: str, *, skip_reason_prefix: str,
+                              limit: int = 100) -> list[int]:
+        """The ids of the verified webhooks about one payment still pending, oldest first, but those whose
+        reason starts with ``skip_reason_prefix``."""
+        return queries.pending_about_payment(self.session, gateway, payment_id, limit=limit,
+                                             skip_reason_prefix=skip_reason_prefix)
 
     def keep_refused(self, values: dict[str, Any], reason: str) -> tuple[int, str]:
         """Keep refused input, closed, with no event id; returns its id and the reason kept."""
