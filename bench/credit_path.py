@@ -143,6 +143,19 @@ class Service:
             return (c.execute(text("SELECT count(*) FROM ledger_entries")).scalar_one(),
                     c.execute(text("SELECT coalesce(sum(credit_balance), 0) FROM organisations")).scalar_one())
 
+    def messages(self) -> dict[str, float]:
+        """The web's count of webhook messages so far, sent and coalesced (``recon_inbox_messages_total``)."""
+        from prometheus_client.parser import text_string_to_metric_families
+
+        body = httpx.get(self.url.removesuffix(WEBHOOK_PATH) + "/metrics", timeout=10).text
+        counts = {"sent": 0.0, "coalesced": 0.0}
+        for family in text_string_to_metric_families(body):
+            if family.name == "recon_inbox_messages":
+                for sample in family.samples:
+                    if sample.name.endswith("_total"):
+                        counts[sample.labels["outcome"]] += sample.value
+        return counts
+
 
 class Floor:
     name = "floor"
@@ -249,6 +262,7 @@ def phase(system, orders: Orders, *, clients: int, seconds: float, rate: float |
     made = orders.make(count, system.name[0])
     system.add(made)
     requests = loadgen.build_requests(system.url, [o["webhooks"] for o in made])
+    messages_before = system.messages() if hasattr(system, "messages") else None
     web_before, workers_before = tree_cpu(system.web_pids), tree_cpu(system.worker_pids)
     how = f"open loop at {rate:.1f} orders/s" if rate else "closed loop (as fast as they go)"
     log(f"callbacks: {system.name} {label}: {clients} senders, {how}, {seconds:g} s")
@@ -266,6 +280,9 @@ def phase(system, orders: Orders, *, clients: int, seconds: float, rate: float |
               "drained": credited >= len(ids) and pending == 0, "orders_made_exhausted": len(ids) == len(made),
               **system.measure(ids)}
     n = max(1, result["credited"])
+    if messages_before is not None:  # the floor sends one per webhook, by construction
+        after = system.messages()
+        result["messages_per_order"] = round((after["sent"] - messages_before["sent"]) / max(1, len(ids)), 2)
     result["cpu_s"] = {k: round(v, 2) for k, v in cpu.items()}
     result["cpu_ms_per_credited"] = {"web": round(cpu["web"] / n * 1000, 2),
                                      "workers": round(cpu["workers"] / n * 1000, 2),
@@ -279,7 +296,9 @@ def phase(system, orders: Orders, *, clients: int, seconds: float, rate: float |
 
 def run(*, clients: int, seconds: float, point_seconds: float, fractions: tuple[float, ...], web_workers: int,
         worker_processes: int, worker_threads: int, logs: Path, pgbench_seconds: int = 0,
-        profile: bool = False) -> dict:
+        profile: bool = False, profile_seconds: float = 0) -> dict:
+    """``profile``: py-spy on the service during its sustained phase; ``profile_seconds``: a further sustained
+    phase of the service that long with py-spy attached (``--gil``), whose stacks say where its CPU goes."""
     result: dict = {"clients": clients, "web_workers": web_workers,
                     "worker": {"processes": worker_processes, "threads": worker_threads}, "baseline": {}}
     if pgbench_seconds:
@@ -311,6 +330,9 @@ def run(*, clients: int, seconds: float, point_seconds: float, fractions: tuple[
                 if f != 0.5:
                     s["phases"].append(phase(service, orders, clients=clients, seconds=point_seconds,
                                              rate=round(f * s["sustained"]["credited_per_s"], 1), label=f"{f:.0%}"))
+            if profile_seconds:
+                s["profile"] = _profiled_phase(service, orders, clients=clients, seconds=profile_seconds, logs=logs)
+                s["phases"].append(s["profile"].pop("phase"))
             s["totals"] = service.totals()
             service.stop()
             redis = service.redis
@@ -341,6 +363,24 @@ def run(*, clients: int, seconds: float, point_seconds: float, fractions: tuple[
     result.update(systems)
     result["goals"] = goals(result)
     return result
+
+
+def _profiled_phase(service: Service, orders: Orders, *, clients: int, seconds: float, logs: Path) -> dict:
+    """A sustained phase with py-spy sampling the web and worker process trees (only the thread holding the GIL:
+    Python's CPU, not its waits), and the samples' shares by library and by step (``bench/spy_layers.py``)."""
+    from bench import spy_layers
+    from bench.callbacks import _start_py_spy, _stop_py_spy
+
+    out = {"web": logs / "callbacks-web.py-spy.txt", "workers": logs / "callbacks-workers.py-spy.txt"}
+    spies = [_start_py_spy(service.web_pids[0], out["web"], seconds=int(seconds) + 2, subprocesses=True),
+             _start_py_spy(service.worker_pids[0], out["workers"], seconds=int(seconds) + 2, subprocesses=True)]
+    phase_result = phase(service, orders, clients=clients, seconds=seconds, rate=None, label="sustained, py-spy on")
+    for spy in spies:
+        _stop_py_spy(spy)
+    if None in spies:
+        return {"phase": phase_result, "error": "py-spy not installed"}
+    return {"phase": phase_result, "cpu_ms_per_credited": phase_result["cpu_ms_per_credited"],
+            **{name: spy_layers.shares(path) for name, path in out.items()}}
 
 
 def goals(r: dict) -> list[dict]:

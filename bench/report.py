@@ -78,7 +78,7 @@ def callbacks_md(c: dict) -> list[str]:
         offered = f"{p['offered_per_s']}/s" if p["offered_per_s"] else "as fast as they go"
         return (f"| {name} | {p['label']} | {offered} | {p['orders']:,} | {p['credited_per_s']} | "
                 f"{p['received_to_credited_p50_ms']} | {p['received_to_credited_p99_ms']} | {cpu['web']} | "
-                f"{cpu['workers']} | {cpu['total']} | {p['http']['http_p99_ms']} |")
+                f"{cpu['workers']} | {cpu['total']} | {p.get('messages_per_order', 3)} | {p['http']['http_p99_ms']} |")
 
     out = ["## 1. Webhook → credit: the service against its floor", "",
            f"{c['clients']} senders (`bench/loadgen.py`: one keep-alive connection each, pre-built requests), each "
@@ -92,18 +92,42 @@ def callbacks_md(c: dict) -> list[str]:
            f"- fixed load for the latency goal: {c['fixed_load_per_s']} orders/s (half the service's sustained rate), "
            "open loop (order k due at k / rate whatever the answers do).", "",
            "| system | phase | offered | orders | credited/s | p50 ms | p99 ms | CPU ms/order web | workers | total "
-           "| HTTP p99 ms |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+           "| messages/order | HTTP p99 ms |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, sysres in (("service", s), ("floor", f)):
         out += [row(name, p) for p in [sysres["sustained"], sysres["fixed"], *sysres["phases"]]]
     out += ["", "Received → credited: from the inbox row's `received_at` of the order's first capture-carrying event "
             "to the ledger row's `created_at` (both stamped by Postgres). The sustained phase's latency is behind "
             "its own backlog (the senders outrun the workers); CPU is utime + stime of the web and worker process "
-            "trees over the phase, drain included, per credited order.", ""]
+            "trees over the phase, drain included, per credited order. Messages/order: broker messages the web "
+            "sent per order (`recon_inbox_messages_total`): a payment's later webhooks send none while one about it "
+            "is queued (the floor sends one per webhook).", ""]
+    out += profile_md(s.get("profile"))
     if "pgbench" in c.get("baseline", {}):
         pg = c["baseline"]["pgbench"]
         out += [f"For reference, pgbench TPC-B on the same server: {pg['tps']:.0f} tps (scale {pg['scale']}, "
                 f"-c {pg['clients']} -j 2 -T {pg['seconds']}).", ""]
     out += ["What the floor leaves out that the service must do:", ""] + [f"- {x}" for x in LEAVES_OUT] + [""]
+    return out
+
+
+def profile_md(p: dict | None) -> list[str]:
+    """Where the service's CPU per order goes, from py-spy's samples during a sustained phase of its own."""
+    if not p or "web" not in p:
+        return [f"(no CPU profile: {p['error']})", ""] if p and "error" in p else []
+    cpu = p["cpu_ms_per_credited"]
+    out = [f"Where the service's CPU per order goes: py-spy `--gil` samples (Python holding the GIL: CPU, not waits) "
+           f"of the web ({p['web']['samples']:,} samples) and worker ({p['workers']['samples']:,}) process trees in a "
+           f"sustained phase of their own ({cpu['web']} + {cpu['workers']} ms per order in it), shares × that CPU "
+           "(`bench/spy_layers.py`):", ""]
+    for view, title in (("by_step", "step"), ("by_library", "library (innermost frame)")):
+        out += [f"| {title} | web ms/order | workers ms/order |", "|---|---|---|"]
+        names = list(dict.fromkeys([*p["web"][view], *p["workers"][view]]))
+        rows = [(n, p["web"][view].get(n, 0) * cpu["web"], p["workers"][view].get(n, 0) * cpu["workers"])
+                for n in names]
+        for name, web, workers in sorted(rows, key=lambda r: -(r[1] + r[2])):
+            if web + workers >= 0.05:
+                out.append(f"| {name} | {web:.2f} | {workers:.2f} |")
+        out.append("")
     return out
 
 
