@@ -87,6 +87,8 @@ def initialise(gateways: Iterable[str], endpoints: Iterable[str] = ()) -> None:
             counter.labels(gateway)
         for source in ("local", "remote"):
             GATEWAY_RATE_LIMITED.labels(gateway, source)
+        for outcome in ("sent", "coalesced"):
+            INBOX_MESSAGES.labels(gateway, outcome)
         for kind in _REVERSALS:
             CREDITS_REVERSED.labels(gateway, kind)
             CREDIT_SHORTFALL.labels(gateway, kind)
