@@ -41,7 +41,7 @@ from worker.actors import Actors
 from worker.deps import Deps
 from worker.domain.errors import GatewayUnavailable, OrderRejected, ReconError, UnknownOrder
 from worker.logging import configure_logging, get_logger
-from worker.main import build_runtime
+from worker.main import build_runtime, freeze_startup_heap
 from worker.services import deliveries, intake, order_requests, orders, settlement_report, transactions, views
 from worker.services.disputes import record_chargeback
 from worker.services.recheck import recheck_order
@@ -360,6 +360,8 @@ def app_from_env() -> FastAPI:
         get_logger().info("console_off", why="RECON_CONSOLE_SECRET is not set")
     runtime = build_runtime(settings)
     secret = settings.console_secret.get_secret_value() if settings.console_secret else None
-    return create_app(lambda: runtime.deps, lambda: runtime.actors, max_body_bytes=settings.max_body_bytes,
-                      console_secret=secret, console_secure_cookies=settings.console_cookie_secure,
-                      console_session_s=settings.console_session_s)
+    app = create_app(lambda: runtime.deps, lambda: runtime.actors, max_body_bytes=settings.max_body_bytes,
+                     console_secret=secret, console_secure_cookies=settings.console_cookie_secure,
+                     console_session_s=settings.console_session_s)
+    freeze_startup_heap()
+    return app

@@ -2,15 +2,19 @@
 Called by each entry point (worker, web, scheduler, CLI, demo, tests), never at import.
 
 - ``redis://…``: production. Heartbeat timeout and maintenance chance are set so that the
-  messages of a ``kill -9``-ed worker are redelivered within seconds, not minutes; the webhook and
-  priority queues are polled at least every ``broker_hot_poll_ms`` when idle (:class:`HotQueuesRedisBroker`).
+  messages of a ``kill -9``-ed worker are redelivered within seconds, not minutes; an idle consumer of the
+  webhook and priority queues wakes when a message is sent to them, and polls at least every
+  ``broker_hot_poll_ms`` (``_hot_queues_redis_broker``).
 - ``amqp://…``: RabbitMQ, the other engine users scale out on.
 - ``stub://``: the embedded demo: an in-process broker consumed by an in-process worker.
 """
 
 from __future__ import annotations
 
+import time
+
 import dramatiq
+import redis
 from dramatiq.brokers.stub import StubBroker
 from dramatiq.middleware import CurrentMessage
 
@@ -51,23 +55,64 @@ def build_broker(settings: Settings) -> dramatiq.Broker:
 HOT_QUEUES = frozenset({WEBHOOK_QUEUE, PRIORITY_QUEUE})
 
 
+#: Wake-up tokens kept per hot queue at most: a burst sent while every consumer is busy wakes them a few
+#: times more, not once per message.
+DOORBELL_TOKENS = 16
+
+
 def _hot_queues_redis_broker() -> type:
-    """Dramatiq's RedisBroker (imported only for redis:// URLs), with a shorter idle back-off on HOT_QUEUES.
+    """Dramatiq's RedisBroker (imported only for redis:// URLs), whose consumers of HOT_QUEUES wake when a
+    message is sent instead of at their next poll.
 
     Its consumer has no blocking fetch: an empty fetch sleeps 5 ms, then twice as long each time, up to the
-    worker's timeout, so at moderate load a webhook waited up to that cap before any worker looked (the p99 of
-    benchmark 1). Capping the back-off on these queues alone costs a few polls a second per process when
-    idle; the sweep's and the events' queues keep the long back-off."""
-    from dramatiq.brokers.redis import RedisBroker
+    worker's timeout, so a webhook waited up to that cap before any worker looked (the p99 of benchmark 1),
+    and half of it on average even with the cap at 10 ms. Here a send to a hot queue also pushes a token to
+    that queue's doorbell list, and an idle consumer of it waits on the doorbell (``BLPOP``, at most
+    ``hot_poll_ms``) instead of sleeping: one waiter wakes per message, fetches at once, and a message sent
+    without a token (a retry coming due, an older sender) is still fetched within ``hot_poll_ms``. The
+    sweep's and the events' queues keep Dramatiq's long back-off."""
+    from dramatiq.brokers.redis import RedisBroker, _RedisConsumer
+    from dramatiq.errors import ConnectionClosed
+
+    class DoorbellConsumer(_RedisConsumer):
+        def __init__(self, broker: RedisBroker, queue_name: str, prefetch: int, *, wait_ms: int) -> None:
+            super().__init__(broker, queue_name, prefetch, 0)  # no sleep of its own: the doorbell is the wait
+            self.wait_s, self.doorbell = wait_ms / 1000, broker.doorbell(queue_name)
+
+        def __next__(self):
+            message = super().__next__()
+            if message is None:
+                if self.outstanding_message_count >= self.prefetch:  # full: it could not fetch what woke it
+                    time.sleep(self.wait_s)
+                    return None
+                try:
+                    self.broker.client.blpop([self.doorbell], timeout=self.wait_s)
+                except redis.ConnectionError as exc:
+                    raise ConnectionClosed(exc) from None
+            return message
 
     class HotQueuesRedisBroker(RedisBroker):
         def __init__(self, *, hot_poll_ms: int, **options) -> None:
             super().__init__(**options)
             self.hot_poll_ms = hot_poll_ms
 
+        def doorbell(self, queue_name: str) -> str:
+            return f"{self.namespace}:{queue_name}.doorbell"
+
         def consume(self, queue_name: str, prefetch: int = 1, timeout: int = 5000):
             if queue_name in HOT_QUEUES:
-                timeout = min(timeout, self.hot_poll_ms)
+                return DoorbellConsumer(self, queue_name, prefetch, wait_ms=min(timeout, self.hot_poll_ms))
             return super().consume(queue_name, prefetch, timeout)
+
+        def enqueue(self, message, *, delay=None):
+            enqueued = super().enqueue(message, delay=delay)
+            if delay is None and message.queue_name in HOT_QUEUES:
+                key = self.doorbell(message.queue_name)
+                try:
+                    with self.client.pipeline(transaction=False) as ring:
+                        ring.lpush(key, b"1").ltrim(key, 0, DOORBELL_TOKENS - 1).execute()
+                except redis.RedisError:  # sent all the same: a consumer fetches it at its next poll
+                    pass
+            return enqueued
 
     return HotQueuesRedisBroker

@@ -65,10 +65,10 @@ class Settings(BaseSettings):
     broker_heartbeat_timeout_ms: int = 15_000
     #: Out of 1,000,000 broker calls, how many also requeue messages of dead workers.
     broker_maintenance_chance: int = 50_000
-    #: Redis only: the longest an idle consumer of the webhook and priority queues sleeps between polls (ms).
-    #: Dramatiq's Redis consumer polls with a growing back-off (capped by ``dramatiq_worker_timeout``, 100 ms
-    #: in the Procfile); on these two queues that wait is the latency of a credit and of a support recheck.
-    broker_hot_poll_ms: int = Field(default=10, ge=1, le=1000)
+    #: Redis only: the longest an idle consumer of the webhook and priority queues waits between polls (ms).
+    #: It wakes at once when a message is sent to them (a doorbell token, worker.broker); the poll only fetches
+    #: what came without one (a sender of an older release, a token lost to a Redis error).
+    broker_hot_poll_ms: int = Field(default=100, ge=1, le=1000)
 
     #: Redis for rate limits, circuit breakers, the scheduler lock and coalescing; defaults to a redis:// broker URL.
     redis_url: str | None = None

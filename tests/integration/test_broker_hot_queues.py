@@ -1,25 +1,73 @@
-"""The Redis broker's idle back-off: short on the queues a credit and a support recheck wait in, Dramatiq's
-own (the worker timeout) on the rest."""
+"""The Redis broker's hot queues (webhooks, support's priority): an idle consumer wakes when a message is sent,
+and polls at least every ``broker_hot_poll_ms``; the other queues keep Dramatiq's own back-off (the worker
+timeout)."""
 
 from __future__ import annotations
 
-import dramatiq
+import threading
+import time
 
-from worker.broker import build_broker
+import dramatiq
+import pytest
+
+from worker.broker import DOORBELL_TOKENS, build_broker
 from worker.queues import EVENTS_QUEUE, PRIORITY_QUEUE, SWEEP_QUEUE, WEBHOOK_QUEUE
 from worker.settings import Settings
 
 
-def test_hot_queues_poll_at_most_every_broker_hot_poll_ms(redis_client):
+@pytest.fixture
+def hot_broker(redis_client, request):
     previous = dramatiq.get_broker()
+    poll_ms = getattr(request, "param", 7)
     broker = build_broker(Settings(broker_url="redis://127.0.0.1:6379/15", broker_namespace="recon-test-hot",
-                                   broker_hot_poll_ms=7))
+                                   broker_hot_poll_ms=poll_ms))
+    broker.flush_all()
+    broker.client.delete(broker.doorbell(WEBHOOK_QUEUE), broker.doorbell(SWEEP_QUEUE))
     try:
-        backoff_cap = {queue: broker.consume(queue, timeout=100).timeout
-                       for queue in (WEBHOOK_QUEUE, PRIORITY_QUEUE, SWEEP_QUEUE, EVENTS_QUEUE, f"{WEBHOOK_QUEUE}.DQ")}
-        assert backoff_cap == {WEBHOOK_QUEUE: 7, PRIORITY_QUEUE: 7, SWEEP_QUEUE: 100, EVENTS_QUEUE: 100,
-                               f"{WEBHOOK_QUEUE}.DQ": 100}
-        assert broker.consume(WEBHOOK_QUEUE, timeout=3).timeout == 3  # never longer than the worker asks
+        yield broker
     finally:
+        broker.flush_all()
+        broker.client.delete(broker.doorbell(WEBHOOK_QUEUE), broker.doorbell(SWEEP_QUEUE))
         broker.close()
         dramatiq.set_broker(previous)
+
+
+def _send(broker, queue: str) -> None:
+    broker.enqueue(dramatiq.Message(queue_name=queue, actor_name="noop", args=(), kwargs={}, options={}))
+
+
+def test_hot_queues_wait_at_most_broker_hot_poll_ms_and_the_others_keep_the_worker_timeout(hot_broker):
+    waits = {queue: getattr(consumer, "wait_s", None) or consumer.timeout / 1000
+             for queue in (WEBHOOK_QUEUE, PRIORITY_QUEUE, SWEEP_QUEUE, EVENTS_QUEUE, f"{WEBHOOK_QUEUE}.DQ")
+             for consumer in [hot_broker.consume(queue, timeout=100)]}
+    assert waits == {WEBHOOK_QUEUE: 0.007, PRIORITY_QUEUE: 0.007, SWEEP_QUEUE: 0.1, EVENTS_QUEUE: 0.1,
+                     f"{WEBHOOK_QUEUE}.DQ": 0.1}
+    assert hot_broker.consume(WEBHOOK_QUEUE, timeout=3).wait_s == 0.003  # never longer than the worker asks
+
+
+@pytest.mark.parametrize("hot_broker", [1_000], indirect=True)
+def test_an_idle_consumer_of_a_hot_queue_waits_its_poll_and_wakes_as_soon_as_a_message_is_sent(hot_broker):
+    consumer = hot_broker.consume(WEBHOOK_QUEUE, prefetch=1, timeout=60_000)
+    started = time.monotonic()
+    assert next(consumer) is None  # nothing queued, nothing rung: it waits its whole poll, it does not spin
+    assert time.monotonic() - started >= 0.9
+    sender = threading.Timer(0.2, _send, (hot_broker, WEBHOOK_QUEUE))
+    started = time.monotonic()
+    sender.start()
+    message = next(consumer) or next(consumer)  # woken by the send's token, then the fetch
+    waited = time.monotonic() - started
+    sender.join()
+    assert message is not None and message.queue_name == WEBHOOK_QUEUE
+    assert waited < 0.8  # the send woke it (0.2 s), long before its 1 s poll
+
+
+@pytest.mark.parametrize("hot_broker", [1_000], indirect=True)
+def test_a_burst_leaves_a_bounded_number_of_wake_up_tokens_and_other_queues_ring_nothing(hot_broker):
+    for _ in range(3 * DOORBELL_TOKENS):
+        _send(hot_broker, WEBHOOK_QUEUE)
+        _send(hot_broker, SWEEP_QUEUE)
+    assert hot_broker.client.llen(hot_broker.doorbell(WEBHOOK_QUEUE)) == DOORBELL_TOKENS
+    assert hot_broker.client.llen(hot_broker.doorbell(SWEEP_QUEUE)) == 0
+    consumer = hot_broker.consume(WEBHOOK_QUEUE, prefetch=100, timeout=60_000)
+    fetched = [m for m in (next(consumer) for _ in range(3 * DOORBELL_TOKENS + 5)) if m is not None]
+    assert len(fetched) == 3 * DOORBELL_TOKENS
