@@ -11,7 +11,7 @@ Called by each entry point (worker, web, scheduler, CLI, demo, tests), never at 
 
 from __future__ import annotations
 
-import time
+import threading
 
 import dramatiq
 import redis
@@ -69,27 +69,45 @@ def _hot_queues_redis_broker() -> type:
     and half of it on average even with the cap at 10 ms. Here a send to a hot queue also pushes a token to
     that queue's doorbell list, and an idle consumer of it waits on the doorbell (``BLPOP``, at most
     ``hot_poll_ms``) instead of sleeping: one waiter wakes per message, fetches at once, and a message sent
-    without a token (a retry coming due, an older sender) is still fetched within ``hot_poll_ms``. The
-    sweep's and the events' queues keep Dramatiq's long back-off."""
+    without a token (from a sender of an older release; requeued by the maintenance of a dead worker's
+    messages; after a Redis error) is still fetched within ``hot_poll_ms``. A consumer whose prefetch is full
+    waits for an ack instead. The sweep's and the events' queues keep Dramatiq's long back-off."""
     from dramatiq.brokers.redis import RedisBroker, _RedisConsumer
     from dramatiq.errors import ConnectionClosed
 
     class DoorbellConsumer(_RedisConsumer):
         def __init__(self, broker: RedisBroker, queue_name: str, prefetch: int, *, wait_ms: int) -> None:
             super().__init__(broker, queue_name, prefetch, 0)  # no sleep of its own: the doorbell is the wait
-            self.wait_s, self.doorbell = wait_ms / 1000, broker.doorbell(queue_name)
+            self.wait_s, self.doorbell = max(1, wait_ms) / 1000, broker.doorbell(queue_name)  # BLPOP 0: forever
+            self._freed = threading.Event()  # set by every ack and nack: prefetch room to fetch into
 
         def __next__(self):
-            message = super().__next__()
+            if not self.message_cache and self.outstanding_message_count >= self.prefetch:
+                self._freed.clear()  # full: wait for a worker thread to finish one (not a token: no room for it)
+                if self.outstanding_message_count >= self.prefetch:
+                    self._freed.wait(self.wait_s)
+                return None
+            message = super().__next__()  # room, so it fetches when its cache is empty
             if message is None:
-                if self.outstanding_message_count >= self.prefetch:  # full: it could not fetch what woke it
-                    time.sleep(self.wait_s)
-                    return None
                 try:
-                    self.broker.client.blpop([self.doorbell], timeout=self.wait_s)
+                    rung = self.broker.client.blpop([self.doorbell], timeout=self.wait_s)
                 except redis.ConnectionError as exc:
                     raise ConnectionClosed(exc) from None
+                if rung is not None:  # fetch now: a consumer stopping or pausing next must not sit on the wake-up
+                    message = super().__next__()
             return message
+
+        def ack(self, message):
+            super().ack(message)
+            self._freed.set()
+
+        def nack(self, message):
+            super().nack(message)
+            self._freed.set()
+
+        def requeue(self, messages):  # a stopping worker's prefetched messages: wake another consumer for them
+            super().requeue(messages)
+            self.broker.ring(self.queue_name)
 
     class HotQueuesRedisBroker(RedisBroker):
         def __init__(self, *, hot_poll_ms: int, **options) -> None:
@@ -106,13 +124,16 @@ def _hot_queues_redis_broker() -> type:
 
         def enqueue(self, message, *, delay=None):
             enqueued = super().enqueue(message, delay=delay)
-            if delay is None and message.queue_name in HOT_QUEUES:
-                key = self.doorbell(message.queue_name)
-                try:
-                    with self.client.pipeline(transaction=False) as ring:
-                        ring.lpush(key, b"1").ltrim(key, 0, DOORBELL_TOKENS - 1).execute()
-                except redis.RedisError:  # sent all the same: a consumer fetches it at its next poll
-                    pass
+            if delay is None and message.queue_name in HOT_QUEUES:  # retries coming due are enqueued here too
+                self.ring(message.queue_name)
             return enqueued
+
+        def ring(self, queue_name: str) -> None:
+            key = self.doorbell(queue_name)
+            try:
+                with self.client.pipeline(transaction=False) as ring:
+                    ring.lpush(key, b"1").ltrim(key, 0, DOORBELL_TOKENS - 1).execute()
+            except redis.RedisError:  # sent all the same: a consumer fetches it at its next poll
+                pass
 
     return HotQueuesRedisBroker
