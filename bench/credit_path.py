@@ -83,6 +83,24 @@ def tree_cpu(pids: list[int]) -> float:
     return sum(harness.cpu_seconds(pid) for pid in every)
 
 
+def stamp_sql(inbox: str, ledger: str) -> str:
+    """Triggers that stamp, with Postgres's wall clock at the statement (``clock_timestamp()``, not the
+    transaction's start that ``now()`` and our own ``received_at``/``created_at`` give), when each inbox row is
+    inserted and each order's ledger row is written: the same measure of received → credited for both
+    systems, and not flattered by a transaction that began before the webhook it credits arrived (a
+    worker's transaction for payment.authorized gathering the payment.captured stored meanwhile)."""
+    return f"""
+CREATE UNLOGGED TABLE bench_stamps (kind text NOT NULL, key text NOT NULL, at timestamptz NOT NULL);
+CREATE FUNCTION bench_received() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN INSERT INTO bench_stamps VALUES ('received', NEW.id::text, clock_timestamp()); RETURN NULL; END $$;
+CREATE FUNCTION bench_credited() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN INSERT INTO bench_stamps VALUES ('credited', NEW.order_id, clock_timestamp()); RETURN NULL; END $$;
+CREATE TRIGGER bench_received AFTER INSERT ON {inbox} FOR EACH ROW EXECUTE FUNCTION bench_received();
+CREATE TRIGGER bench_credited AFTER INSERT ON {ledger} FOR EACH ROW EXECUTE FUNCTION bench_credited();
+CREATE INDEX ON bench_stamps (kind, key);
+"""
+
+
 class Service:
     name = "service"
     guess_max_per_s = 300  # orders made for a sustained phase: this × seconds
@@ -99,6 +117,8 @@ class Service:
         self.redis = self.stack.enter_context(harness.private_redis())
         mdir = self.stack.enter_context(harness.metrics_dir())
         self.engine = create_engine(self.db_url, pool_size=2)
+        with psycopg.connect(floor.conninfo(self.db_url), autocommit=True) as c:
+            c.execute(stamp_sql("inbox_events", "ledger_entries"))
         self.orgs = harness.seed_organisations(self.engine, ORGANISATIONS)
         env = harness.service_env(self.db_url, self.redis, "http://127.0.0.1:9", self.orders.sim.config, mdir)
         self.procs = self.stack.enter_context(harness.services(env, self.logs))
@@ -129,12 +149,14 @@ class Service:
     def measure(self, ids: list[str]) -> dict:
         with self.engine.connect() as c:
             rows = c.execute(text("""
-                SELECT l.created_at, min(i.received_at) AS received
-                FROM ledger_entries l JOIN inbox_events i
-                  ON i.order_id = l.order_id AND i.event_type IN ('payment.captured', 'order.paid')
-                WHERE l.order_id = ANY(:ids) GROUP BY l.order_id, l.created_at"""), {"ids": ids}).all()
-            first = c.execute(text("SELECT min(received_at) FROM inbox_events WHERE order_id = ANY(:ids)"),
-                              {"ids": ids}).scalar_one()
+                SELECT cs.at AS created_at, min(rs.at) AS received
+                FROM ledger_entries l JOIN bench_stamps cs ON cs.kind = 'credited' AND cs.key = l.order_id
+                  JOIN inbox_events i ON i.order_id = l.order_id AND i.event_type IN ('payment.captured', 'order.paid')
+                  JOIN bench_stamps rs ON rs.kind = 'received' AND rs.key = i.id::text
+                WHERE l.order_id = ANY(:ids) GROUP BY l.order_id, cs.at"""), {"ids": ids}).all()
+            first = c.execute(text("""
+                SELECT min(rs.at) FROM inbox_events i JOIN bench_stamps rs ON rs.kind = 'received'
+                  AND rs.key = i.id::text WHERE i.order_id = ANY(:ids)"""), {"ids": ids}).scalar_one()
         return _summary([(r.created_at - r.received).total_seconds() for r in rows], first,
                         max((r.created_at for r in rows), default=None))
 
@@ -172,6 +194,8 @@ class Floor:
     def __enter__(self) -> Floor:
         self.db_url = self.stack.enter_context(harness.scratch_db("floor", migrate=False))
         floor.create_schema(self.db_url)
+        with psycopg.connect(floor.conninfo(self.db_url), autocommit=True) as c:
+            c.execute(stamp_sql("inbox", "ledger"))
         self.orgs = [f"bench-org-{i:04d}" for i in range(ORGANISATIONS)]
         floor.seed(self.db_url, self.orgs, [])
         self.conn = psycopg.connect(floor.conninfo(self.db_url), autocommit=True)
@@ -229,13 +253,16 @@ class Floor:
 
     def measure(self, ids: list[str]) -> dict:
         rows = self.conn.execute("""
-            SELECT l.created_at, min(i.received_at)
-            FROM ledger l JOIN orders o ON o.id = l.order_id
+            SELECT cs.at, min(rs.at)
+            FROM ledger l JOIN bench_stamps cs ON cs.kind = 'credited' AND cs.key = l.order_id
+              JOIN orders o ON o.id = l.order_id
               JOIN inbox i ON i.gateway_order_id = o.gateway_order_id
                 AND i.event_type IN ('payment.captured', 'order.paid')
-            WHERE l.order_id = ANY(%s) GROUP BY l.order_id, l.created_at""", (ids,)).fetchall()
-        first = self.conn.execute("SELECT min(i.received_at) FROM inbox i JOIN orders o "
-                                  "ON o.gateway_order_id = i.gateway_order_id WHERE o.id = ANY(%s)",
+              JOIN bench_stamps rs ON rs.kind = 'received' AND rs.key = i.id::text
+            WHERE l.order_id = ANY(%s) GROUP BY l.order_id, cs.at""", (ids,)).fetchall()
+        first = self.conn.execute("SELECT min(rs.at) FROM inbox i JOIN orders o "
+                                  "ON o.gateway_order_id = i.gateway_order_id JOIN bench_stamps rs "
+                                  "ON rs.kind = 'received' AND rs.key = i.id::text WHERE o.id = ANY(%s)",
                                   (ids,)).fetchone()[0]
         return _summary([(c - r).total_seconds() for c, r in rows], first, max((c for c, _ in rows), default=None))
 

@@ -95,8 +95,9 @@ def callbacks_md(c: dict) -> list[str]:
            "| messages/order | HTTP p99 ms |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, sysres in (("service", s), ("floor", f)):
         out += [row(name, p) for p in [sysres["sustained"], sysres["fixed"], *sysres["phases"]]]
-    out += ["", "Received → credited: from the inbox row's `received_at` of the order's first capture-carrying event "
-            "to the ledger row's `created_at` (both stamped by Postgres). The sustained phase's latency is behind "
+    out += ["", "Received → credited: from the insert of the order's first capture-carrying inbox row to the insert "
+            "of its ledger row, both stamped by Postgres's `clock_timestamp()` in triggers the benchmark adds to "
+            "both systems' tables (`bench/credit_path.py` `stamp_sql`). The sustained phase's latency is behind "
             "its own backlog (the senders outrun the workers); CPU is utime + stime of the web and worker process "
             "trees over the phase, drain included, per credited order. Messages/order: broker messages the web "
             "sent per order (`recon_inbox_messages_total`): a payment's later webhooks send none while one about it "
