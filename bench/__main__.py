@@ -94,6 +94,9 @@ def findings(results: dict) -> list[str]:
     budget = webhook_budget(results["benchmarks"])
     if budget:
         out.append(budget)
+    latency = webhook_latency(results["benchmarks"])
+    if latency:
+        out.append(latency)
     part = results["benchmarks"].get("settlement")
     if isinstance(part, dict) and "service" in part:
         ingest, match = part["service"]["ingest"], part["service"]["match"]
@@ -161,6 +164,26 @@ def webhook_budget(benchmarks: dict) -> str | None:
              "of work (the frameworks the project is built on); meeting it would take the hot path onto bare ASGI "
              "and SQL, a second writer of orders and ledger beside the one the structure issue asked for: not done.")
     return text
+
+
+def webhook_latency(benchmarks: dict) -> str | None:
+    """Benchmark 1's latency at half load against the CPU a message takes there."""
+    callbacks = benchmarks.get("callbacks")
+    if not (isinstance(callbacks, dict) and "service" in callbacks and "floor" in callbacks):
+        return None
+    s, f = callbacks["service"]["fixed"], callbacks["floor"]["fixed"]
+    per_message = s["cpu_ms_per_credited"]["workers"] / max(0.01, s.get("messages_per_order", 3))
+    floor_per_message = f["cpu_ms_per_credited"]["workers"] / 3
+    return (f"**Webhook → credit latency at half load ({callbacks['fixed_load_per_s']} orders/s):** service p50 "
+            f"{s['received_to_credited_p50_ms']} ms, p99 {s['received_to_credited_p99_ms']} ms; floor p50 "
+            f"{f['received_to_credited_p50_ms']} ms, p99 {f['received_to_credited_p99_ms']} ms. A worker spends "
+            f"{per_message:.1f} ms of CPU per message at that load ({s['cpu_ms_per_credited']['workers']} ms per order "
+            f"over {s.get('messages_per_order', 3)} messages, with 16 threads sharing the GIL of 2 processes), the "
+            f"floor's {floor_per_message:.1f} ms. A credit comes after its message has passed Dramatiq's consumer "
+            "thread, work queue and middleware and our transaction, whose CPU on average is "
+            f"{per_message / max(0.01, f['received_to_credited_p99_ms'] or 0.01):.1f} × the floor's whole p99. The "
+            "wake-up is not the limit any more (a send rings the consumer, `RECON_BROKER_HOT_POLL_MS`); the CPU per "
+            "message is, and it moves only with the CPU goal above.")
 
 
 def busy_verdict(snapshots: list[dict]) -> str:
