@@ -254,3 +254,41 @@ def test_with_coalescing_off_every_webhook_sends_a_message_old_workers_take(clie
     for message in messages:
         run(actors, broker, message)
     assert ledger_count(deps) == 1 and balance(deps) == 5_000
+
+
+class _DeleteHook:
+    """The real Redis client, running ``before`` once just before its first DEL (the marker's release)."""
+
+    def __init__(self, client, before) -> None:
+        self._client, self._before = client, before
+
+    def delete(self, *keys):
+        before, self._before = self._before, None
+        if before is not None:
+            before()
+        return self._client.delete(*keys)
+
+    def __getattr__(self, name):
+        return getattr(self._client, name)
+
+
+def test_a_webhook_stored_just_before_the_message_releases_the_marker_is_applied_by_that_message(
+        client, deps, org, simulator, broker, actors):
+    """The release comes before the read of the payment's rows: a webhook whose claim still found the marker (it
+    sent nothing) is in that read, never left to the inbox sweep."""
+    from ops.web import _store_and_enqueue
+
+    order = new_order(deps)
+    _, (authorized, captured, _) = payment_webhooks(simulator, order)
+    post(client, authorized)
+    [message] = queued(broker)
+    working = deps.coordination.client
+    deps.coordination.client = _DeleteHook(working, lambda: _store_and_enqueue(
+        actors, "razorpay", captured[1], captured[2], deps))
+    try:
+        run(actors, broker, message)
+    finally:
+        deps.coordination.client = working
+    assert queued(broker) == []  # the captured webhook found the marker: it sent no message
+    assert [r.status for r in inbox_rows(deps)] == ["processed", "processed"]
+    assert order_row(deps, order.id).state == "paid" and ledger_count(deps) == 1

@@ -49,22 +49,38 @@ def process_inbox_event(inbox_id: int, *, deps: Deps, coalesce_key: str | None =
     """Apply one stored webhook or callback to its order, once. Returns the decision, or None.
 
     With a ``coalesce_key`` (the message's sender claimed its payment's "message queued" marker, so later
-    webhooks about the payment sent no message): release the marker first, then make sure every row of the
-    payment committed before that is applied, by this row's siblings query or, if this row's path did not
-    reach it, by applying them here.
+    webhooks about the payment sent no message): release the marker just before the payment's pending rows are
+    read, so every row committed before the release is applied, by this row's siblings query or, if this row's
+    path did not reach it, here.
 
     Raises whatever its follow-up raises (a gateway error): the row then stays pending."""
     if coalesce_key is None:
         return _process(inbox_id, deps=deps).decision
-    try:
-        deps.coordination.release_queued(coalesce_key)  # before any read: rows committed after it send their own
-    except RedisError as exc:  # the marker expires by itself; meanwhile the inbox sweep sends what it holds back
-        get_logger(gateway=coalesce_key.partition(":")[0], inbox_id=inbox_id).warning(
-            "coalesce_marker_not_released", error=type(exc).__name__)
-    done = _process(inbox_id, deps=deps)
+    marker = _Marker(coalesce_key, inbox_id, deps)
+    done = _process(inbox_id, deps=deps, marker=marker)
+    marker.release()  # if the row's path did not: before the look below
     if not done.gathered:
         _apply_each(_pending_about(coalesce_key, deps=deps), deps=deps)
     return done.decision
+
+
+class _Marker:
+    """The payment's "message queued" marker a message holds, released once: as late as it may be, just before
+    the first read of the payment's pending rows (the rows committed before it are in that read, later ones
+    send messages of their own), so the webhooks that arrive while the message starts still coalesce."""
+
+    def __init__(self, key: str, inbox_id: int, deps: Deps) -> None:
+        self.key, self.inbox_id, self.deps, self.released = key, inbox_id, deps, False
+
+    def release(self) -> None:
+        if self.released:
+            return
+        self.released = True
+        try:
+            self.deps.coordination.release_queued(self.key)
+        except RedisError as exc:  # the marker expires by itself; meanwhile the inbox sweep sends what it holds back
+            get_logger(gateway=self.key.partition(":")[0], inbox_id=self.inbox_id).warning(
+                "coalesce_marker_not_released", error=type(exc).__name__)
 
 
 def _apply_each(inbox_ids: list[int], *, deps: Deps) -> None:
@@ -86,13 +102,14 @@ class _Done:
     gathered: bool = False  #: the row's pending siblings about its payment were applied with it (all of them)
 
 
-def _process(inbox_id: int, *, deps: Deps) -> _Done:
+def _process(inbox_id: int, *, deps: Deps, marker: _Marker | None = None) -> _Done:
     with deps.unit() as uow:
         row = uow.inbox_row(inbox_id, lock=True)
         if row is None or row.status != "pending":
             return _Done()
         row.attempts += 1
-        applied = _apply_callback(row, deps=deps) if row.kind == "callback" else _apply_webhook(uow, row, deps=deps)
+        applied = (_apply_callback(row, deps=deps) if row.kind == "callback"
+                   else _apply_webhook(uow, row, deps=deps, marker=marker))
         if applied.follow_up is None:
             _finish(uow, row, applied.status, applied.reason)
             uow.commit()
@@ -127,7 +144,7 @@ def _apply_callback(row: InboxEvent, *, deps: Deps) -> Applied:
                    follow_up=lambda: reconcile_order(order_id, deps=deps, source=Source.CALLBACK))
 
 
-def _apply_webhook(uow: UnitOfWork, row: InboxEvent, *, deps: Deps) -> Applied:
+def _apply_webhook(uow: UnitOfWork, row: InboxEvent, *, deps: Deps, marker: _Marker | None = None) -> Applied:
     """Parse the stored body, find the order, decide (in the row's transaction)."""
     gateway = deps.gateway(row.gateway)
     try:
@@ -155,6 +172,8 @@ def _apply_webhook(uow: UnitOfWork, row: InboxEvent, *, deps: Deps) -> Applied:
         uow.observe_refund(order, event.refund)
     if event.dispute is not None:
         uow.observe_dispute(order, event.dispute)
+    if marker is not None:
+        marker.release()  # before the siblings query reads: see _Marker
     batch, gathered = _siblings_about(uow, row, gateway, order.gateway_order_id) if row.gateway_payment_id \
         else ([], False)
     decision = uow.apply(order, Evidence(Source.WEBHOOK, (event.payment, *(p for _, p in batch))))
