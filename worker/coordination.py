@@ -95,7 +95,8 @@ class Coordination:
 
     def release_queued(self, key: str) -> None:
         """The queued message for ``key`` runs: rows committed from now on send messages of their own. Raises
-        on a Redis failure (the message is retried: a marker left set would hold back later rows' messages)."""
+        on a Redis failure; the caller logs it and goes on (the marker expires, the inbox sweep sends what it
+        held back)."""
         if self.client is not None:
             self.client.delete(self._queued(key))
 
