@@ -27,8 +27,6 @@ from pathlib import Path
 import httpx
 from sqlalchemy import create_engine, text
 
-#: Dramatiq's idle back-off cap (``dramatiq_worker_timeout``, ms), as the Procfile sets it.
-WORKER_TIMEOUT_MS = "100"
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 PG_ADMIN_URL = os.environ.get("RECON_BENCH_PG_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
@@ -226,8 +224,6 @@ def service_env(db_url: str, redis: RedisTarget, sim_base_url: str, sim_config, 
         "RECON_RAZORPAY_WEBHOOK_SECRET": sim_config.webhook_secret,
         "PROMETHEUS_MULTIPROC_DIR": metrics_dir,
         "PYTHONUNBUFFERED": "1",
-        # as the Procfile runs the worker: an idle queue's consumer polls Redis at least every 100 ms
-        "dramatiq_worker_timeout": WORKER_TIMEOUT_MS,
     })
     for key, value in settings.items():
         env[f"RECON_{key.upper()}"] = value if isinstance(value, str) else json.dumps(value)
