@@ -292,3 +292,76 @@ def test_a_webhook_stored_just_before_the_message_releases_the_marker_is_applied
     assert queued(broker) == []  # the captured webhook found the marker: it sent no message
     assert [r.status for r in inbox_rows(deps)] == ["processed", "processed"]
     assert order_row(deps, order.id).state == "paid" and ledger_count(deps) == 1
+
+
+def _store_during_first_apply(monkeypatch, store) -> None:
+    """Run ``store`` (a webhook arriving) once, inside the first message's transaction, after its siblings query:
+    while the state machine decides on what that query found."""
+    from worker.services.unit import UnitOfWork
+
+    real = UnitOfWork.apply
+    pending = [store]
+
+    def apply(self, order, evidence):
+        if pending:
+            pending.pop()()
+        return real(self, order, evidence)
+
+    monkeypatch.setattr(UnitOfWork, "apply", apply)
+
+
+def test_a_capture_stored_while_the_authorisation_is_decided_is_credited_in_that_transaction(
+        client, deps, org, simulator, broker, actors, monkeypatch):
+    """The authorisation's decision waits for the capture: one more look before its commit takes the
+    payment.captured stored meanwhile, instead of that row's own message waiting for this commit to credit."""
+    from ops.web import _store_and_enqueue
+
+    order = new_order(deps)
+    _, (authorized, captured, _) = payment_webhooks(simulator, order)
+    post(client, authorized)
+    [first] = queued(broker)
+    _store_during_first_apply(monkeypatch, lambda: _store_and_enqueue(actors, "razorpay", captured[1], captured[2],
+                                                                       deps))
+    run(actors, broker, first)
+    rows = inbox_rows(deps)
+    assert [r.status for r in rows] == ["processed", "processed"]
+    assert rows[1].reason == f"captured (applied with inbox #{rows[0].id})"
+    assert order_row(deps, order.id).state == "paid" and ledger_count(deps) == 1 and balance(deps) == 5_000
+    [second] = queued(broker)  # the capture's own message (the marker was released): it finds its row applied
+    run(actors, broker, second)
+    assert ledger_count(deps) == 1 and balance(deps) == 5_000
+    with deps.engine.connect() as connection:
+        transitions = connection.execute(text("SELECT from_state, to_state FROM order_transitions WHERE order_id = :o "
+                                              "ORDER BY id"), {"o": order.id}).all()
+    assert [tuple(t) for t in transitions] == [("created", "pending"), ("pending", "paid")]
+
+
+def test_the_late_look_skips_a_capture_its_own_worker_holds_and_that_worker_credits_it(
+        client, deps, org, simulator, broker, actors, monkeypatch):
+    """The capture's own message already locked its row (it waits for the order): the late look must not wait
+    for it (each would wait for the other), and leaves it to that worker."""
+    from ops.web import _store_and_enqueue
+
+    order = new_order(deps)
+    _, (authorized, captured, _) = payment_webhooks(simulator, order)
+    post(client, authorized)
+    [first] = queued(broker)
+    holder = deps.engine.connect()
+
+    def store_and_hold() -> None:
+        stored = _store_and_enqueue(actors, "razorpay", captured[1], captured[2], deps)
+        holder.execute(text("SELECT id FROM inbox_events WHERE id = :i FOR UPDATE"), {"i": stored.inbox_id})
+
+    _store_during_first_apply(monkeypatch, store_and_hold)
+    try:
+        with ThreadPoolExecutor(1) as pool:
+            pool.submit(run, actors, broker, first).result(timeout=30)  # it did not wait for the held row
+        assert [r.status for r in inbox_rows(deps)] == ["processed", "pending"]
+        assert order_row(deps, order.id).state == "pending" and ledger_count(deps) == 0
+    finally:
+        holder.rollback()
+        holder.close()
+    [second] = queued(broker)
+    run(actors, broker, second)
+    assert [r.status for r in inbox_rows(deps)] == ["processed", "processed"]
+    assert order_row(deps, order.id).state == "paid" and ledger_count(deps) == 1 and balance(deps) == 5_000
