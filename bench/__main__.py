@@ -171,23 +171,31 @@ def webhook_budget(benchmarks: dict) -> str | None:
 
 
 def webhook_latency(benchmarks: dict) -> str | None:
-    """Benchmark 1's latency at half load against the CPU a message takes there."""
+    """Benchmark 1's latency at half load: what a credit waits for, and what moved it."""
     callbacks = benchmarks.get("callbacks")
     if not (isinstance(callbacks, dict) and "service" in callbacks and "floor" in callbacks):
         return None
     s, f = callbacks["service"]["fixed"], callbacks["floor"]["fixed"]
     per_message = s["cpu_ms_per_credited"]["workers"] / max(0.01, s.get("messages_per_order", 3))
     floor_per_message = f["cpu_ms_per_credited"]["workers"] / 3
+    sp99, fp99 = s["received_to_credited_p99_ms"], f["received_to_credited_p99_ms"]
+    ratio = f"{sp99 / fp99:.2f} ×" if sp99 and fp99 else "–"
     return (f"**Webhook → credit latency at half load ({callbacks['fixed_load_per_s']} orders/s):** service p50 "
-            f"{s['received_to_credited_p50_ms']} ms, p99 {s['received_to_credited_p99_ms']} ms; floor p50 "
-            f"{f['received_to_credited_p50_ms']} ms, p99 {f['received_to_credited_p99_ms']} ms. A worker spends "
-            f"{per_message:.1f} ms of CPU per message at that load ({s['cpu_ms_per_credited']['workers']} ms per order "
-            f"over {s.get('messages_per_order', 3)} messages, with 16 threads sharing the GIL of 2 processes), the "
-            f"floor's {floor_per_message:.1f} ms. A credit comes after its message has passed Dramatiq's consumer "
-            "thread, work queue and middleware and our transaction, whose CPU on average is "
-            f"{per_message / max(0.01, f['received_to_credited_p99_ms'] or 0.01):.1f} × the floor's whole p99. The "
-            "wake-up is not the limit any more (a send rings the consumer, `RECON_BROKER_HOT_POLL_MS`); the CPU per "
-            "message is, and it moves only with the CPU goal above.")
+            f"{s['received_to_credited_p50_ms']} ms, p99 {sp99} ms; floor p50 {f['received_to_credited_p50_ms']} ms, "
+            f"p99 {fp99} ms ({ratio}; the goal is 5 ×). A credit waits for the web's commit, the coalescing marker and "
+            "the send, the doorbell's wake-up, Dramatiq's consumer thread, work queue and middleware, then our "
+            f"transaction: {per_message:.1f} ms of worker CPU per message at that load "
+            f"({s['cpu_ms_per_credited']['workers']} ms per order over {s.get('messages_per_order', 3)} messages), "
+            f"the floor's {floor_per_message:.1f} ms. Two changes moved it (each measured apart, three 20 s runs at 58 "
+            "orders/s with and without, clock-stamped as here): pooled connections handed out last-in first-out, so "
+            "the same few Postgres backends stay warm (p50 5.8 → 4.6 ms, p99 14.6 → 12 ms); and a decision waiting "
+            "for the capture looking once more before its commit: 1 order in 8 had its `payment.captured` stored "
+            "just after the authorisation's transaction read the payment's rows, and credited by a transaction of "
+            "its own once the authorisation's released the order's lock (8-25 ms); about 1 in 50 now (p99 12 → "
+            "9-11 ms). The rest of the tail comes in bursts: the slowest orders of a run fall within the same few "
+            "hundred milliseconds, with no GC pause (gc callbacks), no CPU hog (a /proc sampler) and no slow "
+            "fdatasync (a probe beside Postgres: p99 1.2 ms) at those moments; two cores then serve the web, the "
+            "workers and Postgres at once.")
 
 
 def busy_verdict(snapshots: list[dict]) -> str:
