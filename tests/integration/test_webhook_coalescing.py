@@ -339,7 +339,8 @@ def test_a_capture_stored_while_the_authorisation_is_decided_is_credited_in_that
 def test_the_late_look_skips_a_capture_its_own_worker_holds_and_that_worker_credits_it(
         client, deps, org, simulator, broker, actors, monkeypatch):
     """The capture's own message already locked its row (it waits for the order): the late look must not wait
-    for it (each would wait for the other), and leaves it to that worker."""
+    for it (each would wait for the other), and leaves it to that worker. A guard on the look's SKIP LOCKED: it
+    passes without the look too."""
     from ops.web import _store_and_enqueue
 
     order = new_order(deps)
@@ -365,3 +366,28 @@ def test_the_late_look_skips_a_capture_its_own_worker_holds_and_that_worker_cred
     run(actors, broker, second)
     assert [r.status for r in inbox_rows(deps)] == ["processed", "processed"]
     assert order_row(deps, order.id).state == "paid" and ledger_count(deps) == 1 and balance(deps) == 5_000
+
+
+def test_a_decision_that_sends_the_order_to_review_takes_no_late_row(client, deps, org, simulator, broker, actors,
+                                                                     monkeypatch):
+    """Only a decision leaving the order waiting for the payment looks again: one sending it to review keeps its
+    own reason, and the capture stored meanwhile is applied by its own message (the order stays in review)."""
+    from ops.web import _store_and_enqueue
+
+    order = new_order(deps)
+    _, (authorized, captured, _) = payment_webhooks(simulator, order)
+    with deps.engine.begin() as connection:  # the gateway's amount no longer matches the order's
+        connection.execute(text("UPDATE orders SET amount_minor = amount_minor + 1 WHERE id = :o"), {"o": order.id})
+    post(client, authorized)
+    [first] = queued(broker)
+    _store_during_first_apply(monkeypatch, lambda: _store_and_enqueue(actors, "razorpay", captured[1], captured[2],
+                                                                       deps))
+    run(actors, broker, first)
+    rows = inbox_rows(deps)
+    assert [r.status for r in rows] == ["processed", "pending"]
+    review = order_row(deps, order.id)
+    assert review.state == "needs_review" and rows[0].reason == review.state_reason
+    [second] = queued(broker)
+    run(actors, broker, second)
+    assert [r.status for r in inbox_rows(deps)] == ["processed", "processed"]
+    assert order_row(deps, order.id).state == "needs_review" and ledger_count(deps) == 0

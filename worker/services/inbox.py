@@ -18,7 +18,7 @@ from db.models import InboxEvent, Order
 from gateways.errors import GatewayNotFound, MalformedEvent, SignatureInvalid
 from gateways.port import PaymentGateway, RemotePayment, RemoteSettlement
 from worker.deps import Deps
-from worker.domain.order_state import Decision, Evidence, Source
+from worker.domain.order_state import Decision, Evidence, OrderState, Source
 from worker.logging import get_logger
 from worker.services import settlement_match
 from worker.services.capture import capture_authorized
@@ -32,6 +32,8 @@ from worker.services.unit import UnitOfWork, printable
 FOLLOW_UP_PENDING = "follow-up pending: "
 #: Pending webhooks about one payment applied in one transaction at most (a flood of them takes several).
 SIBLINGS_AT_MOST = 20
+#: Orders still waiting for a payment's next status: a decision leaving one there looks for late siblings.
+AWAITING_PAYMENT = frozenset({OrderState.CREATED, OrderState.PENDING})
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,7 +180,7 @@ def _apply_webhook(uow: UnitOfWork, row: InboxEvent, *, deps: Deps, marker: _Mar
         else ([], False)
     decision = uow.apply(order, Evidence(Source.WEBHOOK, (event.payment, *(p for _, p in batch))))
     _finish_with(uow, row, order, batch, decision)
-    if gathered and decision.grant is None and not decision.capture and not decision.refund:
+    if gathered and decision.to_state in AWAITING_PAYMENT and not (decision.capture or decision.refund):
         decision, gathered = _apply_late_siblings(uow, row, gateway, order, decision, {s.id for s, _ in batch})
     if decision.capture:
         return Applied("processed", decision.reason, decision, gathered=gathered,
@@ -228,11 +230,12 @@ def _siblings_about(uow: UnitOfWork, row: InboxEvent, gateway: PaymentGateway,
 
 def _apply_late_siblings(uow: UnitOfWork, row: InboxEvent, gateway: PaymentGateway, order: Order, decision: Decision,
                          taken: set[int]) -> tuple[Decision, bool]:
-    """One more look at the payment's pending rows, before the commit, when the decision waits for the payment's
-    next status (an authorisation awaiting its capture). A ``payment.captured`` stored while this transaction
-    ran sent a message of its own (the marker was released), whose transaction would wait for this commit on
-    the order's lock and only then credit: the slowest credits at half load (1 order in 8), which this look
-    takes instead. A row that message's worker already holds is skipped: that worker applies it."""
+    """One more look at the payment's pending rows, before the commit, when the decision leaves the order waiting
+    for the payment's next status (an authorisation awaiting its capture; not a review, nor a paid or closed
+    order). A ``payment.captured`` stored while this transaction ran sent a message of its own (the marker was
+    released), whose transaction would wait for this commit on the order's lock and only then credit: the
+    slowest credits at half load (1 order in 8), which this look takes instead. A row that message's worker
+    already holds is skipped: that worker applies it."""
     late, gathered = _siblings_about(uow, row, gateway, order.gateway_order_id)
     late = [(sibling, payment) for sibling, payment in late if sibling.id not in taken]  # ours, not yet flushed
     if not late:
