@@ -63,7 +63,8 @@ def test_a_connection_cut_within_the_window_fails_once_then_the_pool_recovers(pg
 
 def test_the_connection_returned_last_is_the_next_one_used_so_a_few_stay_warm(pg_url):
     """LIFO: at low load one backend serves transaction after transaction (warm, never idle long enough for a
-    ping), instead of each of the pool's connections in turn; measured at half load, the credit p99 fell by a fifth (14.4–14.9 ms to 11.5–12.3)."""
+    ping), instead of each of the pool's connections in turn; measured at half load, the credit p99 fell by a
+    fifth (14.4–14.9 ms to 11.5–12.3)."""
     engine = make_engine(pg_url, pool_size=3)
     try:
         with engine.connect() as a, engine.connect() as b, engine.connect() as c:
