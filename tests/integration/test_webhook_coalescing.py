@@ -310,19 +310,24 @@ def _store_during_first_apply(monkeypatch, store) -> None:
     monkeypatch.setattr(UnitOfWork, "apply", apply)
 
 
-def test_a_capture_stored_while_the_authorisation_is_decided_is_credited_in_that_transaction(
-        client, deps, org, simulator, broker, actors, monkeypatch):
-    """The authorisation's decision waits for the capture: one more look before its commit takes the
-    payment.captured stored meanwhile, instead of that row's own message waiting for this commit to credit."""
+def _authorise_while_the_capture_arrives(client, deps, broker, actors, monkeypatch, authorized, captured) -> None:
+    """Post the authorisation and run its message; the capture is stored (and enqueued) while it decides."""
     from ops.web import _store_and_enqueue
 
-    order = new_order(deps)
-    _, (authorized, captured, _) = payment_webhooks(simulator, order)
     post(client, authorized)
     [first] = queued(broker)
     _store_during_first_apply(monkeypatch, lambda: _store_and_enqueue(actors, "razorpay", captured[1], captured[2],
                                                                        deps))
     run(actors, broker, first)
+
+
+def test_a_capture_stored_while_the_authorisation_is_decided_is_credited_in_that_transaction(
+        client, deps, org, simulator, broker, actors, monkeypatch):
+    """The authorisation's decision waits for the capture: one more look before its commit takes the
+    payment.captured stored meanwhile, instead of that row's own message waiting for this commit to credit."""
+    order = new_order(deps)
+    _, (authorized, captured, _) = payment_webhooks(simulator, order)
+    _authorise_while_the_capture_arrives(client, deps, broker, actors, monkeypatch, authorized, captured)
     rows = inbox_rows(deps)
     assert [r.status for r in rows] == ["processed", "processed"]
     assert rows[1].reason == f"captured (applied with inbox #{rows[0].id})"
@@ -372,17 +377,11 @@ def test_a_decision_that_sends_the_order_to_review_takes_no_late_row(client, dep
                                                                      monkeypatch):
     """Only a decision leaving the order waiting for the payment looks again: one sending it to review keeps its
     own reason, and the capture stored meanwhile is applied by its own message (the order stays in review)."""
-    from ops.web import _store_and_enqueue
-
     order = new_order(deps)
     _, (authorized, captured, _) = payment_webhooks(simulator, order)
     with deps.engine.begin() as connection:  # the gateway's amount no longer matches the order's
         connection.execute(text("UPDATE orders SET amount_minor = amount_minor + 1 WHERE id = :o"), {"o": order.id})
-    post(client, authorized)
-    [first] = queued(broker)
-    _store_during_first_apply(monkeypatch, lambda: _store_and_enqueue(actors, "razorpay", captured[1], captured[2],
-                                                                       deps))
-    run(actors, broker, first)
+    _authorise_while_the_capture_arrives(client, deps, broker, actors, monkeypatch, authorized, captured)
     rows = inbox_rows(deps)
     assert [r.status for r in rows] == ["processed", "pending"]
     review = order_row(deps, order.id)
