@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
@@ -71,7 +71,7 @@ _PENDING_WEBHOOKS = (InboxEvent.status == "pending", InboxEvent.kind == "webhook
 _PENDING_SIBLINGS = (select(InboxEvent)
                      .where(InboxEvent.gateway == bindparam("gateway"),
                             InboxEvent.gateway_payment_id == bindparam("payment_id"), *_PENDING_WEBHOOKS,
-                            InboxEvent.id != bindparam("inbox_id"))
+                            InboxEvent.id.not_in(bindparam("besides", expanding=True)))
                      .order_by(InboxEvent.id).limit(bindparam("limit")).with_for_update(skip_locked=True))
 _PENDING_ABOUT_PAYMENT = (select(InboxEvent.id)
                           .where(InboxEvent.gateway == bindparam("gateway"),
@@ -100,10 +100,12 @@ def find_inbox_event(session: Session, gateway: str, event_id: str) -> InboxEven
     return session.execute(_INBOX_EVENT_BY_EVENT_ID, {"gateway": gateway, "event_id": event_id}).scalar_one_or_none()
 
 
-def pending_siblings(session: Session, row: InboxEvent, *, limit: int) -> list[InboxEvent]:
-    """The other verified webhooks about ``row``'s payment still pending, locked; rows another transaction
-    holds are skipped."""
-    params = {"gateway": row.gateway, "payment_id": row.gateway_payment_id, "inbox_id": row.id, "limit": limit}
+def pending_siblings(session: Session, row: InboxEvent, *, limit: int,
+                     besides: Iterable[int] = ()) -> list[InboxEvent]:
+    """The other verified webhooks about ``row``'s payment still pending, locked, but the rows ``besides`` (this
+    transaction's, not flushed yet); rows another transaction holds are skipped."""
+    params = {"gateway": row.gateway, "payment_id": row.gateway_payment_id, "besides": [row.id, *besides],
+              "limit": limit}
     return list(session.execute(_PENDING_SIBLINGS, params).scalars())
 
 

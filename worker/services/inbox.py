@@ -8,7 +8,7 @@ inbox sweep (applying a row twice changes nothing).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -181,7 +181,7 @@ def _apply_webhook(uow: UnitOfWork, row: InboxEvent, *, deps: Deps, marker: _Mar
     decision = uow.apply(order, Evidence(Source.WEBHOOK, (event.payment, *(p for _, p in batch))))
     _finish_with(uow, row, order, batch, decision)
     if gathered and decision.to_state in AWAITING_PAYMENT and not (decision.capture or decision.refund):
-        decision, gathered = _apply_late_siblings(uow, row, gateway, order, decision, {s.id for s, _ in batch})
+        decision, gathered = _apply_late_siblings(uow, row, gateway, order, decision, [s.id for s, _ in batch])
     if decision.capture:
         return Applied("processed", decision.reason, decision, gathered=gathered,
                        follow_up=lambda: capture_authorized(order_id, gateway_name, decision, Source.WEBHOOK,
@@ -209,13 +209,13 @@ def _settlement_announced(uow: UnitOfWork, row: InboxEvent, settlement: RemoteSe
                    follow_up=pull_and_match)
 
 
-def _siblings_about(uow: UnitOfWork, row: InboxEvent, gateway: PaymentGateway,
-                    gateway_order_id: str) -> tuple[list[tuple[InboxEvent, RemotePayment]], bool]:
+def _siblings_about(uow: UnitOfWork, row: InboxEvent, gateway: PaymentGateway, gateway_order_id: str,
+                    besides: Iterable[int] = ()) -> tuple[list[tuple[InboxEvent, RemotePayment]], bool]:
     """The other pending webhooks about the same payment of the same order, each with the payment it
     reports (payment.authorized, payment.captured and order.paid come together), and whether that was all
     of them. A row that does not parse to a payment of this order is left for its own message."""
     found: list[tuple[InboxEvent, RemotePayment]] = []
-    siblings = uow.pending_siblings(row, limit=SIBLINGS_AT_MOST)
+    siblings = uow.pending_siblings(row, limit=SIBLINGS_AT_MOST, besides=besides)
     for sibling in siblings:
         try:
             event = gateway.parse_verified_webhook(sibling.body, sibling.headers)
@@ -229,15 +229,14 @@ def _siblings_about(uow: UnitOfWork, row: InboxEvent, gateway: PaymentGateway,
 
 
 def _apply_late_siblings(uow: UnitOfWork, row: InboxEvent, gateway: PaymentGateway, order: Order, decision: Decision,
-                         taken: set[int]) -> tuple[Decision, bool]:
+                         taken: Iterable[int]) -> tuple[Decision, bool]:
     """One more look at the payment's pending rows, before the commit, when the decision leaves the order waiting
     for the payment's next status (an authorisation awaiting its capture; not a review, nor a paid or closed
     order). A ``payment.captured`` stored while this transaction ran sent a message of its own (the marker was
     released), whose transaction would wait for this commit on the order's lock and only then credit: the
     slowest credits at half load (1 order in 8), which this look takes instead. A row that message's worker
     already holds is skipped: that worker applies it."""
-    late, gathered = _siblings_about(uow, row, gateway, order.gateway_order_id)
-    late = [(sibling, payment) for sibling, payment in late if sibling.id not in taken]  # ours, not yet flushed
+    late, gathered = _siblings_about(uow, row, gateway, order.gateway_order_id, besides=taken)
     if not late:
         return decision, gathered
     decision = uow.apply(order, Evidence(Source.WEBHOOK, tuple(payment for _, payment in late)))

@@ -15,7 +15,7 @@ decide on the row as it is *now*.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import TracebackType
@@ -178,10 +178,10 @@ class UnitOfWork:
     def inbox_row(self, inbox_id: int, *, lock: bool = True) -> InboxEvent | None:
         return queries.get_inbox_event(self.session, inbox_id, lock=lock)
 
-    def pending_siblings(self, row: InboxEvent, *, limit: int) -> list[InboxEvent]:
-        """The other verified webhooks about ``row``'s payment still pending, locked; rows another worker
-        holds are skipped (it applies them)."""
-        return queries.pending_siblings(self.session, row, limit=limit)
+    def pending_siblings(self, row: InboxEvent, *, limit: int, besides: Iterable[int] = ()) -> list[InboxEvent]:
+        """The other verified webhooks about ``row``'s payment still pending, locked, but the rows ``besides``;
+        rows another worker holds are skipped (it applies them)."""
+        return queries.pending_siblings(self.session, row, limit=limit, besides=besides)
 
     def pending_about_payment(self, gateway: str, payment_id: str, *, skip_reason_prefix: str,
                               limit: int = 100) -> list[int]:
