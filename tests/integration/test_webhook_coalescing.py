@@ -390,3 +390,23 @@ def test_a_decision_that_sends_the_order_to_review_takes_no_late_row(client, dep
     run(actors, broker, second)
     assert [r.status for r in inbox_rows(deps)] == ["processed", "processed"]
     assert order_row(deps, order.id).state == "needs_review" and ledger_count(deps) == 0
+
+
+def test_an_order_paid_after_the_credit_leaves_the_order_row_as_it_was(client, deps, org, simulator, broker, actors):
+    """A late order.paid changes nothing: its transaction marks its row and writes no order (no UPDATE, its
+    updated_at stays the credit's), while the credit itself did update the order."""
+    order = new_order(deps)
+    _, (authorized, captured, paid) = payment_webhooks(simulator, order)
+    post(client, authorized)
+    post(client, captured)
+    [first] = queued(broker)
+    run(actors, broker, first)
+    credited = order_row(deps, order.id)
+    assert credited.state == "paid" and credited.updated_at > order.updated_at
+    post(client, paid)
+    [second] = queued(broker)
+    run(actors, broker, second)
+    assert [r.status for r in inbox_rows(deps)] == ["processed"] * 3
+    after = order_row(deps, order.id)
+    assert (after.state, after.updated_at, after.next_check_at) == ("paid", credited.updated_at, None)
+    assert ledger_count(deps) == 1

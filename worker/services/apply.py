@@ -117,7 +117,8 @@ def apply_evidence(session: Session, order: Order, evidence: Evidence, *, now: d
                         wire_status=payment.wire_status)
     _reschedule(order, before, evidence, moved=decision.changed or new_attempt, now=now, policy=policy,
                 schedule=schedule, check_by=decision.check_by)
-    order.updated_at = now
+    if session.is_modified(order, include_collections=False):  # a no-op (a late order.paid, a duplicate) writes nothing
+        order.updated_at = now
     return decision
 
 
