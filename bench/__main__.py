@@ -58,6 +58,7 @@ def sizes(args: argparse.Namespace) -> dict:
     return {
         "callback_seconds": args.callback_seconds or (8 if quick else 25),
         "callback_point_seconds": 5 if quick else 12,
+        "callback_fixed_seconds": 5 if quick else 30,  # the latency goal's p99: over 1,000 orders or more
         "callback_fractions": (0.5,) if quick else (0.25, 0.5, 0.75),
         "callback_profile_seconds": 6 if quick else 12,
         "pgbench_seconds": 0 if quick else 10,
@@ -252,6 +253,7 @@ def main(argv: list[str]) -> int:
 
     attempt("callbacks", lambda: credit_path.run(
         clients=args.clients, seconds=n["callback_seconds"], point_seconds=n["callback_point_seconds"],
+        fixed_seconds=n["callback_fixed_seconds"],
         fractions=n["callback_fractions"], web_workers=args.web_workers, worker_processes=2, worker_threads=8,
         logs=logs, pgbench_seconds=n["pgbench_seconds"], profile=args.py_spy,
         profile_seconds=n["callback_profile_seconds"]))

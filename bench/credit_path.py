@@ -11,12 +11,15 @@ in a scratch database of its own; Redis is the run's private ``redis-server``.
 - **floor**: ``bench/floor.py`` under uvicorn with the same number of web processes + two
   ``python -m bench.floor_worker`` processes on the floor's minimal schema.
 
-Phases, one system at a time (the other's processes are not running):
+Phases, one system at a time (the other's processes are not running), after a warm-up of ``WARM_UP_S``
+unmeasured (as fast as they go: pools filled, Postgres backends' caches and Python's lazy imports warm; a
+cold start cost the service a quarter of its sustained rate):
 
 1. sustained: senders as fast as the answers come for ``seconds``, then the backlog drains;
    credited/s = orders credited / (first webhook received → last ledger row); CPU seconds of the web
    and worker process trees (utime + stime from /proc, before → after, drain included) per credited order;
-2. open loop at a fixed offered load of half the service's sustained rate (both systems):
+2. open loop at a fixed offered load of half the service's sustained rate (both systems) for ``fixed_seconds``
+   (longer than the others: its p99, the goal, is then over a thousand orders or more):
    received → credited p50/p99, where received is the inbox row's ``received_at`` of the order's
    first capture-carrying event and credited the ledger row's ``created_at``;
 3. the chart's points: open loop at fractions of each system's own sustained rate.
@@ -38,6 +41,9 @@ from sqlalchemy import create_engine, text
 
 from bench import floor, harness, loadgen
 from bench.harness import log
+
+#: Seconds each system runs at full speed, unmeasured, before its sustained phase.
+WARM_UP_S = 5.0
 
 WEBHOOK_PATH = "/webhooks/razorpay"
 ORGANISATIONS = 100
@@ -303,7 +309,8 @@ def phase(system, orders: Orders, *, clients: int, seconds: float, rate: float |
             break
         time.sleep(0.1)
     cpu = {"web": tree_cpu(system.web_pids) - web_before, "workers": tree_cpu(system.worker_pids) - workers_before}
-    result = {"label": label, "offered_per_s": rate, "orders": len(ids), "webhooks": 3 * len(ids), "http": sent,
+    result = {"label": label, "seconds": seconds, "offered_per_s": rate, "orders": len(ids),
+              "webhooks": 3 * len(ids), "http": sent,
               "drained": credited >= len(ids) and pending == 0, "orders_made_exhausted": len(ids) == len(made),
               **system.measure(ids)}
     n = max(1, result["credited"])
@@ -321,8 +328,8 @@ def phase(system, orders: Orders, *, clients: int, seconds: float, rate: float |
     return result
 
 
-def run(*, clients: int, seconds: float, point_seconds: float, fractions: tuple[float, ...], web_workers: int,
-        worker_processes: int, worker_threads: int, logs: Path, pgbench_seconds: int = 0,
+def run(*, clients: int, seconds: float, point_seconds: float, fixed_seconds: float, fractions: tuple[float, ...],
+        web_workers: int, worker_processes: int, worker_threads: int, logs: Path, pgbench_seconds: int = 0,
         profile: bool = False, profile_seconds: float = 0) -> dict:
     """``profile``: py-spy on the service during its sustained phase; ``profile_seconds``: a further sustained
     phase of the service that long with py-spy attached (``--gil``), whose stacks say where its CPU goes."""
@@ -335,11 +342,13 @@ def run(*, clients: int, seconds: float, point_seconds: float, fractions: tuple[
         result["baseline"]["pgbench"] = pgbench(clients, pgbench_seconds)
     orders = Orders()
     systems: dict[str, dict] = {}
+    warm_up_s = min(WARM_UP_S, seconds)
     try:
         with contextlib.ExitStack() as stack:
             service = Service(stack, orders, logs / "callbacks", web_workers=web_workers,
                               worker_processes=worker_processes, worker_threads=worker_threads).__enter__()
             s = systems["service"] = {"layout": service.layout, "phases": []}
+            s["warm_up"] = phase(service, orders, clients=clients, seconds=warm_up_s, rate=None, label="warm-up")
             spies = []
             if profile:  # py-spy stacks of the service during its sustained phase
                 from bench.callbacks import _start_py_spy, _stop_py_spy
@@ -351,7 +360,7 @@ def run(*, clients: int, seconds: float, point_seconds: float, fractions: tuple[
                 _stop_py_spy(spy)
             fixed = round(0.5 * s["sustained"]["credited_per_s"], 1)
             result["fixed_load_per_s"] = fixed
-            s["fixed"] = phase(service, orders, clients=clients, seconds=point_seconds, rate=fixed,
+            s["fixed"] = phase(service, orders, clients=clients, seconds=fixed_seconds, rate=fixed,
                                label="fixed load (½ service)")
             for f in fractions:
                 if f != 0.5:
@@ -365,8 +374,9 @@ def run(*, clients: int, seconds: float, point_seconds: float, fractions: tuple[
             redis = service.redis
             fl = Floor(stack, orders, logs / "callbacks", web_workers=web_workers, redis=redis).__enter__()
             f_ = systems["floor"] = {"layout": fl.layout, "phases": []}
+            f_["warm_up"] = phase(fl, orders, clients=clients, seconds=warm_up_s, rate=None, label="warm-up")
             f_["sustained"] = phase(fl, orders, clients=clients, seconds=seconds, rate=None, label="sustained")
-            f_["fixed"] = phase(fl, orders, clients=clients, seconds=point_seconds, rate=fixed,
+            f_["fixed"] = phase(fl, orders, clients=clients, seconds=fixed_seconds, rate=fixed,
                                 label="fixed load (½ service)")
             for f in fractions:
                 f_["phases"].append(phase(fl, orders, clients=clients, seconds=point_seconds,
@@ -377,7 +387,8 @@ def run(*, clients: int, seconds: float, point_seconds: float, fractions: tuple[
         orders.close()
     for sysres in systems.values():
         credited, balance = sysres.pop("totals")
-        expected = sum(p["orders"] for p in [sysres["sustained"], sysres["fixed"], *sysres["phases"]])
+        measured = [sysres["warm_up"], sysres["sustained"], sysres["fixed"], *sysres["phases"]]
+        expected = sum(p["orders"] for p in measured)
         sysres["credited_exactly_once"] = credited == expected and balance == credited * harness.CREDITS
         sysres["curve"] = sorted(
             [{"offered_per_s": p["offered_per_s"], "credited_per_s": p["credited_per_s"],

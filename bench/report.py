@@ -90,7 +90,10 @@ def callbacks_md(c: dict) -> list[str]:
            f"{_cell(f['credited_exactly_once'])}.",
            f"- web processes: {c['web_workers']} for both (`python -m bench --web-workers N`).",
            f"- fixed load for the latency goal: {c['fixed_load_per_s']} orders/s (half the service's sustained rate), "
-           "open loop (order k due at k / rate whatever the answers do).", "",
+           "open loop (order k due at k / rate whatever the answers do).",
+           *([f"- warm-up: each system first ran as fast as it goes for {s['warm_up']['seconds']:g} s, unmeasured "
+              f"(service {s['warm_up']['orders']:,} orders, floor {f['warm_up']['orders']:,}): a cold start cost the "
+              "service a quarter of its sustained rate."] if "warm_up" in s and "warm_up" in f else []), "",
            "| system | phase | offered | orders | credited/s | p50 ms | p99 ms | CPU ms/order web | workers | total "
            "| messages/order | HTTP p99 ms |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, sysres in (("service", s), ("floor", f)):
