@@ -332,20 +332,19 @@ def test_a_capture_stored_while_the_authorisation_is_decided_is_credited_in_that
     assert [r.status for r in rows] == ["processed", "processed"]
     assert rows[1].reason == f"captured (applied with inbox #{rows[0].id})"
     assert order_row(deps, order.id).state == "paid" and ledger_count(deps) == 1 and balance(deps) == 5_000
-    [second] = queued(broker)  # the capture's own message (the marker was released): it finds its row applied
-    run(actors, broker, second)
-    assert ledger_count(deps) == 1 and balance(deps) == 5_000
+    assert queued(broker) == []  # the capture found the marker held: it sent no message
     with deps.engine.connect() as connection:
         transitions = connection.execute(text("SELECT from_state, to_state FROM order_transitions WHERE order_id = :o "
                                               "ORDER BY id"), {"o": order.id}).all()
     assert [tuple(t) for t in transitions] == [("created", "pending"), ("pending", "paid")]
 
 
-def test_the_late_look_skips_a_capture_its_own_worker_holds_and_that_worker_credits_it(
+def test_the_late_look_skips_a_capture_another_worker_holds_and_the_look_after_the_commit_credits_it(
         client, deps, org, simulator, broker, actors, monkeypatch):
-    """The capture's own message already locked its row (it waits for the order): the late look must not wait
-    for it (each would wait for the other), and leaves it to that worker. A guard on the look's SKIP LOCKED: it
-    passes without the look too."""
+    """Another worker already locked the capture's row (a replay's or the inbox sweep's message) and waits for the
+    order's lock: the late look must not wait for that row (each would wait for the other: a deadlock), and goes
+    on to its commit. That worker then gives the row up here (it fails), and the message's look after the commit
+    applies it. A guard on the late look's SKIP LOCKED: it passes without the late look too."""
     from ops.web import _store_and_enqueue
 
     order = new_order(deps)
@@ -353,43 +352,49 @@ def test_the_late_look_skips_a_capture_its_own_worker_holds_and_that_worker_cred
     post(client, authorized)
     [first] = queued(broker)
     holder = deps.engine.connect()
+    other_worker = ThreadPoolExecutor(1)
+    held = []
+
+    def wait_for_the_order_then_fail() -> None:
+        holder.execute(text("SELECT id FROM orders WHERE id = :o FOR UPDATE"), {"o": order.id})
+        held.append(order_row(deps, order.id).state)  # it had to wait for the first message's commit
+        holder.rollback()
 
     def store_and_hold() -> None:
         stored = _store_and_enqueue(actors, "razorpay", captured[1], captured[2], deps)
         holder.execute(text("SELECT id FROM inbox_events WHERE id = :i FOR UPDATE"), {"i": stored.inbox_id})
+        held.append(other_worker.submit(wait_for_the_order_then_fail))
 
     _store_during_first_apply(monkeypatch, store_and_hold)
     try:
         with ThreadPoolExecutor(1) as pool:
-            pool.submit(run, actors, broker, first).result(timeout=30)  # it did not wait for the held row
-        assert [r.status for r in inbox_rows(deps)] == ["processed", "pending"]
-        assert order_row(deps, order.id).state == "pending" and ledger_count(deps) == 0
+            pool.submit(run, actors, broker, first).result(timeout=30)  # neither waited for the other
+        held[0].result(timeout=30)
     finally:
-        holder.rollback()
+        other_worker.shutdown()
         holder.close()
-    [second] = queued(broker)
-    run(actors, broker, second)
+    assert held[1] == "pending"  # the first message committed the authorisation alone, then the look credited
+    assert queued(broker) == []
     assert [r.status for r in inbox_rows(deps)] == ["processed", "processed"]
     assert order_row(deps, order.id).state == "paid" and ledger_count(deps) == 1 and balance(deps) == 5_000
 
 
 def test_a_decision_that_sends_the_order_to_review_takes_no_late_row(client, deps, org, simulator, broker, actors,
                                                                      monkeypatch):
-    """Only a decision leaving the order waiting for the payment looks again: one sending it to review keeps its
-    own reason, and the capture stored meanwhile is applied by its own message (the order stays in review)."""
+    """Only a decision leaving the order waiting for the payment looks again before its commit: one sending it to
+    review keeps its own reason, and the capture stored meanwhile is applied on its own after that commit, by the
+    message's look (the order stays in review)."""
     order = new_order(deps)
     _, (authorized, captured, _) = payment_webhooks(simulator, order)
     with deps.engine.begin() as connection:  # the gateway's amount no longer matches the order's
         connection.execute(text("UPDATE orders SET amount_minor = amount_minor + 1 WHERE id = :o"), {"o": order.id})
     _authorise_while_the_capture_arrives(client, deps, broker, actors, monkeypatch, authorized, captured)
     rows = inbox_rows(deps)
-    assert [r.status for r in rows] == ["processed", "pending"]
+    assert [r.status for r in rows] == ["processed", "processed"] and queued(broker) == []
     review = order_row(deps, order.id)
     assert review.state == "needs_review" and rows[0].reason == review.state_reason
-    [second] = queued(broker)
-    run(actors, broker, second)
-    assert [r.status for r in inbox_rows(deps)] == ["processed", "processed"]
-    assert order_row(deps, order.id).state == "needs_review" and ledger_count(deps) == 0
+    assert "applied with" not in rows[1].reason  # its own transaction, after the review's
+    assert ledger_count(deps) == 0
 
 
 def test_an_order_paid_after_the_credit_leaves_the_order_row_as_it_was(client, deps, org, simulator, broker, actors):
@@ -410,3 +415,24 @@ def test_an_order_paid_after_the_credit_leaves_the_order_row_as_it_was(client, d
     after = order_row(deps, order.id)
     assert (after.state, after.updated_at, after.next_check_at) == ("paid", credited.updated_at, None)
     assert ledger_count(deps) == 1
+
+
+def test_an_order_paid_stored_while_the_credit_is_decided_rides_on_that_message(client, deps, org, simulator, broker,
+                                                                               actors, monkeypatch):
+    """The marker is held until the row's transaction commits: order.paid, stored while the authorisation and
+    capture are credited, sends no message, and the message's look after the commit applies it."""
+    from ops.web import _store_and_enqueue
+
+    order = new_order(deps)
+    payment_id, (authorized, captured, paid) = payment_webhooks(simulator, order)
+    post(client, authorized)
+    post(client, captured)
+    [message] = queued(broker)
+    _store_during_first_apply(monkeypatch, lambda: _store_and_enqueue(actors, "razorpay", paid[1], paid[2], deps))
+    run(actors, broker, message)
+    assert queued(broker) == []  # order.paid found the marker held
+    rows = inbox_rows(deps)
+    assert [r.status for r in rows] == ["processed"] * 3
+    assert rows[1].reason == f"captured (applied with inbox #{rows[0].id})" and "applied with" not in rows[2].reason
+    assert order_row(deps, order.id).state == "paid" and ledger_count(deps) == 1 and balance(deps) == 5_000
+    assert deps.coordination.client.exists(marker(broker, payment_id)) == 0  # released

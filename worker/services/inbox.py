@@ -44,32 +44,36 @@ class Applied:
     reason: str
     decision: Decision | None = None
     follow_up: Callable[[], Decision | None] | None = None
-    gathered: bool = False  #: its pending siblings (but those other transactions hold) were all applied with it
 
 
 def process_inbox_event(inbox_id: int, *, deps: Deps, coalesce_key: str | None = None) -> Decision | None:
     """Apply one stored webhook or callback to its order, once. Returns the decision, or None.
 
     With a ``coalesce_key`` (the message's sender claimed its payment's "message queued" marker, so later
-    webhooks about the payment sent no message): release the marker just before the payment's pending rows are
-    read, so every row committed before the release is applied, by this row's siblings query or, if this row's
-    path did not reach it, here.
+    webhooks about the payment send no message while it is held): hold the marker through the row's transaction,
+    release it once that commits, then apply every row of the payment still pending. A webhook that found the
+    marker held committed its row before it looked, so before the release: this look finds it (or the row's own
+    siblings query did); one stored after the release sends a message of its own. Holding it until the commit,
+    not only until the siblings query, lets the payment's next webhooks (a capture, order.paid, stored while the
+    authorisation is decided) ride on this message instead of each sending one (1.9 messages per order at half
+    load, 1.03 so).
 
     Raises whatever its follow-up raises (a gateway error): the row then stays pending."""
     if coalesce_key is None:
-        return _process(inbox_id, deps=deps).decision
+        return _process(inbox_id, deps=deps)
     marker = _Marker(coalesce_key, inbox_id, deps)
-    done = _process(inbox_id, deps=deps, marker=marker)
-    marker.release()  # if the row's path did not: before the look below
-    if not done.gathered:
-        _apply_each(_pending_about(coalesce_key, deps=deps), deps=deps)
-    return done.decision
+    try:
+        decision = _process(inbox_id, deps=deps, committed=marker.release)
+    finally:
+        marker.release()  # if the row's path did not reach its commit (a row already done, an error)
+    _apply_each(_pending_about(coalesce_key, deps=deps), deps=deps)
+    return decision
 
 
 class _Marker:
-    """The payment's "message queued" marker a message holds, released once: as late as it may be, just before
-    the first read of the payment's pending rows (the rows committed before it are in that read, later ones
-    send messages of their own), so the webhooks that arrive while the message starts still coalesce."""
+    """The payment's "message queued" marker a message holds, released once: when the row's transaction commits
+    (before any follow-up, so a gateway call does not hold it), so that the webhooks that arrive while the row is
+    applied send no message; the look that follows the release applies them."""
 
     def __init__(self, key: str, inbox_id: int, deps: Deps) -> None:
         self.key, self.inbox_id, self.deps, self.released = key, inbox_id, deps, False
@@ -98,33 +102,32 @@ def _apply_each(inbox_ids: list[int], *, deps: Deps) -> None:
         raise failed
 
 
-@dataclass(frozen=True, slots=True)
-class _Done:
-    decision: Decision | None = None
-    gathered: bool = False  #: the row's pending siblings about its payment were applied with it (all of them)
-
-
-def _process(inbox_id: int, *, deps: Deps, marker: _Marker | None = None) -> _Done:
+def _process(inbox_id: int, *, deps: Deps, committed: Callable[[], None] | None = None) -> Decision | None:
+    """Apply one row in its transaction, then run its follow-up if it has one; ``committed`` is called once that
+    transaction has committed (before the follow-up)."""
     with deps.unit() as uow:
         row = uow.inbox_row(inbox_id, lock=True)
         if row is None or row.status != "pending":
-            return _Done()
+            return None
         row.attempts += 1
         applied = (_apply_callback(row, deps=deps) if row.kind == "callback"
-                   else _apply_webhook(uow, row, deps=deps, marker=marker))
+                   else _apply_webhook(uow, row, deps=deps))
         if applied.follow_up is None:
             _finish(uow, row, applied.status, applied.reason)
-            uow.commit()
-            return _Done(applied.decision, applied.gathered)
-        row.reason = f"{FOLLOW_UP_PENDING}{applied.reason}"
+        else:
+            row.reason = f"{FOLLOW_UP_PENDING}{applied.reason}"
         uow.commit()
+    if committed is not None:
+        committed()
+    if applied.follow_up is None:
+        return applied.decision
     try:
         decision = applied.follow_up()
     except GatewayNotFound as exc:  # the gateway does not know the payment a signed callback named
         _finish_pending(inbox_id, "rejected", f"payment unknown at the gateway: {exc}", deps)
-        return _Done(gathered=applied.gathered)
+        return None
     _finish_pending(inbox_id, "processed", decision.reason if decision else applied.reason, deps)
-    return _Done(decision, applied.gathered)
+    return decision
 
 
 def _pending_about(coalesce_key: str, *, deps: Deps) -> list[int]:
@@ -146,7 +149,7 @@ def _apply_callback(row: InboxEvent, *, deps: Deps) -> Applied:
                    follow_up=lambda: reconcile_order(order_id, deps=deps, source=Source.CALLBACK))
 
 
-def _apply_webhook(uow: UnitOfWork, row: InboxEvent, *, deps: Deps, marker: _Marker | None = None) -> Applied:
+def _apply_webhook(uow: UnitOfWork, row: InboxEvent, *, deps: Deps) -> Applied:
     """Parse the stored body, find the order, decide (in the row's transaction)."""
     gateway = deps.gateway(row.gateway)
     try:
@@ -174,8 +177,6 @@ def _apply_webhook(uow: UnitOfWork, row: InboxEvent, *, deps: Deps, marker: _Mar
         uow.observe_refund(order, event.refund)
     if event.dispute is not None:
         uow.observe_dispute(order, event.dispute)
-    if marker is not None:
-        marker.release()  # before the siblings query reads: see _Marker
     batch, gathered = _siblings_about(uow, row, gateway, order.gateway_order_id) if row.gateway_payment_id \
         else ([], False)
     decision = uow.apply(order, Evidence(Source.WEBHOOK, (event.payment, *(p for _, p in batch))))
@@ -183,13 +184,13 @@ def _apply_webhook(uow: UnitOfWork, row: InboxEvent, *, deps: Deps, marker: _Mar
     if gathered and decision.to_state in AWAITING_PAYMENT and not (decision.capture or decision.refund):
         decision, gathered = _apply_late_siblings(uow, row, gateway, order, decision, [s.id for s, _ in batch])
     if decision.capture:
-        return Applied("processed", decision.reason, decision, gathered=gathered,
+        return Applied("processed", decision.reason, decision,
                        follow_up=lambda: capture_authorized(order_id, gateway_name, decision, Source.WEBHOOK,
                                                             deps=deps))
     if decision.refund:
-        return Applied("processed", decision.reason, decision, gathered=gathered,
+        return Applied("processed", decision.reason, decision,
                        follow_up=lambda: refund_duplicates(order_id, decision, deps=deps))
-    return Applied("processed", decision.reason, decision, gathered=gathered)
+    return Applied("processed", decision.reason, decision)
 
 
 def _settlement_announced(uow: UnitOfWork, row: InboxEvent, settlement: RemoteSettlement, *, deps: Deps) -> Applied:
@@ -232,10 +233,10 @@ def _apply_late_siblings(uow: UnitOfWork, row: InboxEvent, gateway: PaymentGatew
                          taken: Iterable[int]) -> tuple[Decision, bool]:
     """One more look at the payment's pending rows, before the commit, when the decision leaves the order waiting
     for the payment's next status (an authorisation awaiting its capture; not a review, nor a paid or closed
-    order). A ``payment.captured`` stored while this transaction ran sent a message of its own (the marker was
-    released), whose transaction would wait for this commit on the order's lock and only then credit: the
-    slowest credits at half load (1 order in 8), which this look takes instead. A row that message's worker
-    already holds is skipped: that worker applies it."""
+    order). A ``payment.captured`` stored after the siblings query would otherwise be credited only after this
+    commit, in a transaction of its own (by the message's look after the release, or by its own message when the
+    marker was not held: 1 order in 8 at half load, the slowest credits); this look credits it now. A row another
+    worker holds is skipped: that worker applies it, or the look after the commit does."""
     late, gathered = _siblings_about(uow, row, gateway, order.gateway_order_id, besides=taken)
     if not late:
         return decision, gathered
