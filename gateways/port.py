@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import date, datetime
 from enum import StrEnum
 from typing import Any, Protocol, runtime_checkable
 
@@ -169,6 +170,10 @@ class SettlementSource(Protocol):
     def fetch_settlement_lines(self, year: int, month: int, day: int, *, skip: int,
                                count: int) -> tuple[SettlementLine, ...]:
         """One page of the transactions settled that day, in the gateway's order."""
+        ...
+
+    def settlement_days(self, moment: datetime) -> tuple[date, ...]:
+        """The days whose settled transactions may include a settlement made at ``moment`` (those to pull)."""
         ...
 
 

@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Mapping
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import httpx
 import pybreaker
@@ -239,6 +239,11 @@ class GuardedGateway:
         if not isinstance(self.inner, SettlementSource):
             raise LookupError(f"{self.name} reports no settlements by API: import its reports")
         return self._call(self.inner.fetch_settlement_lines, year, month, day, skip=skip, count=count)
+
+    def settlement_days(self, moment: datetime) -> tuple[date, ...]:
+        if not isinstance(self.inner, SettlementSource):
+            raise LookupError(f"{self.name} reports no settlements by API: import its reports")
+        return self.inner.settlement_days(moment)
 
     def verify_webhook(self, raw_body: bytes, headers: Mapping[str, str]) -> WebhookEvent:
         return self.inner.verify_webhook(raw_body, headers)

@@ -30,6 +30,7 @@ import dataclasses
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from datetime import UTC, date, datetime, timedelta, timezone
 from typing import Any
 
 import httpx
@@ -56,6 +57,9 @@ DEFAULT_MANUAL_EXPIRY_MINUTES = 7200
 MAX_REFUND_REASON_LENGTH = 250
 #: The recon endpoint's largest page (after-capture.md §4.2: count 1..1000)
 RECON_PAGE_MAX = 1000
+#: India's time (no daylight saving): the likely zone of the recon endpoint's ``day``, which is UNDOCUMENTED
+#: (after-capture.md §4.2). Razorpay is an Indian gateway and its dashboard's days are IST.
+IST = timezone(timedelta(hours=5, minutes=30), "IST")
 
 SIGNATURE_HEADER = "x-razorpay-signature"
 EVENT_ID_HEADER = "x-razorpay-event-id"
@@ -285,6 +289,11 @@ class RazorpayGateway(GatewayAdapter):
         collection = self._client.fetch_settlement_recon(year, month, day, count=count, skip=skip)
         with _api_shape("fetch_settlement_recon"):
             return mapping.recon_lines_from_collection(collection)
+
+    def settlement_days(self, moment: datetime) -> tuple[date, ...]:
+        """The recon day's zone is undocumented: the moment's day in IST and in UTC (one day from 18:30 UTC
+        to midnight UTC, when IST is already on the next), both pulled: the safer reading."""
+        return tuple(sorted({moment.astimezone(IST).date(), moment.astimezone(UTC).date()}))
 
     # Signed inputs ---------------------------------------------------------------------
 

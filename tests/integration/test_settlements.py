@@ -41,6 +41,12 @@ def buckets(deps) -> dict[str, str]:
         return dict(session.execute(select(SettlementRow.entity_id, SettlementRow.bucket)).all())
 
 
+def settlement_day(deps):
+    """The recon day a settlement made now is filed under: today in IST, Razorpay's likely zone (the simulator's),
+    which is a day ahead of the UTC date from 18:30 UTC."""
+    return max(deps.gateway("razorpay").settlement_days(deps.clock.now()))
+
+
 def pull_today(deps, **kwargs):
     today = deps.clock.now().date()
     return [settlement_pull.pull_day("razorpay", today + timedelta(days=d), deps=deps, **kwargs) for d in (0, 1)]
@@ -114,7 +120,7 @@ def test_pulling_twice_or_overlapping_stores_each_row_once_and_resumes_after_a_c
     deps.gateway("razorpay").fetch_settlement_lines = dies_on_second_page
     try:
         with pytest.raises(httpx.ReadTimeout):
-            settlement_pull.pull_day("razorpay", deps.clock.now().date(), deps=deps, page=2)
+            settlement_pull.pull_day("razorpay", settlement_day(deps), deps=deps, page=2)
     finally:
         del deps.gateway("razorpay").fetch_settlement_lines
     with deps.sessions() as session:
@@ -292,7 +298,7 @@ def test_two_pulls_of_a_new_day_at_once_both_finish(deps, org, simulator):
     for _ in range(3):
         paid(deps, simulator)
     simulator.sim.settle("razorpay", everything=True, deliver_webhooks=False)
-    today = deps.clock.now().date()
+    today = settlement_day(deps)
     with ThreadPoolExecutor(2) as pool:
         done = list(pool.map(lambda _: settlement_pull.pull_day("razorpay", today, deps=deps, page=1), range(2)))
     assert len(done) == 2
@@ -425,3 +431,33 @@ def test_a_bad_row_or_a_failed_chunk_later_in_the_file_keeps_nothing_and_the_con
     fine = tmp_path / "fine.csv"
     fine.write_text("\n".join([header, *rows]) + "\n")
     assert settlement_import.import_report(fine, "payglocal", deps=deps, imported_by="finance:test").new_rows == 5
+
+
+def test_a_settlement_announced_in_the_utc_evening_pulls_its_ist_day_as_well(deps, org, simulator):
+    """Razorpay's recon day is in an undocumented zone, likely IST: a settlement made at 20:00 UTC is on the next
+    IST day. The announcement reopens and pulls both days (the webhook-prompted pull asked for the UTC day
+    alone, and found nothing from 18:30 UTC on)."""
+    import json
+    from datetime import UTC, datetime
+
+    from gateways.razorpay.signature import sign
+    from worker.services import inbox, intake
+
+    paid(deps, simulator)
+    simulator.sim.settle("razorpay", everything=True, deliver_webhooks=False)
+    [announced] = [e for e in simulator.sim.webhook_events() if json.loads(e.body)["event"] == "settlement.processed"]
+    event = json.loads(announced.body)
+    evening = datetime.combine(deps.clock.now().date() - timedelta(days=1), datetime.min.time(), UTC) \
+        + timedelta(hours=20)
+    event["payload"]["settlement"]["entity"]["created_at"] = int(evening.timestamp())
+    body = json.dumps(event).encode()
+    headers = {"Content-Type": "application/json", "X-Razorpay-Event-Id": "evt_settled_in_the_evening",
+               "X-Razorpay-Signature": sign(simulator.config.webhook_secret, body)}
+    stored = intake.store_webhook("razorpay", body, headers, deps=deps)
+    inbox.process_inbox_event(stored.inbox_id, deps=deps)
+    utc_day, ist_day = evening.date(), evening.date() + timedelta(days=1)
+    [row] = [r for r in inbox_rows(deps) if r.id == stored.inbox_id]
+    assert row.status == "processed" and f"{utc_day} and {ist_day} pulled" in row.reason
+    with deps.sessions() as session:
+        days = set(session.execute(select(SettlementPull.day).where(SettlementPull.gateway == "razorpay")).scalars())
+    assert {utc_day, ist_day} <= days

@@ -436,3 +436,42 @@ def test_an_order_paid_stored_while_the_credit_is_decided_rides_on_that_message(
     assert rows[1].reason == f"captured (applied with inbox #{rows[0].id})" and "applied with" not in rows[2].reason
     assert order_row(deps, order.id).state == "paid" and ledger_count(deps) == 1 and balance(deps) == 5_000
     assert deps.coordination.client.exists(marker(broker, payment_id)) == 0  # released
+
+
+def test_a_capture_stored_while_we_decide_to_capture_is_credited_even_when_our_capture_call_fails(
+        client, deps, org, simulator, broker, actors, monkeypatch):
+    """A manual-capture order's authorisation asks for our capture call (its follow-up, after the commit); the
+    gateway's payment.captured, stored meanwhile, found the marker held and sent no message. The message applies
+    it (and the authorisation with it) before the follow-up runs, so a capture call that fails (the message is
+    then retried) leaves nothing behind."""
+    from ops.web import _store_and_enqueue
+    from worker.services import inbox
+
+    deps.settings = deps.settings.model_copy(update={"razorpay_manual_capture": True})
+    order = new_order(deps)
+    simulator.sim.pay(order.gateway_order_id, "authorize_only", deliver_webhooks=False)
+    [authorized] = [(json.loads(e.body)["event"], e.body, dict(e.headers)) for e in simulator.sim.webhook_events()]
+    assert authorized[0] == "payment.authorized"
+    event = json.loads(authorized[1])
+    event["event"] = "payment.captured"
+    event["payload"]["payment"]["entity"].update(status="captured", captured=True)
+    body = json.dumps(event).encode()
+    headers = {"Content-Type": "application/json", "X-Razorpay-Event-Id": "evt_captured_meanwhile",
+               "X-Razorpay-Signature": sign(simulator.config.webhook_secret, body)}
+    post(client, authorized)
+    [message] = queued(broker)
+    _store_during_first_apply(monkeypatch, lambda: _store_and_enqueue(actors, "razorpay", body, headers, deps))
+
+    def capture_fails(*args, **kwargs):
+        raise RuntimeError("the capture call failed")
+
+    monkeypatch.setattr(inbox, "capture_authorized", capture_fails)
+    with pytest.raises(RuntimeError):
+        run(actors, broker, message)
+    assert [m.message_id for m in queued(broker)] == [message.message_id]  # to retry; the capture sent none
+    rows = inbox_rows(deps)
+    assert [r.status for r in rows] == ["processed", "processed"]
+    assert rows[0].reason == f"captured (applied with inbox #{rows[1].id})"  # the capture's took it along
+    assert order_row(deps, order.id).state == "paid" and ledger_count(deps) == 1 and balance(deps) == 5_000
+    run(actors, broker, message)  # the retry finds it done
+    assert queued(broker) == [] and ledger_count(deps) == 1

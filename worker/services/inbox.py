@@ -50,23 +50,24 @@ def process_inbox_event(inbox_id: int, *, deps: Deps, coalesce_key: str | None =
     """Apply one stored webhook or callback to its order, once. Returns the decision, or None.
 
     With a ``coalesce_key`` (the message's sender claimed its payment's "message queued" marker, so later
-    webhooks about the payment send no message while it is held): hold the marker through the row's transaction,
-    release it once that commits, then apply every row of the payment still pending. A webhook that found the
-    marker held committed its row before it looked, so before the release: this look finds it (or the row's own
-    siblings query did); one stored after the release sends a message of its own. Holding it until the commit,
-    not only until the siblings query, lets the payment's next webhooks (a capture, order.paid, stored while the
-    authorisation is decided) ride on this message instead of each sending one (1.9 messages per order at half
-    load, 1.03 so).
+    webhooks about the payment send no message while it is held): hold the marker through the row's transaction;
+    once that commits, and before its follow-up (a capture call), release it and apply every row of the payment
+    still pending (:meth:`_Marker.hand_over`). A webhook that found the marker held committed its row before it
+    looked, so before the release: that look finds it (or the row's own siblings query did); one stored after
+    the release sends a message of its own. Holding it until the commit, not only until the siblings query, lets
+    the payment's next webhooks (a capture, order.paid, stored while the authorisation is decided) ride on this
+    message instead of each sending one (1.9 messages per order at half load, 1.03 now).
 
-    Raises whatever its follow-up raises (a gateway error): the row then stays pending."""
+    Raises whatever its follow-up raises (a gateway error): the row then stays pending. A row whose transaction
+    fails releases the marker and leaves the look to the message's retry."""
     if coalesce_key is None:
         return _process(inbox_id, deps=deps)
     marker = _Marker(coalesce_key, inbox_id, deps)
     try:
-        decision = _process(inbox_id, deps=deps, committed=marker.release)
+        decision = _process(inbox_id, deps=deps, committed=marker.hand_over)
     finally:
-        marker.release()  # if the row's path did not reach its commit (a row already done, an error)
-    _apply_each(_pending_about(coalesce_key, deps=deps), deps=deps)
+        marker.release()  # if the row's transaction failed: rows from now on send messages of their own
+    marker.hand_over()  # if the row was done already (nothing committed): the rows that found the marker held
     return decision
 
 
@@ -76,7 +77,16 @@ class _Marker:
     applied send no message; the look that follows the release applies them."""
 
     def __init__(self, key: str, inbox_id: int, deps: Deps) -> None:
-        self.key, self.inbox_id, self.deps, self.released = key, inbox_id, deps, False
+        self.key, self.inbox_id, self.deps, self.released, self.looked = key, inbox_id, deps, False, False
+
+    def hand_over(self) -> None:
+        """Release the marker, then apply the payment's rows still pending, once: a capture stored while the
+        authorisation was decided is credited before that authorisation's own follow-up runs (which then finds
+        the order paid), and a follow-up that fails cannot leave them behind."""
+        self.release()
+        if not self.looked:
+            self.looked = True
+            _apply_each(_pending_about(self.key, deps=self.deps), deps=self.deps)
 
     def release(self) -> None:
         if self.released:
@@ -182,7 +192,7 @@ def _apply_webhook(uow: UnitOfWork, row: InboxEvent, *, deps: Deps) -> Applied:
     decision = uow.apply(order, Evidence(Source.WEBHOOK, (event.payment, *(p for _, p in batch))))
     _finish_with(uow, row, order, batch, decision)
     if gathered and decision.to_state in AWAITING_PAYMENT and not (decision.capture or decision.refund):
-        decision, gathered = _apply_late_siblings(uow, row, gateway, order, decision, [s.id for s, _ in batch])
+        decision = _apply_late_siblings(uow, row, gateway, order, decision, [s.id for s, _ in batch])
     if decision.capture:
         return Applied("processed", decision.reason, decision,
                        follow_up=lambda: capture_authorized(order_id, gateway_name, decision, Source.WEBHOOK,
@@ -194,19 +204,24 @@ def _apply_webhook(uow: UnitOfWork, row: InboxEvent, *, deps: Deps) -> Applied:
 
 
 def _settlement_announced(uow: UnitOfWork, row: InboxEvent, settlement: RemoteSettlement, *, deps: Deps) -> Applied:
-    """``settlement.processed`` names no order: it prompts a pull of its day (then a match), after the commit."""
+    """``settlement.processed`` names no order: it prompts a pull of its day (then a match), after the commit: the
+    day in each zone the gateway may file it under (Razorpay's is undocumented: IST and UTC)."""
     gateway_name = row.gateway
-    if not deps.gateway(gateway_name).settles_by_api:
+    gateway = deps.gateway(gateway_name)
+    if not gateway.settles_by_api:
         return Applied("ignored", f"settlement {settlement.gateway_settlement_id}: {gateway_name} has no recon API")
     moment = datetime.fromtimestamp(settlement.created_at, UTC) if settlement.created_at else uow.now
-    day = moment.date()
-    reopen_day(uow.session, gateway_name, day, now=uow.now)
+    days = gateway.settlement_days(moment)
+    for day in days:
+        reopen_day(uow.session, gateway_name, day, now=uow.now)
 
     def pull_and_match() -> None:
-        pull_day(gateway_name, day, deps=deps)
+        for day in days:
+            pull_day(gateway_name, day, deps=deps)
         settlement_match.match(deps=deps, recheck=deps.recheck_now)
 
-    return Applied("processed", f"settlement {settlement.gateway_settlement_id} announced: day {day} pulled",
+    pulled = " and ".join(day.isoformat() for day in days)
+    return Applied("processed", f"settlement {settlement.gateway_settlement_id} announced: {pulled} pulled",
                    follow_up=pull_and_match)
 
 
@@ -230,19 +245,19 @@ def _siblings_about(uow: UnitOfWork, row: InboxEvent, gateway: PaymentGateway, g
 
 
 def _apply_late_siblings(uow: UnitOfWork, row: InboxEvent, gateway: PaymentGateway, order: Order, decision: Decision,
-                         taken: Iterable[int]) -> tuple[Decision, bool]:
+                         taken: Iterable[int]) -> Decision:
     """One more look at the payment's pending rows, before the commit, when the decision leaves the order waiting
     for the payment's next status (an authorisation awaiting its capture; not a review, nor a paid or closed
     order). A ``payment.captured`` stored after the siblings query would otherwise be credited only after this
     commit, in a transaction of its own (by the message's look after the release, or by its own message when the
     marker was not held: 1 order in 8 at half load, the slowest credits); this look credits it now. A row another
     worker holds is skipped: that worker applies it, or the look after the commit does."""
-    late, gathered = _siblings_about(uow, row, gateway, order.gateway_order_id, besides=taken)
+    late, _ = _siblings_about(uow, row, gateway, order.gateway_order_id, besides=taken)
     if not late:
-        return decision, gathered
+        return decision
     decision = uow.apply(order, Evidence(Source.WEBHOOK, tuple(payment for _, payment in late)))
     _finish_with(uow, row, order, late, decision)
-    return decision, gathered
+    return decision
 
 
 def _finish_with(uow: UnitOfWork, row: InboxEvent, order: Order, batch: list[tuple[InboxEvent, RemotePayment]],
