@@ -30,7 +30,8 @@ def inbox_event(actors: Actors, inbox_id: int, *args: str, **context: str) -> bo
 def stored_webhook(actors: Actors, coordination: Coordination, inbox_id: int, coalesce_key: str | None,
                    gateway: str) -> None:
     """Process a committed webhook row, with no message of its own when one about the same payment is queued:
-    that message's worker gathers this row with its own (3 webhooks per payment, 1 message under load).
+    that message's worker applies this row too (with its own, or in its look after its commit: 3 webhooks per
+    payment, about 1 message).
 
     A row held back by a marker whose message then fails to send (or whose web process dies between claim and
     send) waits for the inbox sweep, as a row whose own send failed always has."""

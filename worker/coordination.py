@@ -84,8 +84,9 @@ class Coordination:
 
     def claim_queued(self, key: str) -> bool:
         """Whether the caller must send the message for ``key``: True unless a message for it is already
-        queued, whose worker will release the marker *before* it gathers what ``key`` names, and so sees
-        every row committed before this call. Without a shared Redis, or with Redis failing: always True."""
+        queued or being applied, whose worker releases the marker once its row's transaction commits and then
+        applies what ``key`` names still pending, so sees every row committed before this call. Without a shared
+        Redis, or with Redis failing: always True."""
         if self.client is None:
             return True
         try:
@@ -94,7 +95,7 @@ class Coordination:
             return True
 
     def release_queued(self, key: str) -> None:
-        """The queued message for ``key`` runs: rows committed from now on send messages of their own. Raises
+        """The message for ``key`` has committed its row: rows committed from now on send messages of their own. Raises
         on a Redis failure; the caller logs it and goes on (the marker expires, the inbox sweep sends what it
         held back)."""
         if self.client is not None:

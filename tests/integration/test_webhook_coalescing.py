@@ -324,7 +324,8 @@ def _authorise_while_the_capture_arrives(client, deps, broker, actors, monkeypat
 def test_a_capture_stored_while_the_authorisation_is_decided_is_credited_in_that_transaction(
         client, deps, org, simulator, broker, actors, monkeypatch):
     """The authorisation's decision waits for the capture: one more look before its commit takes the
-    payment.captured stored meanwhile, instead of that row's own message waiting for this commit to credit."""
+    payment.captured stored meanwhile, instead of the look after this commit crediting it in a transaction of
+    its own."""
     order = new_order(deps)
     _, (authorized, captured, _) = payment_webhooks(simulator, order)
     _authorise_while_the_capture_arrives(client, deps, broker, actors, monkeypatch, authorized, captured)

@@ -229,7 +229,8 @@ def _siblings_about(uow: UnitOfWork, row: InboxEvent, gateway: PaymentGateway, g
                     besides: Iterable[int] = ()) -> tuple[list[tuple[InboxEvent, RemotePayment]], bool]:
     """The other pending webhooks about the same payment of the same order, each with the payment it
     reports (payment.authorized, payment.captured and order.paid come together), and whether that was all
-    of them. A row that does not parse to a payment of this order is left for its own message."""
+    of them. A row that does not parse to a payment of this order is left to the message's look after the commit
+    (or to its own message)."""
     found: list[tuple[InboxEvent, RemotePayment]] = []
     siblings = uow.pending_siblings(row, limit=SIBLINGS_AT_MOST, besides=besides)
     for sibling in siblings:
