@@ -181,22 +181,30 @@ def webhook_latency(benchmarks: dict) -> str | None:
     floor_per_message = f["cpu_ms_per_credited"]["workers"] / 3
     sp99, fp99 = s["received_to_credited_p99_ms"], f["received_to_credited_p99_ms"]
     ratio = f"{sp99 / fp99:.2f} ×" if sp99 and fp99 else "–"
-    return (f"**Webhook → credit latency at half load ({callbacks['fixed_load_per_s']} orders/s):** service p50 "
+    rate = callbacks["fixed_load_per_s"]
+    cores = s["cpu_ms_per_credited"]["total"] * rate / 1000
+    floor_cores = f["cpu_ms_per_credited"]["total"] * rate / 1000
+    return (f"**Webhook → credit latency at half load ({rate} orders/s):** service p50 "
             f"{s['received_to_credited_p50_ms']} ms, p99 {sp99} ms; floor p50 {f['received_to_credited_p50_ms']} ms, "
             f"p99 {fp99} ms ({ratio}; the goal is 5 ×). A credit waits for the web's commit, the coalescing marker and "
             "the send, the doorbell's wake-up, Dramatiq's consumer thread, work queue and middleware, then our "
             f"transaction: {per_message:.1f} ms of worker CPU per message at that load "
-            f"({s['cpu_ms_per_credited']['workers']} ms per order over {s.get('messages_per_order', 3)} messages), "
-            f"the floor's {floor_per_message:.1f} ms. Two changes moved it (each measured apart, three 20 s runs at 58 "
-            "orders/s with and without, clock-stamped as here): pooled connections handed out last-in first-out, so "
-            "the same few Postgres backends stay warm (p50 5.8 → 4.6 ms, p99 14.6 → 12 ms); and a decision waiting "
-            "for the capture looking once more before its commit: 1 order in 8 had its `payment.captured` stored "
-            "just after the authorisation's transaction read the payment's rows, and credited by a transaction of "
-            "its own once the authorisation's released the order's lock (8-25 ms); about 1 in 50 now (p99 12 → "
-            "9-11 ms). The rest of the tail comes in bursts: the slowest orders of a run fall within the same few "
-            "hundred milliseconds, with no GC pause (gc callbacks), no CPU hog (a /proc sampler) and no slow "
-            "fdatasync (a probe beside Postgres: p99 1.2 ms) at those moments; two cores then serve the web, the "
-            "workers and Postgres at once.")
+            f"({s['cpu_ms_per_credited']['workers']} ms per order over {s.get('messages_per_order', 3)} messages, "
+            f"each applying most of its order's three webhooks), the floor's {floor_per_message:.1f} ms (one webhook "
+            f"each). At this load the service's own processes keep {cores:.2f} cores "
+            f"busy ({s['cpu_ms_per_credited']['total']} ms per order: more than sustained, as each message wakes its "
+            f"threads alone), the floor's {floor_cores:.2f}, on 2 cores shared with Postgres and the senders: the "
+            "tail is waiting for a core. The slowest orders of a run fall within the same second or so, while a "
+            "/proc sampler shows both cores busy and no process out of the ordinary (no GC pause by gc callbacks, "
+            "no slow fdatasync by a probe beside Postgres, no autovacuum). Three changes moved it, each measured "
+            "apart (runs at a fixed load with and without, clock-stamped as here): pooled connections handed out "
+            "last-in first-out, so the same few Postgres backends stay warm (p50 5.8 → 4.6 ms, p99 14.6 → 12 ms, "
+            "at 58 orders/s on the machine of 2026-12-03); a decision waiting for the capture looking once more "
+            "before its commit, for the `payment.captured` stored just after the authorisation read the payment's "
+            "rows (1 order in 8 was credited by a transaction of its own, 8-25 ms later; about 1 in 50 since); and "
+            "the payment's marker held until the row's transaction commits, so webhooks stored meanwhile (order.paid, "
+            "a late capture) ride on the message instead of each sending one: 1.9 → 1.0 messages per order at half "
+            "load, and worker CPU per order 18.1-20.4 → 16.8-17.5 ms (38 orders/s, 2026-12-04's slower machine).")
 
 
 def busy_verdict(snapshots: list[dict]) -> str:
