@@ -64,11 +64,9 @@ def process_inbox_event(inbox_id: int, *, deps: Deps, coalesce_key: str | None =
         return _process(inbox_id, deps=deps)
     marker = _Marker(coalesce_key, inbox_id, deps)
     try:
-        decision = _process(inbox_id, deps=deps, committed=marker.hand_over)
+        return _process(inbox_id, deps=deps, committed=marker.hand_over)
     finally:
         marker.release()  # if the row's transaction failed: rows from now on send messages of their own
-    marker.hand_over()  # if the row was done already (nothing committed): the rows that found the marker held
-    return decision
 
 
 class _Marker:
@@ -77,16 +75,14 @@ class _Marker:
     applied send no message; the look that follows the release applies them."""
 
     def __init__(self, key: str, inbox_id: int, deps: Deps) -> None:
-        self.key, self.inbox_id, self.deps, self.released, self.looked = key, inbox_id, deps, False, False
+        self.key, self.inbox_id, self.deps, self.released = key, inbox_id, deps, False
 
     def hand_over(self) -> None:
-        """Release the marker, then apply the payment's rows still pending, once: a capture stored while the
+        """Release the marker, then apply the payment's rows still pending: a capture stored while the
         authorisation was decided is credited before that authorisation's own follow-up runs (which then finds
         the order paid), and a follow-up that fails cannot leave them behind."""
         self.release()
-        if not self.looked:
-            self.looked = True
-            _apply_each(_pending_about(self.key, deps=self.deps), deps=self.deps)
+        _apply_each(_pending_about(self.key, deps=self.deps), deps=self.deps)
 
     def release(self) -> None:
         if self.released:
@@ -114,23 +110,23 @@ def _apply_each(inbox_ids: list[int], *, deps: Deps) -> None:
 
 def _process(inbox_id: int, *, deps: Deps, committed: Callable[[], None] | None = None) -> Decision | None:
     """Apply one row in its transaction, then run its follow-up if it has one; ``committed`` is called once that
-    transaction has committed (before the follow-up)."""
+    transaction is over, committed or with nothing to do (the row was done already), before the follow-up."""
+    applied = None
     with deps.unit() as uow:
         row = uow.inbox_row(inbox_id, lock=True)
-        if row is None or row.status != "pending":
-            return None
-        row.attempts += 1
-        applied = (_apply_callback(row, deps=deps) if row.kind == "callback"
-                   else _apply_webhook(uow, row, deps=deps))
-        if applied.follow_up is None:
-            _finish(uow, row, applied.status, applied.reason)
-        else:
-            row.reason = f"{FOLLOW_UP_PENDING}{applied.reason}"
-        uow.commit()
+        if row is not None and row.status == "pending":
+            row.attempts += 1
+            applied = (_apply_callback(row, deps=deps) if row.kind == "callback"
+                       else _apply_webhook(uow, row, deps=deps))
+            if applied.follow_up is None:
+                _finish(uow, row, applied.status, applied.reason)
+            else:
+                row.reason = f"{FOLLOW_UP_PENDING}{applied.reason}"
+            uow.commit()
     if committed is not None:
         committed()
-    if applied.follow_up is None:
-        return applied.decision
+    if applied is None or applied.follow_up is None:
+        return applied and applied.decision
     try:
         decision = applied.follow_up()
     except GatewayNotFound as exc:  # the gateway does not know the payment a signed callback named
