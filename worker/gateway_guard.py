@@ -236,14 +236,15 @@ class GuardedGateway:
 
     def fetch_settlement_lines(self, year: int, month: int, day: int, *, skip: int,
                                count: int) -> tuple[SettlementLine, ...]:
-        if not isinstance(self.inner, SettlementSource):
-            raise LookupError(f"{self.name} reports no settlements by API: import its reports")
-        return self._call(self.inner.fetch_settlement_lines, year, month, day, skip=skip, count=count)
+        return self._call(self._settlement_source().fetch_settlement_lines, year, month, day, skip=skip, count=count)
 
     def settlement_days(self, moment: datetime) -> tuple[date, ...]:
+        return self._settlement_source().settlement_days(moment)
+
+    def _settlement_source(self) -> SettlementSource:
         if not isinstance(self.inner, SettlementSource):
             raise LookupError(f"{self.name} reports no settlements by API: import its reports")
-        return self.inner.settlement_days(moment)
+        return self.inner
 
     def verify_webhook(self, raw_body: bytes, headers: Mapping[str, str]) -> WebhookEvent:
         return self.inner.verify_webhook(raw_body, headers)
